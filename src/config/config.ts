@@ -1,0 +1,60 @@
+/** The typed, frozen configuration every part receives. Built only by loadConfig (src/config/load.ts). */
+export interface Config {
+  port: number;
+  host: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `auto`: chronos when every NAS setting is present, builtin otherwise. */
+  provider: 'chronos' | 'builtin' | 'auto';
+  portalUrl: string | undefined;
+  callbackUrl: string | undefined;
+  expectedAudience: string | undefined;
+  jwksUrl: string | undefined;
+  firePublicKey: string | undefined;
+  accessToken: string | undefined;
+  accessTokenFile: string | undefined;
+  dataDir: string;
+  jobsFile: string | undefined;
+  timezone: string;
+  adminToken: string | undefined;
+  idleExitSeconds: number;
+  shutdownGraceSeconds: number;
+  allowCommands: boolean;
+  /** Fire requests per second accepted from one client address (SPEC §2 row 2); benchmarks raise it. */
+  fireRateLimit: number;
+}
+
+/** Every variable loadConfig reads, with its default and meaning; .env.example and docs are checked against it. */
+export const CONFIG_VARIABLES = [
+  'PORT',
+  'HOST',
+  'LOG_LEVEL',
+  'CHRONOS_PROVIDER',
+  'CHRONOS_PORTAL_URL',
+  'CHRONOS_CALLBACK_URL',
+  'CHRONOS_EXPECTED_AUDIENCE',
+  'CHRONOS_JWKS_URL',
+  'CHRONOS_FIRE_PUBLIC_KEY',
+  'CHRONOS_ACCESS_TOKEN',
+  'CHRONOS_ACCESS_TOKEN_FILE',
+  'CHRONOS_DATA_DIR',
+  'CHRONOS_JOBS_FILE',
+  'CHRONOS_TIMEZONE',
+  'CHRONOS_ADMIN_TOKEN',
+  'CHRONOS_IDLE_EXIT_SECONDS',
+  'CHRONOS_SHUTDOWN_GRACE_SECONDS',
+  'CHRONOS_ALLOW_COMMANDS',
+  'CHRONOS_FIRE_RATE_LIMIT',
+] as const;
+export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
+
+/** The NAS settings the chronos provider cannot work without (SPEC §5). */
+export function missingNasSettings(config: Config): string[] {
+  const missing: string[] = [];
+  if (!config.portalUrl) missing.push('CHRONOS_PORTAL_URL');
+  if (!config.callbackUrl) missing.push('CHRONOS_CALLBACK_URL');
+  if (!config.expectedAudience) missing.push('CHRONOS_EXPECTED_AUDIENCE');
+  if (!config.jwksUrl && !config.firePublicKey) missing.push('CHRONOS_JWKS_URL or CHRONOS_FIRE_PUBLIC_KEY');
+  if (!config.accessToken && !config.accessTokenFile)
+    missing.push('CHRONOS_ACCESS_TOKEN or CHRONOS_ACCESS_TOKEN_FILE');
+  return missing;
+}

@@ -1,0 +1,152 @@
+import * as z from 'zod/mini';
+import { ChronosError } from '../errors.js';
+import '../validation.js';
+import type { Config, ConfigVariable } from './config.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const text = z.optional(z.string().check(z.trim(), z.minLength(1)));
+const httpUrl = (hint: string) =>
+  z.optional(z.url({ protocol: /^https?$/, error: `must be an absolute http(s) URL, ${hint}` }));
+const wholeNumber = (min: number, max: number, hint: string) =>
+  z.optional(
+    z
+      .pipe(z.string().check(z.regex(/^\d+$/, `must be a whole number ${hint}`)), z.transform(Number))
+      .check(z.refine((n) => n >= min && n <= max, `must be between ${min} and ${max} ${hint}`)),
+  );
+const flag = z.optional(
+  z.pipe(
+    z.enum(['true', 'false', '1', '0', 'yes', 'no'], 'must be true or false'),
+    z.transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  ),
+);
+
+const EnvSchema = z.object({
+  PORT: wholeNumber(0, 65535, '(TCP port, e.g. 8080)'),
+  HOST: text,
+  LOG_LEVEL: z.optional(
+    z.enum(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      'must be one of fatal, error, warn, info, debug, trace, silent',
+    ),
+  ),
+  CHRONOS_PROVIDER: z.optional(
+    z.enum(['chronos', 'builtin'], 'must be "chronos" (NAS-mediated) or "builtin" (in-process timer)'),
+  ),
+  CHRONOS_PORTAL_URL: httpUrl('e.g. https://portal.example.com'),
+  CHRONOS_CALLBACK_URL: httpUrl("Chronos's public base URL, e.g. https://my-app.fly.dev"),
+  CHRONOS_EXPECTED_AUDIENCE: text,
+  CHRONOS_JWKS_URL: httpUrl('e.g. https://portal.example.com/.well-known/jwks.json'),
+  CHRONOS_FIRE_PUBLIC_KEY: text,
+  CHRONOS_ACCESS_TOKEN: text,
+  CHRONOS_ACCESS_TOKEN_FILE: text,
+  CHRONOS_DATA_DIR: text,
+  CHRONOS_JOBS_FILE: text,
+  CHRONOS_TIMEZONE: z.optional(
+    z.string().check(z.refine(isValidTimeZone, 'must be an IANA time zone such as UTC or Europe/Paris')),
+  ),
+  CHRONOS_ADMIN_TOKEN: z.optional(
+    z.string().check(z.minLength(16, 'must be at least 16 characters (use a random secret)')),
+  ),
+  CHRONOS_IDLE_EXIT_SECONDS: wholeNumber(0, 86_400, '(seconds; 0 disables idle exit)'),
+  CHRONOS_SHUTDOWN_GRACE_SECONDS: wholeNumber(0, 3_600, '(seconds)'),
+  CHRONOS_ALLOW_COMMANDS: flag,
+  CHRONOS_FIRE_RATE_LIMIT: wholeNumber(1, 1_000_000, '(fire requests per second per client address)'),
+});
+
+export const DEFAULT_DATA_DIR = '.chronos-data';
+/** Generous because NAS is one client that may burst. */
+export const DEFAULT_FIRE_RATE_LIMIT = 1_200;
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['CHRONOS_ADMIN_TOKEN', 'CHRONOS_ACCESS_TOKEN']);
+
+/**
+ * Parse the environment into a frozen Config, or throw one `invalid_config` error listing every problem
+ * (the process prints it and exits at start). Empty strings count as unset, as in most .env tooling.
+ */
+export function loadConfig(env: Env): Readonly<Config> {
+  const cleaned: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env))
+    if (value !== undefined && value.trim() !== '') cleaned[key] = value;
+
+  const parsed = z.safeParse(EnvSchema, cleaned);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? '');
+      // The message is printed at start and lands in logs: never echo a credential.
+      const shown = SECRET_VARIABLES.has(name) ? '(value hidden)' : JSON.stringify(cleaned[name] ?? '');
+      problems.push(`${name}=${shown}: ${issue.message}`);
+    }
+  }
+  // Cross-variable rules are checked on what is present, even when a value failed to parse, so the
+  // message lists every problem at once.
+  const has = (name: ConfigVariable) => cleaned[name] !== undefined;
+  const both = (a: ConfigVariable, b: ConfigVariable) => {
+    if (has(a) && has(b)) problems.push(`set only one of ${a} and ${b}`);
+  };
+  both('CHRONOS_JWKS_URL', 'CHRONOS_FIRE_PUBLIC_KEY');
+  both('CHRONOS_ACCESS_TOKEN', 'CHRONOS_ACCESS_TOKEN_FILE');
+  if (cleaned['CHRONOS_PROVIDER'] === 'chronos') {
+    const missing: string[] = [];
+    if (!has('CHRONOS_PORTAL_URL')) missing.push('CHRONOS_PORTAL_URL');
+    if (!has('CHRONOS_CALLBACK_URL')) missing.push('CHRONOS_CALLBACK_URL');
+    if (!has('CHRONOS_EXPECTED_AUDIENCE')) missing.push('CHRONOS_EXPECTED_AUDIENCE');
+    if (!has('CHRONOS_JWKS_URL') && !has('CHRONOS_FIRE_PUBLIC_KEY'))
+      missing.push('CHRONOS_JWKS_URL or CHRONOS_FIRE_PUBLIC_KEY');
+    if (!has('CHRONOS_ACCESS_TOKEN') && !has('CHRONOS_ACCESS_TOKEN_FILE'))
+      missing.push('CHRONOS_ACCESS_TOKEN or CHRONOS_ACCESS_TOKEN_FILE');
+    for (const name of missing)
+      problems.push(`CHRONOS_PROVIDER=chronos needs ${name}; set it, or use CHRONOS_PROVIDER=builtin`);
+  }
+  if (
+    cleaned['CHRONOS_PROVIDER'] === 'builtin' &&
+    /^[1-9]\d*$/.test(cleaned['CHRONOS_IDLE_EXIT_SECONDS'] ?? '')
+  ) {
+    problems.push(
+      'CHRONOS_IDLE_EXIT_SECONDS needs the chronos provider: with CHRONOS_PROVIDER=builtin nothing would wake the process; set it to 0',
+    );
+  }
+  if (!parsed.success || problems.length > 0) throw configError(problems);
+  const e = parsed.data;
+  const config: Config = {
+    port: e.PORT ?? 8080,
+    host: e.HOST ?? '127.0.0.1',
+    logLevel: e.LOG_LEVEL ?? 'info',
+    provider: e.CHRONOS_PROVIDER ?? 'auto',
+    portalUrl: e.CHRONOS_PORTAL_URL?.replace(/\/+$/, ''),
+    callbackUrl: e.CHRONOS_CALLBACK_URL?.replace(/\/+$/, ''),
+    expectedAudience: e.CHRONOS_EXPECTED_AUDIENCE,
+    jwksUrl: e.CHRONOS_JWKS_URL,
+    firePublicKey: e.CHRONOS_FIRE_PUBLIC_KEY,
+    accessToken: e.CHRONOS_ACCESS_TOKEN,
+    accessTokenFile: e.CHRONOS_ACCESS_TOKEN_FILE,
+    dataDir: e.CHRONOS_DATA_DIR ?? DEFAULT_DATA_DIR,
+    jobsFile: e.CHRONOS_JOBS_FILE,
+    timezone: e.CHRONOS_TIMEZONE ?? 'UTC',
+    adminToken: e.CHRONOS_ADMIN_TOKEN,
+    idleExitSeconds: e.CHRONOS_IDLE_EXIT_SECONDS ?? 0,
+    shutdownGraceSeconds: e.CHRONOS_SHUTDOWN_GRACE_SECONDS ?? 30,
+    allowCommands: e.CHRONOS_ALLOW_COMMANDS ?? false,
+    fireRateLimit: e.CHRONOS_FIRE_RATE_LIMIT ?? DEFAULT_FIRE_RATE_LIMIT,
+  };
+
+  return Object.freeze(config);
+}
+
+function configError(problems: string[]): ChronosError {
+  const list = problems.map((p) => `  - ${p}`).join('\n');
+  return new ChronosError(
+    'invalid_config',
+    `Chronos cannot start: ${problems.length} configuration problem${problems.length === 1 ? '' : 's'}:\n${list}\nSee .env.example for every variable and its default.`,
+    { problems },
+  );
+}

@@ -1,0 +1,186 @@
+import { randomBytes } from 'node:crypto';
+import { ChronosError } from '../errors.js';
+import { parseOrThrow } from '../validation.js';
+import { type Job, JobSpec, type JobSpecInput } from './model.js';
+import { nextOccurrence, parseSchedule, type Schedule } from './schedule.js';
+
+/** SPEC §3: a one-shot more than this far in the past is rejected at creation. */
+export const ONE_SHOT_PAST_TOLERANCE_MS = 120_000;
+export const DEFAULT_TIMEOUT_SECONDS = 600;
+
+export interface JobBuildContext {
+  now: number;
+  defaultTimezone: string;
+  allowCommands: boolean;
+  source: Job['source'];
+}
+
+function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function generateId(name: string | undefined): string {
+  const slug = (name ?? 'job')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
+  return `${slug || 'job'}-${randomBytes(4).toString('hex')}`;
+}
+
+// Parsing a cron expression is the expensive part of computing an occurrence; jobs are re-read from the
+// store on every fire, so compiled schedules are memoised by everything that determines them.
+const compiled = new Map<string, Schedule>();
+const COMPILED_LIMIT = 20_000;
+
+export function compileSchedule(job: Pick<Job, 'schedule' | 'timezone' | 'anchor_at'>): Schedule {
+  const key = `${job.timezone}\u0000${job.anchor_at}\u0000${job.schedule}`;
+  let schedule = compiled.get(key);
+  if (!schedule) {
+    schedule = parseSchedule(job.schedule, { timezone: job.timezone, anchor: job.anchor_at });
+    if (compiled.size >= COMPILED_LIMIT) compiled.clear();
+    compiled.set(key, schedule);
+  }
+  return schedule;
+}
+
+/**
+ * Build a stored job from a user's spec. With `existing` (PATCH, or a jobs-file upsert) the runtime state is
+ * kept, and the next run is recomputed only when the schedule, its zone, or enablement changed.
+ */
+export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, existing?: Job): Job {
+  const spec = parseOrThrow(JobSpec, input, 'job');
+  const timezone = spec.timezone ?? existing?.timezone ?? ctx.defaultTimezone;
+  if (!isValidTimeZone(timezone)) {
+    throw new ChronosError('validation_failed', `invalid job: timezone: unknown time zone "${timezone}"`, {
+      problems: [
+        {
+          path: 'timezone',
+          message: `unknown time zone "${timezone}"; use an IANA name such as Europe/Paris`,
+        },
+      ],
+    });
+  }
+  if (spec.target.type === 'command' && ctx.source === 'api' && !ctx.allowCommands) {
+    throw new ChronosError(
+      'commands_disabled',
+      'command targets are disabled: set CHRONOS_ALLOW_COMMANDS=true, or declare the job in the jobs file (CHRONOS_JOBS_FILE)',
+      { problems: [{ path: 'target.type', message: 'command targets are disabled on this server' }] },
+    );
+  }
+
+  const scheduleChanged = !existing || existing.schedule !== spec.schedule || existing.timezone !== timezone;
+  const anchor = scheduleChanged ? ctx.now : existing.anchor_at;
+  const schedule = parseSchedule(spec.schedule, { timezone, anchor });
+  const oneShot = schedule.kind === 'once';
+  if (oneShot && scheduleChanged && schedule.at < ctx.now - ONE_SHOT_PAST_TOLERANCE_MS) {
+    throw new ChronosError(
+      'invalid_schedule',
+      `one-shot time ${new Date(schedule.at).toISOString()} is more than ${ONE_SHOT_PAST_TOLERANCE_MS / 1000} s in the past`,
+      { schedule: spec.schedule },
+    );
+  }
+
+  const enabled = spec.enabled ?? existing?.enabled ?? true;
+  const times = spec.repeat ? spec.repeat.times : (existing?.repeat.times ?? (oneShot ? 1 : null));
+  const base: Job = {
+    id: existing?.id ?? spec.id ?? generateId(spec.name),
+    name: spec.name ?? existing?.name ?? spec.id ?? '',
+    schedule: spec.schedule,
+    timezone,
+    target: spec.target,
+    enabled,
+    state: existing?.state ?? 'scheduled',
+    repeat: { times, completed: existing?.repeat.completed ?? 0 },
+    retry: spec.retry ?? null,
+    concurrency: spec.concurrency ?? 'forbid',
+    misfire: spec.misfire ?? { policy: 'run_once', grace_seconds: 300 },
+    timeout_seconds: spec.timeout_seconds ?? DEFAULT_TIMEOUT_SECONDS,
+    anchor_at: anchor,
+    next_run_at: existing?.next_run_at ?? null,
+    retry_at: existing?.retry_at ?? null,
+    retry_attempt: existing?.retry_attempt ?? 0,
+    last_run_at: existing?.last_run_at ?? null,
+    last_status: existing?.last_status ?? null,
+    last_error: existing?.last_error ?? null,
+    failure_streak: existing?.failure_streak ?? 0,
+    source: ctx.source,
+    created_at: existing?.created_at ?? ctx.now,
+    updated_at: ctx.now,
+  };
+  if (!base.name) base.name = base.id;
+
+  if (scheduleChanged) {
+    // A new schedule starts a new series: completion count and state restart from it.
+    base.repeat.completed = 0;
+    if (base.state === 'completed' || base.state === 'error') base.state = 'scheduled';
+    base.next_run_at = oneShot ? schedule.at : nextOccurrence(schedule, ctx.now);
+    if (base.next_run_at === null) {
+      throw new ChronosError('invalid_schedule', `schedule "${spec.schedule}" never fires after now`, {
+        schedule: spec.schedule,
+      });
+    }
+  } else if (existing && base.repeat.times !== null && base.repeat.completed >= base.repeat.times) {
+    base.next_run_at = null;
+    base.state = 'completed';
+  }
+  return base;
+}
+
+/** Whether the job should have an armed occurrence at all (SPEC §2 row 7 is the negation). */
+export function isActive(job: Job): boolean {
+  return job.enabled && job.state === 'scheduled';
+}
+
+/** The one instant NAS (or the builtin timer) should hold for this job: its next run or pending retry. */
+export function armedInstant(job: Job): number | null {
+  if (!isActive(job)) return null;
+  const candidates = [job.next_run_at, job.retry_at].filter((v): v is number => v !== null);
+  return candidates.length === 0 ? null : Math.min(...candidates);
+}
+
+export type OccurrenceKind = 'regular' | 'retry';
+
+/** Which of the job's current instants `fireAt` is, or null when it is neither (a stale fire). */
+export function occurrenceKind(job: Job, fireAt: number): OccurrenceKind | null {
+  if (job.next_run_at === fireAt) return 'regular';
+  if (job.retry_at === fireAt) return 'retry';
+  return null;
+}
+
+/**
+ * The job as it must be stored in the same write that claims the occurrence at `fireAt` (SPEC §2 row 12):
+ * a regular occurrence counts a repeat and moves next_run_at strictly past both `fireAt` and `now`; a retry
+ * occurrence consumes the pending retry. A recurring schedule whose next run cannot be computed puts the job
+ * in the recoverable `error` state rather than `completed` (lesson 15).
+ */
+export function advanceJob(job: Job, fireAt: number, kind: OccurrenceKind, now: number): Job {
+  const next: Job = { ...job, repeat: { ...job.repeat }, updated_at: now };
+  if (kind === 'retry') {
+    next.retry_at = null;
+    return next;
+  }
+  next.repeat.completed += 1;
+  if (next.repeat.times !== null && next.repeat.completed >= next.repeat.times) {
+    next.next_run_at = null;
+    return next;
+  }
+  try {
+    next.next_run_at = nextOccurrence(compileSchedule(job), Math.max(fireAt, now));
+  } catch (err) {
+    next.next_run_at = null;
+    next.state = 'error';
+    next.last_error = `cannot compute the next run: ${(err as Error).message}`;
+    return next;
+  }
+  if (next.next_run_at === null && compileSchedule(job).kind !== 'once') {
+    next.state = 'error';
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(fireAt).toISOString()}`;
+  }
+  return next;
+}

@@ -1,0 +1,510 @@
+import type { Clock } from '../clock.js';
+import { isChronosError } from '../errors.js';
+import type { Job, RunRecord, RunStatus, Trigger } from '../jobs/model.js';
+import { isOwnerAlive } from '../store/owner.js';
+import type { LedgerEntry, LedgerStatus, Owner, Store } from '../store/store.js';
+import { boundText, DEFAULT_OUTPUT_LIMIT_BYTES } from './output.js';
+import type { HandlerRegistry } from './targets/handler.js';
+import type { TargetResult } from './targets/types.js';
+
+export interface Occurrence {
+  job: Job;
+  fire_at: number;
+  run_id: string;
+  trigger: Trigger;
+  attempt: number;
+}
+
+export interface RunOutcome {
+  run: RunRecord;
+  /** When the job's pending retry is due (the caller arms it), or null. */
+  retry_at: number | null;
+}
+
+/** The subset of pino the runner uses. */
+export interface RunLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface RunnerDeps {
+  store: Store;
+  clock: Clock;
+  logger: RunLogger;
+  handlers: HandlerRegistry;
+  allowCommands: boolean;
+  /** Bound of a run's stored output excerpt (default 8192). */
+  outputLimitBytes?: number;
+}
+
+export const INTERRUPTED_ERROR = 'process ended before the run finished';
+export const COMMANDS_REFUSED_ERROR =
+  'command targets are disabled: set CHRONOS_ALLOW_COMMANDS=true or declare the job in the jobs file';
+export const JOB_REMOVED_ERROR = 'job was removed before the run started';
+const ERROR_LIMIT_BYTES = 2048;
+
+interface ActiveRun {
+  run_id: string;
+  job_id: string;
+  controller: AbortController;
+  /** Set when a newer run of the same job aborted this one (concurrency: replace). */
+  replacedBy?: string;
+  /** Settles once the run is fully recorded. */
+  done: Promise<unknown>;
+}
+
+type TargetModule = typeof import('./targets/index.js');
+let targetModule: Promise<TargetModule> | undefined;
+/** Targets (and undici behind them) load on the first run, not when the fire path is imported. */
+function loadTargets(): Promise<TargetModule> {
+  targetModule ??= import('./targets/index.js');
+  return targetModule;
+}
+
+/** Exponential backoff: backoff, 2×backoff, 4×backoff… capped. `attempt` is the run that just failed. */
+export function retryDelayMs(policy: NonNullable<Job['retry']>, attempt: number): number {
+  const seconds = policy.backoff_seconds * 2 ** Math.max(0, attempt - 1);
+  return Math.min(seconds, policy.max_backoff_seconds) * 1000;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/**
+ * A finished one-shot (no next occurrence, no retry pending) is complete. Only a `scheduled` job
+ * moves: a recurring job whose next run could not be computed was put in `error` by the claim and
+ * must stay recoverable there (upstream lesson 15); paused jobs keep their state.
+ */
+function completeIfDone(job: Job): Job {
+  if (job.next_run_at === null && job.retry_at === null && job.state === 'scheduled') {
+    return { ...job, state: 'completed' };
+  }
+  return job;
+}
+
+/**
+ * Executes claimed occurrences and records them. One path for every trigger (nas, builtin, manual,
+ * misfire, retry): the caller has already claimed the occurrence (ledger row `claimed`, next_run_at
+ * advanced), so a crash from here on leaves a claimed row that boot recovery marks interrupted
+ * instead of running the occurrence again.
+ *
+ * No store lock is held while a target executes: the run's own bookkeeping (updateRun, the job
+ * summary) takes the store's per-operation locks only when it writes (upstream lesson 9).
+ */
+export class JobRunner {
+  private readonly store: Store;
+  private readonly clock: Clock;
+  private readonly logger: RunLogger;
+  private readonly handlers: HandlerRegistry;
+  private readonly allowCommands: boolean;
+  private readonly outputLimitBytes: number;
+  /** Runs whose target is executing (or about to), by run id, for the concurrency policy and abortAll. */
+  private readonly executing = new Map<string, ActiveRun>();
+  private inProgress = 0;
+  private readonly idleListeners = new Set<() => void>();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(deps: RunnerDeps) {
+    this.store = deps.store;
+    this.clock = deps.clock;
+    this.logger = deps.logger;
+    this.handlers = deps.handlers;
+    this.allowCommands = deps.allowCommands;
+    this.outputLimitBytes = deps.outputLimitBytes ?? DEFAULT_OUTPUT_LIMIT_BYTES;
+  }
+
+  /** Calls to run() not yet returned, bookkeeping included. */
+  get active(): number {
+    return this.inProgress;
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.inProgress === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  onIdleChange(listener: () => void): () => void {
+    this.idleListeners.add(listener);
+    return () => this.idleListeners.delete(listener);
+  }
+
+  /** Aborts every executing run; each is recorded `failed` with `aborted: <reason>`. */
+  abortAll(reason: string): void {
+    for (const active of this.executing.values()) {
+      if (!active.controller.signal.aborted) active.controller.abort(reason);
+    }
+  }
+
+  async run(occ: Occurrence): Promise<RunOutcome> {
+    this.changeActive(+1);
+    try {
+      return await this.runGuarded(occ);
+    } catch (err) {
+      // Every step below already catches store failures; this is the last line for a bug.
+      this.logger.error({ err, job_id: occ.job.id, run_id: occ.run_id }, 'run bookkeeping failed');
+      const now = this.clock.now();
+      return {
+        run: this.blankRun(occ, 'failed', now, now, `internal error: ${(err as Error)?.message ?? err}`),
+        retry_at: null,
+      };
+    } finally {
+      this.changeActive(-1);
+    }
+  }
+
+  private async runGuarded(occ: Occurrence): Promise<RunOutcome> {
+    const { job } = occ;
+    // Everything up to the registration below is synchronous, so two runs of one job that arrive
+    // together cannot both see "nothing running".
+    const others = [...this.executing.values()].filter((a) => a.job_id === job.id);
+    if (others.length > 0 && job.concurrency === 'forbid') {
+      return this.recordSkipped(occ, others[0]!.run_id);
+    }
+
+    const controller = new AbortController();
+    let markDone: () => void = () => {};
+    const active: ActiveRun = {
+      run_id: occ.run_id,
+      job_id: job.id,
+      controller,
+      done: new Promise<void>((resolve) => {
+        markDone = resolve;
+      }),
+    };
+    this.executing.set(occ.run_id, active);
+    try {
+      if (job.concurrency === 'replace' && others.length > 0) {
+        for (const other of others) {
+          other.replacedBy ??= occ.run_id;
+          if (!other.controller.signal.aborted) other.controller.abort(`replaced by run ${occ.run_id}`);
+        }
+        // Let them finish recording first, so the job summary ends with this run's outcome.
+        await Promise.all(others.map((o) => o.done));
+      }
+      return await this.execute(occ, active);
+    } finally {
+      this.executing.delete(occ.run_id);
+      markDone();
+    }
+  }
+
+  private async execute(occ: Occurrence, active: ActiveRun): Promise<RunOutcome> {
+    const { job } = occ;
+    const started = this.clock.now();
+    const logFields = {
+      job_id: job.id,
+      fire_at: iso(occ.fire_at),
+      run_id: occ.run_id,
+      trigger: occ.trigger,
+      attempt: occ.attempt,
+    };
+    const running = this.blankRun(occ, 'running', started, null, null);
+    let appended = false;
+    try {
+      await this.store.appendRun(running);
+      appended = true;
+    } catch (err) {
+      if (isChronosError(err, 'job_not_found')) {
+        // Removed between its claim and now: the user no longer wants its side effect.
+        this.logger.info(logFields, 'run not started: its job no longer exists');
+        return {
+          run: { ...running, status: 'skipped', finished_at: started, error: JOB_REMOVED_ERROR },
+          retry_at: null,
+        };
+      }
+      // Run anyway: the occurrence is claimed and losing it silently is worse than a gap in history.
+      this.logger.error({ ...logFields, err }, 'record run start failed');
+    }
+    this.logger.info(logFields, 'run started');
+
+    const { result, retryable } = await this.executeTarget(occ, active);
+    const finished = this.clock.now();
+    const status: RunStatus = result.ok ? 'succeeded' : result.timedOut ? 'timed_out' : 'failed';
+    // A run that completed just as a newer one arrived keeps its own outcome.
+    const replacedBy = result.ok ? undefined : active.replacedBy;
+    const error = replacedBy
+      ? `replaced by run ${replacedBy}`
+      : result.error === null
+        ? null
+        : boundText(result.error, ERROR_LIMIT_BYTES);
+    const run: RunRecord = {
+      ...running,
+      status,
+      finished_at: finished,
+      // Targets bound their own output (their truncation marker may add a few bytes); this is a backstop.
+      output: result.output === null ? null : boundText(result.output, this.outputLimitBytes + 256),
+      error,
+    };
+
+    if (appended) {
+      await this.attempt('record run end', logFields, () =>
+        this.store.updateRun(job.id, occ.run_id, () => run),
+      );
+    } else {
+      // The start could not be written; one more try to leave the outcome in history.
+      await this.attempt('record run', logFields, () => this.store.appendRun(run));
+    }
+
+    const countsAsFailure = !result.ok && !replacedBy;
+    // Ledger settle and job summary in one durable write: a crash cannot leave one without the other.
+    const summary = await this.attempt('update job after run', logFields, () =>
+      this.store.transact<Job | 'gone'>(job.id, (view) => {
+        const current = view.job;
+        if (current === undefined) return { result: 'gone' };
+        const row = view.entry(occ.fire_at);
+        // `interrupted` too: another process may have given up on this run after its TTL, wrongly.
+        const settle = row !== undefined && (row.status === 'claimed' || row.status === 'interrupted');
+        const next = completeIfDone(this.summarise(current, run, countsAsFailure, retryable, occ.attempt));
+        return { job: next, ledger: settle ? [{ ...row, status: 'finished' }] : [], result: next };
+      }),
+    );
+
+    const retry_at = summary === undefined || summary === 'gone' ? null : summary.retry_at;
+    const fields = { ...logFields, status, duration_ms: finished - started, error: run.error ?? undefined };
+    if (summary === 'gone') {
+      this.logger.info(fields, 'run finished; its job no longer exists');
+    } else if (status === 'succeeded') {
+      this.logger.info(fields, 'run finished');
+    } else {
+      this.logger.warn(
+        { ...fields, retry_at: retry_at === null ? undefined : iso(retry_at) },
+        'run finished',
+      );
+    }
+    return { run, retry_at };
+  }
+
+  private async executeTarget(
+    occ: Occurrence,
+    active: ActiveRun,
+  ): Promise<{ result: TargetResult; retryable: boolean }> {
+    const { job } = occ;
+    const { target } = job;
+    if (target.type === 'command' && !this.allowCommands && job.source !== 'file') {
+      // Configuration, not the job, is at fault: a retry could not succeed.
+      return {
+        result: { ok: false, output: null, error: COMMANDS_REFUSED_ERROR, timedOut: false },
+        retryable: false,
+      };
+    }
+    const timeoutSeconds =
+      (target.type === 'http' ? target.timeout_seconds : undefined) ?? job.timeout_seconds;
+    try {
+      const { executeTarget } = await loadTargets();
+      const result = await executeTarget(
+        target,
+        {
+          job,
+          fire_at: occ.fire_at,
+          run_id: occ.run_id,
+          attempt: occ.attempt,
+          signal: active.controller.signal,
+          timeoutMs: timeoutSeconds * 1000,
+          outputLimitBytes: this.outputLimitBytes,
+          clock: this.clock,
+        },
+        { handlers: this.handlers },
+      );
+      return { result, retryable: true };
+    } catch (err) {
+      // Targets report failures as results; a throw here is a defect, still recorded as the run's failure.
+      this.logger.error({ err, job_id: job.id, run_id: occ.run_id }, 'target threw');
+      const message = err instanceof Error ? err.message : String(err);
+      return {
+        result: { ok: false, output: null, error: `internal error: ${message}`, timedOut: false },
+        retryable: true,
+      };
+    }
+  }
+
+  /** The job summary after a run, read-modify-write on the fresh job. */
+  private summarise(job: Job, run: RunRecord, failed: boolean, retryable: boolean, attempt: number): Job {
+    const next: Job = {
+      ...job,
+      last_run_at: run.started_at,
+      last_status: run.status,
+      last_error: run.error,
+    };
+    if (run.status === 'succeeded') {
+      return { ...next, failure_streak: 0, retry_at: null, retry_attempt: 0 };
+    }
+    if (!failed) return next; // replaced by a newer run: that run's outcome decides the streak and retries
+    const policy = job.retry;
+    const active = job.enabled && job.state === 'scheduled';
+    if (retryable && active && policy && attempt < policy.max_attempts) {
+      const at = (run.finished_at ?? run.started_at) + retryDelayMs(policy, attempt);
+      return { ...next, failure_streak: job.failure_streak + 1, retry_at: at, retry_attempt: attempt + 1 };
+    }
+    return { ...next, failure_streak: job.failure_streak + 1, retry_at: null, retry_attempt: 0 };
+  }
+
+  private async recordSkipped(occ: Occurrence, runningId: string): Promise<RunOutcome> {
+    const now = this.clock.now();
+    const run = this.blankRun(occ, 'skipped', now, now, `previous run ${runningId} is still running`);
+    const logFields = {
+      job_id: occ.job.id,
+      fire_at: iso(occ.fire_at),
+      run_id: occ.run_id,
+      trigger: occ.trigger,
+    };
+    await this.attempt('record skipped run', logFields, () => this.store.appendRun(run));
+    await this.attempt('settle skipped occurrence', logFields, () =>
+      this.settle(occ.job.id, occ.fire_at, 'skipped'),
+    );
+    this.logger.info({ ...logFields, status: 'skipped', running_run_id: runningId }, 'run skipped');
+    return { run, retry_at: null };
+  }
+
+  /**
+   * Boot recovery: `claimed` rows whose owner is gone (or whose TTL passed) belong to runs that
+   * ended with their process. They are recorded `interrupted` and never re-run or retried: the
+   * occurrence was already counted, and running a one-shot twice is worse than missing it
+   * (upstream lesson 16).
+   */
+  async recoverInterrupted(isAlive: (o: Owner) => boolean = isOwnerAlive): Promise<RunRecord[]> {
+    const claimed = await this.store.listClaimed();
+    const now = this.clock.now();
+    const recovered: RunRecord[] = [];
+    for (const row of claimed) {
+      if (this.executing.has(row.run_id)) continue; // ours, still going: a long run past its TTL is not dead
+      if (row.expires_at > now && isAlive(row.owner)) continue;
+      const run = await this.recoverRow(row, now);
+      if (run) recovered.push(run);
+    }
+    return recovered;
+  }
+
+  private async recoverRow(row: LedgerEntry, now: number): Promise<RunRecord | undefined> {
+    const fields = {
+      job_id: row.job_id,
+      fire_at: iso(row.fire_at),
+      run_id: row.run_id,
+      trigger: row.trigger,
+    };
+    const existing = await this.attempt('read interrupted run', fields, () =>
+      this.store.getRun(row.job_id, row.run_id),
+    );
+    if (existing && existing.status !== 'running') {
+      // The run was recorded to its end; only the ledger settle was lost.
+      await this.attempt('settle recovered occurrence', fields, () =>
+        this.settle(row.job_id, row.fire_at, 'finished'),
+      );
+      return undefined;
+    }
+    const run: RunRecord = existing
+      ? { ...existing, status: 'interrupted', finished_at: now, error: INTERRUPTED_ERROR }
+      : {
+          run_id: row.run_id,
+          job_id: row.job_id,
+          fire_at: row.fire_at,
+          trigger: row.trigger,
+          status: 'interrupted',
+          // The ledger does not carry the attempt; the claim instant is the closest known start.
+          attempt: 1,
+          started_at: row.claimed_at,
+          finished_at: now,
+          output: null,
+          error: INTERRUPTED_ERROR,
+        };
+    const written = await this.attempt('record interrupted run', fields, async () => {
+      if (existing) await this.store.updateRun(row.job_id, row.run_id, () => run);
+      else await this.store.appendRun(run);
+      return true;
+    });
+    // Left `claimed`, the row is looked at again on the next boot.
+    if (!written) return undefined;
+
+    await this.attempt('settle interrupted occurrence', fields, () =>
+      this.store.transact(row.job_id, (view) => {
+        const job = view.job;
+        const current = view.entry(row.fire_at);
+        if (job === undefined || current === undefined || current.status !== 'claimed')
+          return { result: undefined };
+        // A later run (e.g. by another process) already wrote a newer summary: keep it.
+        const newer = job.last_run_at !== null && job.last_run_at > run.started_at;
+        const next = newer
+          ? job
+          : {
+              ...job,
+              last_run_at: run.started_at,
+              last_status: run.status,
+              last_error: run.error,
+            };
+        return {
+          job: completeIfDone(next),
+          ledger: [{ ...current, status: 'interrupted' }],
+          result: undefined,
+        };
+      }),
+    );
+    this.logger.warn({ ...fields, status: 'interrupted' }, 'run interrupted by the end of its process');
+    return run;
+  }
+
+  /** Settles a row still `claimed`; a row someone else already settled is left as it is. */
+  private settle(jobId: string, fireAt: number, status: LedgerStatus): Promise<void> {
+    return this.store.transact(jobId, (view) => {
+      const row = view.entry(fireAt);
+      if (view.job === undefined || row === undefined || row.status !== 'claimed')
+        return { result: undefined };
+      return { ledger: [{ ...row, status }], result: undefined };
+    });
+  }
+
+  /**
+   * Runs one store step; a failure is logged and yields undefined so the run carries on (the target
+   * result matters more than any one bookkeeping write). A deleted job is expected, not an error.
+   */
+  private async attempt<T>(what: string, fields: object, step: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await step();
+    } catch (err) {
+      if (isChronosError(err, 'job_not_found')) {
+        this.logger.info({ ...fields }, `${what}: job no longer exists`);
+      } else {
+        this.logger.error({ ...fields, err }, `${what} failed`);
+      }
+      return undefined;
+    }
+  }
+
+  private blankRun(
+    occ: Occurrence,
+    status: RunStatus,
+    started: number,
+    finished: number | null,
+    error: string | null,
+  ): RunRecord {
+    return {
+      run_id: occ.run_id,
+      job_id: occ.job.id,
+      fire_at: occ.fire_at,
+      trigger: occ.trigger,
+      status,
+      attempt: occ.attempt,
+      started_at: started,
+      finished_at: finished,
+      output: null,
+      error,
+    };
+  }
+
+  private changeActive(delta: number): void {
+    this.inProgress += delta;
+    for (const listener of this.idleListeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.logger.error({ err }, 'idle listener threw');
+      }
+    }
+    if (this.inProgress === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+}

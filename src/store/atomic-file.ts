@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ChronosError } from '../errors.js';
+
+/** Files are private to the service user: job targets may carry credentials in headers or env. */
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+/**
+ * Temp files are dot-files ending in `.tmp`, in the directory of their target (rename is atomic only
+ * within one file system). The random part keeps concurrent writers, even from several processes,
+ * from ever sharing one.
+ */
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith('.tmp');
+}
+
+function tempName(target: string): string {
+  return `.${target}.${randomBytes(6).toString('hex')}.tmp`;
+}
+
+export function errnoCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+export function unavailable(action: string, path: string, err: unknown): ChronosError {
+  if (err instanceof ChronosError) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new ChronosError(
+    'store_unavailable',
+    `cannot ${action} ${path}: ${reason}`,
+    { path },
+    { cause: err },
+  );
+}
+
+/**
+ * Replaces `dir/name` with `data` so that a reader, or a restart after a crash at any instant, sees
+ * either the old file or the new one, never a mix: write a temp file, fsync it, rename it over the
+ * target, then fsync the directory so the rename itself is durable. `dirHandle`, when given, is an
+ * open handle on `dir` reused for that last fsync.
+ */
+export async function writeFileAtomic(dir: string, name: string, data: string, dirHandle?: FileHandle) {
+  const target = join(dir, name);
+  const temp = join(dir, tempName(name));
+  try {
+    const handle = await open(temp, 'wx', FILE_MODE);
+    try {
+      await handle.writeFile(data, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => {});
+    throw unavailable('write', target, err);
+  }
+  await syncDir(dir, dirHandle);
+}
+
+export async function syncDir(dir: string, dirHandle?: FileHandle): Promise<void> {
+  try {
+    if (dirHandle) {
+      await dirHandle.sync();
+      return;
+    }
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw unavailable('fsync directory', dir, err);
+  }
+}
+
+/** The file's text, or undefined when it does not exist. */
+export async function readTextIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw unavailable('read', path, err);
+  }
+}
+
+/** Deletes a file; false when it was already gone. */
+export async function removeIfExists(path: string): Promise<boolean> {
+  try {
+    await rm(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw unavailable('delete', path, err);
+  }
+}
+
+/** Removes temp files left by a writer that died between creating and renaming them. */
+export async function removeTempFiles(dir: string): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(dir)) {
+    if (!isTempName(name)) continue;
+    if (await removeIfExists(join(dir, name))) removed += 1;
+  }
+  return removed;
+}

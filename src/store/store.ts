@@ -1,0 +1,88 @@
+import type { Job, RunRecord, Trigger } from '../jobs/model.js';
+
+/**
+ * The process that holds a claim. `boot_id` is random per process: inside containers Chronos is
+ * often pid 1 on every start, so a pid alone cannot tell a dead owner from a live one.
+ */
+export interface Owner {
+  boot_id: string;
+  pid: number;
+  host: string;
+}
+
+/**
+ * `claimed`: a run for this occurrence is (or was) in flight.
+ * `finished`: it ran to an end (any run status). `skipped` / `missed`: recorded without a run.
+ * `interrupted`: its owner died before finishing.
+ */
+export type LedgerStatus = 'claimed' | 'finished' | 'skipped' | 'missed' | 'interrupted';
+
+/** One row of the fire ledger, keyed by (job_id, fire_at). Admits each occurrence once. */
+export interface LedgerEntry {
+  job_id: string;
+  fire_at: number;
+  status: LedgerStatus;
+  trigger: Trigger;
+  run_id: string;
+  owner: Owner;
+  claimed_at: number;
+  /** After this instant a still-`claimed` entry may be recovered even if its owner looks alive. */
+  expires_at: number;
+}
+
+/** The state a per-job transaction sees: the job and its ledger, read fresh under the job's lock. */
+export interface JobTxnView {
+  readonly job: Job | undefined;
+  entry(fire_at: number): LedgerEntry | undefined;
+  /** Entries still `claimed` (runs in flight or orphaned by a dead owner). */
+  claimed(): LedgerEntry[];
+}
+
+export interface JobTxnWrite<T> {
+  /** Replace the job (it must exist in the view, or be created by this write). */
+  job?: Job;
+  /** Insert or replace ledger rows (by fire_at). */
+  ledger?: LedgerEntry[];
+  result: T;
+}
+
+/**
+ * Durable state. Every method is atomic; writes are serialised within the process and across
+ * processes sharing the same backing storage. Implementations: src/store/file-store.ts; all pass
+ * test/store/contract.ts.
+ */
+export interface Store {
+  readonly kind: string;
+
+  // Jobs
+  listJobs(): Promise<Job[]>;
+  getJob(id: string): Promise<Job | undefined>;
+  /** Throws ChronosError `job_exists` when the id is taken. */
+  createJob(job: Job): Promise<Job>;
+  /** Read-modify-write under the job's lock. Throws `job_not_found`. */
+  updateJob(id: string, mutate: (job: Job) => Job): Promise<Job>;
+  /** Removes the job with its ledger and run history. Returns false when it did not exist. */
+  removeJob(id: string): Promise<boolean>;
+
+  /**
+   * The one primitive the fire path needs: read the job and its ledger fresh, decide, and persist the
+   * job and ledger rows in ONE durable write (SPEC §2: claim + advance + count together). `fn` must be
+   * synchronous and free of side effects; its return value's `result` is passed through. When `fn`
+   * returns neither `job` nor `ledger`, nothing is written.
+   */
+  transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T>;
+
+  /** Ledger row lookup without taking a lock (fast path for duplicates; the claim re-checks under lock). */
+  getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined>;
+  /** Every `claimed` row across all jobs (boot recovery of runs left by a dead process). */
+  listClaimed(): Promise<LedgerEntry[]>;
+
+  // Run history, newest first, retained per job (oldest dropped beyond the retention).
+  appendRun(run: RunRecord): Promise<void>;
+  /** Throws `job_not_found` if the run does not exist. */
+  updateRun(jobId: string, runId: string, mutate: (run: RunRecord) => RunRecord): Promise<RunRecord>;
+  listRuns(jobId: string, limit?: number): Promise<RunRecord[]>;
+  getRun(jobId: string, runId: string): Promise<RunRecord | undefined>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,423 @@
+import { describe, expect, it } from 'vitest';
+import type { Job } from '../../src/jobs/model.js';
+import { claimOccurrence, recordOccurrence, settleOccurrence } from '../../src/store/claim.js';
+import { currentOwner } from '../../src/store/owner.js';
+import type { LedgerEntry, Store } from '../../src/store/store.js';
+import { claimReq, deadOwner, makeJob, makeRun, T0 } from './fixtures.js';
+
+export interface StoreHarness {
+  store: Store;
+  /** Closes `store` and opens the same backing storage again (durable stores only). */
+  reopen?: () => Promise<Store>;
+  cleanup: () => Promise<void>;
+}
+
+/** Retentions the harness must configure so the retention tests stay small. */
+export const CONTRACT_RUN_RETENTION = 5;
+export const CONTRACT_LEDGER_RETENTION = 4;
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  await expect(promise).rejects.toMatchObject({ name: 'ChronosError', code });
+}
+
+function settledRow(jobId: string, fireAt: number, status: LedgerEntry['status']): LedgerEntry {
+  return {
+    job_id: jobId,
+    fire_at: fireAt,
+    status,
+    trigger: 'builtin',
+    run_id: `r-${fireAt}`,
+    owner: currentOwner(),
+    claimed_at: T0,
+    expires_at: T0 + 1000,
+  };
+}
+
+/**
+ * Behaviour every Store must share (SPEC §8). `makeStore` must use CONTRACT_RUN_RETENTION and
+ * CONTRACT_LEDGER_RETENTION.
+ */
+export function storeContract(name: string, makeStore: () => Promise<StoreHarness>): void {
+  async function withStore(fn: (h: StoreHarness) => Promise<void>): Promise<void> {
+    const h = await makeStore();
+    try {
+      await fn(h);
+    } finally {
+      await h.cleanup();
+    }
+  }
+
+  describe(`Store contract: ${name}`, () => {
+    describe('jobs', () => {
+      it('creates, reads, lists, updates and removes jobs', () =>
+        withStore(async ({ store }) => {
+          expect(await store.getJob('a')).toBeUndefined();
+          await store.createJob(makeJob('a'));
+          await store.createJob(makeJob('b', { name: 'Bee' }));
+          expect(await store.getJob('a')).toEqual(makeJob('a'));
+          expect((await store.listJobs()).map((j) => j.id).sort()).toEqual(['a', 'b']);
+
+          const updated = await store.updateJob('b', (j) => ({ ...j, enabled: false, updated_at: T0 + 5 }));
+          expect(updated).toMatchObject({ id: 'b', enabled: false, updated_at: T0 + 5 });
+          expect(await store.getJob('b')).toEqual(updated);
+          expect((await store.listJobs()).find((j) => j.id === 'b')).toEqual(updated);
+
+          expect(await store.removeJob('a')).toBe(true);
+          expect(await store.removeJob('a')).toBe(false);
+          expect(await store.getJob('a')).toBeUndefined();
+          expect((await store.listJobs()).map((j) => j.id)).toEqual(['b']);
+        }));
+
+      it('rejects a taken id with job_exists and a missing job with job_not_found', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await expectCode(store.createJob(makeJob('a', { name: 'other' })), 'job_exists');
+          expect((await store.getJob('a'))?.name).toBe('a');
+          await expectCode(
+            store.updateJob('nope', (j) => j),
+            'job_not_found',
+          );
+          await expectCode(
+            store.updateRun('a', 'no-run', (r) => r),
+            'job_not_found',
+          );
+          await expectCode(store.appendRun(makeRun('nope', 'r1')), 'job_not_found');
+        }));
+
+      it('never lets callers mutate stored state through references', () =>
+        withStore(async ({ store }) => {
+          const job = makeJob('a');
+          const created = await store.createJob(job);
+          job.name = 'mutated input';
+          created.name = 'mutated result';
+          const read = await store.getJob('a');
+          read!.repeat.completed = 99;
+          const listed = await store.listJobs();
+          listed[0]!.target = { type: 'handler', name: 'evil' };
+          expect(await store.getJob('a')).toEqual(makeJob('a'));
+
+          const result = await claimOccurrence(store, claimReq('a', T0 + 60_000));
+          if (result.outcome !== 'claimed') throw new Error(result.outcome);
+          result.entry.status = 'finished';
+          result.job.next_run_at = 1;
+          const claimed = await store.listClaimed();
+          claimed[0]!.status = 'missed';
+          expect((await store.getLedgerEntry('a', T0 + 60_000))?.status).toBe('claimed');
+          expect((await store.getJob('a'))?.next_run_at).toBe(T0 + 120_000);
+
+          const run = makeRun('a', 'r1');
+          await store.appendRun(run);
+          run.status = 'failed';
+          const runs = await store.listRuns('a');
+          runs[0]!.status = 'failed';
+          expect((await store.getRun('a', 'r1'))?.status).toBe('running');
+        }));
+
+      it('returns nothing for ids that cannot be job ids', () =>
+        withStore(async ({ store }) => {
+          expect(await store.getJob('../etc/passwd')).toBeUndefined();
+          expect(await store.getLedgerEntry('../x', 1)).toBeUndefined();
+          expect(await store.listRuns('../x')).toEqual([]);
+          expect(await store.removeJob('../x')).toBe(false);
+        }));
+    });
+
+    describe('transact', () => {
+      it('loses no update under 40 concurrent read-modify-writes', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await Promise.all(
+            Array.from({ length: 40 }, () =>
+              store.transact('a', (view) => {
+                const job = view.job!;
+                return { job: { ...job, failure_streak: job.failure_streak + 1 }, result: undefined };
+              }),
+            ),
+          );
+          expect((await store.getJob('a'))?.failure_streak).toBe(40);
+        }));
+
+      it('writes nothing when fn returns only a result, and passes the result through', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const result = await store.transact('a', (view) => ({ result: view.job?.name }));
+          expect(result).toBe('a');
+          expect(await store.getJob('a')).toEqual(makeJob('a'));
+        }));
+
+      it('writes nothing when fn throws', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await expect(
+            store.transact('a', () => {
+              throw new Error('boom');
+            }),
+          ).rejects.toThrow('boom');
+          expect(await store.getJob('a')).toEqual(makeJob('a'));
+          // The store is still usable afterwards (no lock left behind).
+          await store.updateJob('a', (j) => ({ ...j, name: 'after' }));
+          expect((await store.getJob('a'))?.name).toBe('after');
+        }));
+
+      it('sees a missing job as undefined and refuses ledger rows without a job', () =>
+        withStore(async ({ store }) => {
+          expect(await store.transact('ghost', (view) => ({ result: view.job }))).toBeUndefined();
+          await expectCode(
+            store.transact('ghost', () => ({ ledger: [settledRow('ghost', 1, 'missed')], result: 0 })),
+            'job_not_found',
+          );
+          // ...but a write may create the job.
+          await store.transact('born', () => ({ job: makeJob('born'), result: 0 }));
+          expect((await store.getJob('born'))?.id).toBe('born');
+        }));
+
+      it('writes the job and its ledger rows together', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await store.transact('a', (view) => ({
+            job: { ...view.job!, next_run_at: 42 },
+            ledger: [settledRow('a', 10, 'skipped'), settledRow('a', 11, 'missed')],
+            result: undefined,
+          }));
+          expect((await store.getJob('a'))?.next_run_at).toBe(42);
+          expect((await store.getLedgerEntry('a', 10))?.status).toBe('skipped');
+          const seen = await store.transact('a', (view) => ({
+            result: [view.entry(11)?.status, view.entry(12), view.claimed().length],
+          }));
+          expect(seen).toEqual(['missed', undefined, 0]);
+        }));
+    });
+
+    describe('claims', () => {
+      it('claims an occurrence, advancing the job in the same write', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const fireAt = T0 + 60_000;
+          const result = await claimOccurrence(store, claimReq('a', fireAt, { run_id: 'run-1' }));
+          expect(result.outcome).toBe('claimed');
+          if (result.outcome !== 'claimed') return;
+          expect(result.entry).toEqual({
+            job_id: 'a',
+            fire_at: fireAt,
+            status: 'claimed',
+            trigger: 'nas',
+            run_id: 'run-1',
+            owner: currentOwner(),
+            claimed_at: T0,
+            expires_at: T0 + 600_000,
+          });
+          expect(result.previous).toBeUndefined();
+          const job = await store.getJob('a');
+          expect(job?.next_run_at).toBe(fireAt + 60_000);
+          expect(job?.repeat.completed).toBe(1);
+          expect(await store.getLedgerEntry('a', fireAt)).toEqual(result.entry);
+        }));
+
+      it('admits exactly one of 50 concurrent claims of the same occurrence', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const results = await Promise.all(
+            Array.from({ length: 50 }, () => claimOccurrence(store, claimReq('a', T0 + 60_000))),
+          );
+          const outcomes = results.map((r) => r.outcome);
+          expect(outcomes.filter((o) => o === 'claimed')).toHaveLength(1);
+          expect(outcomes.filter((o) => o === 'duplicate')).toHaveLength(49);
+          expect((await store.getJob('a'))?.repeat.completed).toBe(1);
+        }));
+
+      it('recovers a claim whose owner died', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const fireAt = T0 + 60_000;
+          const dead = await deadOwner();
+          const first = await claimOccurrence(store, claimReq('a', fireAt, { owner: dead, run_id: 'old' }));
+          expect(first.outcome).toBe('claimed');
+          const again = await claimOccurrence(store, claimReq('a', fireAt, { run_id: 'new' }));
+          expect(again.outcome).toBe('recovered');
+          if (again.outcome !== 'recovered') return;
+          expect(again.previous).toMatchObject({ run_id: 'old', owner: dead, status: 'claimed' });
+          expect(again.entry).toMatchObject({ run_id: 'new', owner: currentOwner(), status: 'claimed' });
+          // The advance is idempotent for this occurrence: not counted twice.
+          expect(again.job.next_run_at).toBe(fireAt + 60_000);
+          expect((await store.getLedgerEntry('a', fireAt))?.run_id).toBe('new');
+          // Now owned by a live process: a third attempt is a duplicate.
+          expect((await claimOccurrence(store, claimReq('a', fireAt))).outcome).toBe('duplicate');
+        }));
+
+      it('recovers a claim whose TTL expired even if its owner is alive', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const fireAt = T0 + 60_000;
+          await claimOccurrence(store, claimReq('a', fireAt, { ttl_ms: 1000 }));
+          const before = await claimOccurrence(store, claimReq('a', fireAt, { now: T0 + 999 }));
+          expect(before.outcome).toBe('duplicate');
+          const after = await claimOccurrence(store, claimReq('a', fireAt, { now: T0 + 1000 }));
+          expect(after.outcome).toBe('recovered');
+        }));
+
+      it('uses the given liveness check', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await claimOccurrence(store, claimReq('a', T0));
+          expect((await claimOccurrence(store, claimReq('a', T0), () => true)).outcome).toBe('duplicate');
+          expect((await claimOccurrence(store, claimReq('a', T0), () => false)).outcome).toBe('recovered');
+        }));
+
+      it('answers duplicate after settle, even when the owner is dead or the TTL passed', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const dead = await deadOwner();
+          await claimOccurrence(store, claimReq('a', T0, { owner: dead, ttl_ms: 1 }));
+          const settled = await settleOccurrence(store, 'a', T0, 'finished');
+          expect(settled?.status).toBe('finished');
+          const again = await claimOccurrence(store, claimReq('a', T0, { now: T0 + 10_000 }));
+          expect(again).toMatchObject({ outcome: 'duplicate', entry: { status: 'finished' } });
+        }));
+
+      it('writes nothing when advance refuses', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const result = await claimOccurrence(
+            store,
+            claimReq('a', T0, { advance: () => ({ refuse: 'stale' }) }),
+          );
+          expect(result).toMatchObject({ outcome: 'refused', reason: 'stale', job: { id: 'a' } });
+          expect(await store.getLedgerEntry('a', T0)).toBeUndefined();
+          expect(await store.getJob('a')).toEqual(makeJob('a'));
+        }));
+
+      it('reports job_missing for an unknown job', () =>
+        withStore(async ({ store }) => {
+          expect(await claimOccurrence(store, claimReq('ghost', T0))).toEqual({ outcome: 'job_missing' });
+        }));
+
+      it('settles and records occurrences', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          expect(await settleOccurrence(store, 'a', T0, 'finished')).toBeUndefined();
+          expect(await settleOccurrence(store, 'ghost', T0, 'finished')).toBeUndefined();
+
+          const recorded = await recordOccurrence(store, settledRow('a', T0, 'missed'));
+          expect(recorded.outcome).toBe('recorded');
+          expect((await store.getLedgerEntry('a', T0))?.status).toBe('missed');
+          // Never replaces an existing row.
+          const again = await recordOccurrence(store, settledRow('a', T0, 'skipped'));
+          expect(again).toMatchObject({ outcome: 'duplicate', entry: { status: 'missed' } });
+          expect((await claimOccurrence(store, claimReq('a', T0))).outcome).toBe('duplicate');
+
+          const withAdvance = await recordOccurrence(store, settledRow('a', T0 + 1, 'skipped'), (j) => ({
+            ...j,
+            next_run_at: 7,
+          }));
+          expect(withAdvance.outcome).toBe('recorded');
+          expect((await store.getJob('a'))?.next_run_at).toBe(7);
+          expect(await recordOccurrence(store, settledRow('ghost', T0, 'missed'))).toEqual({
+            outcome: 'job_missing',
+          });
+
+          await claimOccurrence(store, claimReq('a', T0 + 2, { run_id: 'x' }));
+          expect(await settleOccurrence(store, 'a', T0 + 2, 'interrupted')).toMatchObject({
+            run_id: 'x',
+            status: 'interrupted',
+          });
+          expect(await store.listClaimed()).toEqual([]);
+        }));
+
+      it('keeps every claimed row and the newest settled rows within retention', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          // Two old claims stay claimed: they must survive any amount of newer settled rows.
+          await claimOccurrence(store, claimReq('a', 1));
+          await claimOccurrence(store, claimReq('a', 2));
+          for (let fireAt = 10; fireAt < 20; fireAt++) {
+            await claimOccurrence(store, claimReq('a', fireAt));
+            await settleOccurrence(store, 'a', fireAt, 'finished');
+          }
+          const rows = await store.transact('a', (view) => ({
+            result: [1, 2, ...Array.from({ length: 10 }, (_, i) => 10 + i)].filter((f) => view.entry(f)),
+          }));
+          expect(rows).toEqual([1, 2, 16, 17, 18, 19].slice(0, 2 + CONTRACT_LEDGER_RETENTION));
+          expect((await store.listClaimed()).map((r) => r.fire_at).sort()).toEqual([1, 2]);
+        }));
+
+      it('lists claimed rows across jobs', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await store.createJob(makeJob('b'));
+          await store.createJob(makeJob('c'));
+          await claimOccurrence(store, claimReq('a', 1));
+          await claimOccurrence(store, claimReq('b', 2));
+          await claimOccurrence(store, claimReq('b', 3));
+          await settleOccurrence(store, 'b', 3, 'finished');
+          const claimed = await store.listClaimed();
+          expect(claimed.map((r) => `${r.job_id}@${r.fire_at}`).sort()).toEqual(['a@1', 'b@2']);
+          await store.removeJob('a');
+          expect((await store.listClaimed()).map((r) => r.job_id)).toEqual(['b']);
+        }));
+    });
+
+    describe('runs', () => {
+      it('lists runs newest first, bounded by retention and limit', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          for (let i = 1; i <= 8; i++) await store.appendRun(makeRun('a', `r${i}`, { started_at: T0 + i }));
+          const runs = await store.listRuns('a');
+          expect(runs.map((r) => r.run_id)).toEqual(
+            ['r8', 'r7', 'r6', 'r5', 'r4'].slice(0, CONTRACT_RUN_RETENTION),
+          );
+          expect((await store.listRuns('a', 2)).map((r) => r.run_id)).toEqual(['r8', 'r7']);
+          expect(await store.getRun('a', 'r1')).toBeUndefined();
+          expect(await store.getRun('a', 'r8')).toMatchObject({ started_at: T0 + 8 });
+          expect(await store.listRuns('b')).toEqual([]);
+        }));
+
+      it('updates a run in place', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await store.appendRun(makeRun('a', 'r1'));
+          await store.appendRun(makeRun('a', 'r2'));
+          const done = await store.updateRun('a', 'r1', (r) => ({
+            ...r,
+            status: 'succeeded',
+            finished_at: T0 + 9,
+          }));
+          expect(done).toMatchObject({ run_id: 'r1', status: 'succeeded', finished_at: T0 + 9 });
+          expect((await store.listRuns('a')).map((r) => [r.run_id, r.status])).toEqual([
+            ['r2', 'running'],
+            ['r1', 'succeeded'],
+          ]);
+        }));
+
+      it('drops run history and ledger with the job', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await store.appendRun(makeRun('a', 'r1'));
+          await claimOccurrence(store, claimReq('a', T0));
+          await store.removeJob('a');
+          await store.createJob(makeJob('a'));
+          expect(await store.listRuns('a')).toEqual([]);
+          expect(await store.getLedgerEntry('a', T0)).toBeUndefined();
+        }));
+    });
+
+    it('keeps everything across a reopen (durable stores)', async () => {
+      const h = await makeStore();
+      try {
+        if (!h.reopen) return;
+        await h.store.createJob(makeJob('a'));
+        await h.store.createJob(makeJob('b'));
+        await claimOccurrence(h.store, claimReq('a', T0, { run_id: 'run-a' }));
+        await h.store.appendRun(makeRun('a', 'run-a'));
+        const reopened = await h.reopen();
+        expect((await reopened.listJobs()).map((j: Job) => j.id)).toEqual(['a', 'b']);
+        expect((await reopened.getJob('a'))?.repeat.completed).toBe(1);
+        expect(await reopened.getLedgerEntry('a', T0)).toMatchObject({ run_id: 'run-a', status: 'claimed' });
+        expect((await reopened.listClaimed()).map((r) => r.run_id)).toEqual(['run-a']);
+        expect((await reopened.listRuns('a')).map((r) => r.run_id)).toEqual(['run-a']);
+        expect((await claimOccurrence(reopened, claimReq('a', T0))).outcome).toBe('duplicate');
+      } finally {
+        await h.cleanup();
+      }
+    });
+  });
+}

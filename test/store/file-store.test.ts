@@ -1,0 +1,312 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isChronosError } from '../../src/errors.js';
+import { claimOccurrence } from '../../src/store/claim.js';
+import { FileStore } from '../../src/store/file-store.js';
+import { bundleStoreChild, childEnv, spawnLines } from './child-process.js';
+import { CONTRACT_LEDGER_RETENTION, CONTRACT_RUN_RETENTION, storeContract } from './contract.js';
+import { claimReq, deadPid, makeJob, makeRun, T0 } from './fixtures.js';
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'chronos-file-store-'));
+}
+
+storeContract('FileStore', async () => {
+  const dir = await tempDir();
+  const options = { dir, runRetention: CONTRACT_RUN_RETENTION, ledgerRetention: CONTRACT_LEDGER_RETENTION };
+  let current = await FileStore.open(options);
+  return {
+    store: current,
+    reopen: async () => {
+      await current.close();
+      current = await FileStore.open(options);
+      return current;
+    },
+    cleanup: async () => {
+      await current.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+async function caught(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('FileStore', () => {
+  let dir: string;
+  const dirs: string[] = [];
+  const fresh = async () => {
+    dir = await tempDir();
+    dirs.push(dir);
+    return dir;
+  };
+  afterAll(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  it('lays out one file per job (job + ledger) and one per job history, private to the user', async () => {
+    const store = await FileStore.open({ dir: await fresh() });
+    await store.createJob(makeJob('a'));
+    await claimOccurrence(store, claimReq('a', T0));
+    await store.appendRun(makeRun('a', 'r1'));
+    const doc = JSON.parse(await readFile(join(dir, 'jobs', 'a.json'), 'utf8'));
+    expect(doc).toMatchObject({
+      version: 1,
+      job: { id: 'a', repeat: { completed: 1 } },
+      ledger: [{ fire_at: T0 }],
+    });
+    const runs = JSON.parse(await readFile(join(dir, 'runs', 'a.json'), 'utf8'));
+    expect(runs).toMatchObject({ version: 1, runs: [{ run_id: 'r1' }] });
+    expect((await stat(join(dir, 'jobs', 'a.json'))).mode & 0o777).toBe(0o600);
+    expect((await readdir(dir)).sort()).toEqual(['jobs', 'runs', 'write-token']);
+    expect(await readdir(join(dir, 'jobs'))).toEqual(['a.json']);
+    await store.close();
+    await expect(store.getJob('a')).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+
+  describe('a file that does not parse', () => {
+    const cases = [
+      ['truncated JSON', '{"version":1,"job":{"id":"a"'],
+      ['an unknown version', JSON.stringify({ version: 2, job: { id: 'a' }, ledger: [] })],
+      ['another job inside', JSON.stringify({ version: 1, job: { id: 'b' }, ledger: [] })],
+      ['an empty file', ''],
+    ] as const;
+    for (const [what, content] of cases) {
+      it(`stops with store_corrupt naming the file and never touches it (${what})`, async () => {
+        const store = await FileStore.open({ dir: await fresh() });
+        await store.createJob(makeJob('ok'));
+        const path = join(dir, 'jobs', 'a.json');
+        await writeFile(path, content);
+        const attempts: (() => Promise<unknown>)[] = [
+          () => store.getJob('a'),
+          () => store.getLedgerEntry('a', T0),
+          () => store.listJobs(),
+          () => store.listClaimed(),
+          () => store.createJob(makeJob('a')),
+          () => store.updateJob('a', (j) => j),
+          () => store.transact('a', () => ({ job: makeJob('a'), result: 0 })),
+          () => claimOccurrence(store, claimReq('a', T0)),
+          () => store.removeJob('a'),
+          () => store.appendRun(makeRun('a', 'r1')),
+        ];
+        for (const attempt of attempts) {
+          const err = await caught(attempt());
+          expect(isChronosError(err, 'store_corrupt'), String(err)).toBe(true);
+          expect((err as Error).message).toContain(path);
+          expect((err as Error).message).toMatch(/backup/);
+        }
+        expect(await readFile(path, 'utf8')).toBe(content);
+        // Other jobs stay usable.
+        expect((await store.getJob('ok'))?.id).toBe('ok');
+        await store.close();
+        // Reopening does not "repair" it either.
+        const again = await FileStore.open({ dir });
+        await expect(again.getJob('a')).rejects.toMatchObject({ code: 'store_corrupt' });
+        await again.close();
+        expect(await readFile(path, 'utf8')).toBe(content);
+      });
+    }
+
+    it('reports a corrupt run history the same way', async () => {
+      const store = await FileStore.open({ dir: await fresh() });
+      await store.createJob(makeJob('a'));
+      const path = join(dir, 'runs', 'a.json');
+      await writeFile(path, '{nope');
+      const err = await caught(store.listRuns('a'));
+      expect(err).toMatchObject({ code: 'store_corrupt' });
+      expect((err as Error).message).toContain(path);
+      await expect(store.appendRun(makeRun('a', 'r1'))).rejects.toMatchObject({ code: 'store_corrupt' });
+      expect(await readFile(path, 'utf8')).toBe('{nope');
+      await store.close();
+    });
+  });
+
+  it('ignores and removes temp files left by a crashed writer', async () => {
+    await fresh();
+    const first = await FileStore.open({ dir });
+    await first.createJob(makeJob('a'));
+    await first.close();
+    await writeFile(join(dir, 'jobs', '.a.json.0123456789ab.tmp'), '{"version":1,"job":{"id"');
+    await writeFile(join(dir, 'jobs', '.b.json.0123456789ab.tmp'), '');
+    await writeFile(join(dir, 'runs', '.a.json.0123456789ab.tmp'), '{');
+    const store = await FileStore.open({ dir });
+    expect((await store.listJobs()).map((j) => j.id)).toEqual(['a']);
+    expect(await readdir(join(dir, 'jobs'))).toEqual(['a.json']);
+    expect(await readdir(join(dir, 'runs'))).toEqual([]);
+    await store.close();
+  });
+
+  describe('two stores on one directory (as two processes would be)', () => {
+    it('admit exactly one claim of an occurrence when both race for it', async () => {
+      await fresh();
+      const a = await FileStore.open({ dir });
+      const b = await FileStore.open({ dir });
+      await a.createJob(makeJob('j'));
+      for (let round = 0; round < 5; round++) {
+        const fireAt = T0 + round;
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => claimOccurrence(i % 2 ? a : b, claimReq('j', fireAt))),
+        );
+        expect(results.filter((r) => r.outcome === 'claimed')).toHaveLength(1);
+        expect(results.filter((r) => r.outcome === 'duplicate')).toHaveLength(19);
+      }
+      expect((await b.getJob('j'))?.repeat.completed).toBe(5);
+      await a.close();
+      await b.close();
+    });
+
+    it("see each other's writes in cached lists", async () => {
+      await fresh();
+      const a = await FileStore.open({ dir });
+      const b = await FileStore.open({ dir });
+      await a.createJob(makeJob('one'));
+      expect((await a.listJobs()).map((j) => j.id)).toEqual(['one']);
+      expect((await b.listJobs()).map((j) => j.id)).toEqual(['one']);
+      await b.createJob(makeJob('two'));
+      expect((await a.listJobs()).map((j) => j.id)).toEqual(['one', 'two']);
+      // A writes after B did: its own write must not hide B's from its cache.
+      await b.updateJob('one', (j) => ({ ...j, name: 'renamed by b' }));
+      await a.createJob(makeJob('three'));
+      const seenByA = await a.listJobs();
+      expect(seenByA.map((j) => [j.id, j.name])).toEqual([
+        ['one', 'renamed by b'],
+        ['three', 'three'],
+        ['two', 'two'],
+      ]);
+      await claimOccurrence(b, claimReq('two', T0));
+      expect((await a.listClaimed()).map((r) => r.job_id)).toEqual(['two']);
+      await b.removeJob('two');
+      expect((await a.listJobs()).map((j) => j.id)).toEqual(['one', 'three']);
+      expect(await a.listClaimed()).toEqual([]);
+      await a.close();
+      await b.close();
+    });
+  });
+
+  describe('with a real second process', () => {
+    let child: { file: string; cleanup: () => Promise<void> };
+    beforeAll(async () => {
+      child = await bundleStoreChild();
+    });
+    afterAll(async () => {
+      await child.cleanup();
+    });
+
+    it('admits each occurrence once when both processes claim the same keys concurrently', async () => {
+      const store = await FileStore.open({ dir: await fresh() });
+      await store.createJob(makeJob('j'));
+      const count = 40;
+      const other = spawnLines(child.file, ['claim', dir, 'j', String(T0), String(count)]);
+      await other.waitFor((l) => l === 'ready');
+      other.child.stdin.write('go\n');
+      const mine: string[] = [];
+      for (let i = 0; i < count; i++)
+        mine.push((await claimOccurrence(store, claimReq('j', T0 + i, { now: Date.now() }))).outcome);
+      await other.waitFor((l) => l === 'done');
+      other.child.stdin.write('exit\n');
+      expect(await other.exited).toEqual({ code: 0, signal: null });
+      const theirs = new Map(
+        other.lines.filter((l) => /^\d+ /.test(l)).map((l) => l.split(' ') as [string, string]),
+      );
+      let claimedHere = 0;
+      for (let i = 0; i < count; i++) {
+        const here = mine[i];
+        const there = theirs.get(String(T0 + i));
+        expect([here, there].sort(), `fire_at ${T0 + i}`).toEqual(['claimed', 'duplicate']);
+        if (here === 'claimed') claimedHere += 1;
+      }
+      expect((await store.getJob('j'))?.repeat.completed).toBe(count);
+      console.log(`real-process race: this process won ${claimedHere}/${count}`);
+      await store.close();
+    });
+  });
+
+  describe('the write lock', () => {
+    it('is broken when its holder died', async () => {
+      const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 2000 });
+      const lockPath = join(dir, 'chronos.lock');
+      const holder = { boot_id: randomUUID(), pid: await deadPid(), host: hostname(), acquired_at: 'then' };
+      await writeFile(lockPath, JSON.stringify(holder));
+      const started = Date.now();
+      await store.createJob(makeJob('a'));
+      expect(Date.now() - started).toBeLessThan(1000);
+      await expect(stat(lockPath)).rejects.toMatchObject({ code: 'ENOENT' });
+      await store.close();
+    });
+
+    it('is broken when left unreadable long ago (holder died between create and write)', async () => {
+      const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 2000 });
+      const lockPath = join(dir, 'chronos.lock');
+      await writeFile(lockPath, '');
+      const past = new Date(Date.now() - 60_000);
+      await utimes(lockPath, past, past);
+      await store.createJob(makeJob('a'));
+      expect((await store.getJob('a'))?.id).toBe('a');
+      await store.close();
+    });
+
+    it('times out with store_locked naming the file and holder when a live process never releases it', async () => {
+      const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 300 });
+      await store.createJob(makeJob('a'));
+      const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
+        env: childEnv(),
+        stdio: 'ignore',
+      });
+      try {
+        const lockPath = join(dir, 'chronos.lock');
+        const holder = { boot_id: randomUUID(), pid: sleeper.pid, host: hostname(), acquired_at: 'now' };
+        await writeFile(lockPath, JSON.stringify(holder));
+        const started = Date.now();
+        const err = await caught(store.updateJob('a', (j) => ({ ...j, name: 'x' })));
+        const waited = Date.now() - started;
+        expect(err).toMatchObject({ code: 'store_locked' });
+        expect((err as Error).message).toContain(lockPath);
+        expect((err as Error).message).toContain(`pid ${sleeper.pid}`);
+        expect(waited).toBeGreaterThanOrEqual(290);
+        expect(waited).toBeLessThan(2000);
+        // Reads never wait for the lock.
+        expect((await store.getJob('a'))?.name).toBe('a');
+        expect(await readFile(lockPath, 'utf8')).toBe(JSON.stringify(holder));
+        // Once the holder is gone, writes go through again.
+        sleeper.kill('SIGKILL');
+        await new Promise((resolve) => sleeper.once('exit', resolve));
+        await store.updateJob('a', (j) => ({ ...j, name: 'x' }));
+        expect((await store.getJob('a'))?.name).toBe('x');
+      } finally {
+        sleeper.kill('SIGKILL');
+        await store.close();
+      }
+    });
+
+    it('cleans up temp files only under the lock (open waits for a live writer)', async () => {
+      await fresh();
+      await mkdir(join(dir, 'jobs'), { recursive: true });
+      const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
+        env: childEnv(),
+        stdio: 'ignore',
+      });
+      try {
+        const holder = { boot_id: randomUUID(), pid: sleeper.pid, host: hostname(), acquired_at: 'now' };
+        await writeFile(join(dir, 'chronos.lock'), JSON.stringify(holder));
+        const inFlight = join(dir, 'jobs', '.x.json.0123456789ab.tmp');
+        await writeFile(inFlight, 'being written');
+        await expect(FileStore.open({ dir, lockTimeoutMs: 200 })).rejects.toMatchObject({
+          code: 'store_locked',
+        });
+        expect(await readFile(inFlight, 'utf8')).toBe('being written');
+      } finally {
+        sleeper.kill('SIGKILL');
+      }
+    });
+  });
+});
