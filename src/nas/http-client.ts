@@ -1,0 +1,415 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import undiciRequest from 'undici/lib/api/api-request.js';
+import Pool from 'undici/lib/dispatcher/pool.js';
+import * as z from 'zod/mini';
+import { type Clock, systemClock } from '../clock.js';
+import { ChronosError } from '../errors.js';
+import { toFieldProblems } from '../validation.js';
+import {
+  type ArmedEntry,
+  type ArmRequest,
+  formatFireAt,
+  type NasClient,
+  NasError,
+  parseFireAt,
+} from './nas.js';
+import { DEFAULT_RETRY, parseRetryAfter, withRetry } from './retry.js';
+import type { TokenSource } from './token-source.js';
+
+export interface NasLogger {
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface HttpNasClientOptions {
+  /** NAS base URL; may carry a path prefix (`https://portal.example/nas`). */
+  portalUrl: string;
+  /** Chronos's public base URL; NAS appends `/api/cron/fire`. Trailing slashes are dropped. */
+  callbackUrl: string;
+  tokenSource: TokenSource;
+  /** Per attempt (connect, headers and body), default 10000. */
+  timeoutMs?: number;
+  retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  /** Drives backoff sleeps only; per-attempt timeouts are real time, enforced by the socket layer too. */
+  clock?: Clock;
+  random?: () => number;
+  userAgent: string;
+  logger?: NasLogger;
+  /** Socket cap toward NAS; reconcile bounds its own concurrency, this is a backstop. Default 16. */
+  connections?: number;
+  /** Called whenever `inFlight` changes, so idle exit can wait for 0 without polling. */
+  onInFlightChange?: (inFlight: number) => void;
+}
+
+type Operation = 'provision' | 'cancel' | 'list';
+
+interface CallSpec<T> {
+  op: Operation;
+  method: 'GET' | 'POST';
+  path: string;
+  body?: unknown;
+  /** Turns the text of a 2xx reply into the result. */
+  parse(text: string): T;
+}
+
+interface RawReply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+}
+
+const ProvisionReply = z.object({ schedule_id: z.string() });
+const ListReply = z.object({
+  armed: z.array(z.object({ job_id: z.string(), fire_at: z.string(), schedule_id: z.string() })),
+});
+
+const EXCERPT_CHARS = 200;
+
+function excerpt(text: string): string {
+  return text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS)}…` : text;
+}
+
+function tryParseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function errorField(json: unknown, field: string): string | undefined {
+  if (typeof json !== 'object' || json === null) return undefined;
+  const value = (json as Record<string, unknown>)[field];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function malformed(op: Operation, what: string, details: Record<string, unknown>): NasError {
+  // A 2xx with a body we cannot read will not read better the next time.
+  return new NasError('nas_rejected', `NAS ${op}: ${what}`, {
+    retryable: false,
+    details: { op, ...details },
+  });
+}
+
+function parseJsonReply(op: Operation, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw malformed(op, 'reply is not JSON', { body: excerpt(text) });
+  }
+}
+
+function describeTransportError(err: unknown): { message: string; code?: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return { message: `${err.message}${cause}`, ...(typeof code === 'string' ? { code } : {}) };
+  }
+  return { message: String(err) };
+}
+
+export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
+  let base: URL;
+  try {
+    base = new URL(options.portalUrl);
+  } catch {
+    throw new ChronosError('invalid_config', `portal URL ${options.portalUrl} is not a URL`);
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+    throw new ChronosError('invalid_config', `portal URL ${options.portalUrl} must be http or https`);
+  }
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const callbackUrl = options.callbackUrl.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const clock = options.clock ?? systemClock;
+  const { tokenSource, logger } = options;
+
+  const pool = new Pool(base.origin, {
+    connections: options.connections ?? 16,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    connect: { timeout: timeoutMs },
+  });
+
+  const lifetime = new AbortController();
+  const pending = new Set<Promise<unknown>>();
+  let closing: Promise<void> | undefined;
+  let inFlight = 0;
+
+  const setInFlight = (delta: number): void => {
+    inFlight += delta;
+    options.onInFlightChange?.(inFlight);
+  };
+
+  const closedError = (): NasError =>
+    new NasError('nas_unreachable', 'NAS client is closed', { retryable: false, details: { closed: true } });
+
+  /** One HTTP exchange, bounded by the per-attempt timeout. Any transport failure is retryable. */
+  async function exchange(
+    spec: CallSpec<unknown>,
+    token: string,
+    callSignal: AbortSignal,
+  ): Promise<RawReply> {
+    const attempt = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      attempt.abort();
+    }, timeoutMs);
+    const onCallAbort = (): void => attempt.abort(callSignal.reason);
+    callSignal.addEventListener('abort', onCallAbort, { once: true });
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'user-agent': options.userAgent,
+      authorization: `Bearer ${token}`,
+    };
+    if (spec.body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      const res = await undiciRequest.call(pool, {
+        method: spec.method,
+        path: prefix + spec.path,
+        headers,
+        body: spec.body === undefined ? null : JSON.stringify(spec.body),
+        signal: attempt.signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      // Always drain the body: an unread body pins the keep-alive socket.
+      const text = await res.body.text();
+      return { status: res.statusCode, headers: res.headers, text };
+    } catch (err) {
+      if (callSignal.aborted) throw callSignal.reason;
+      const { message, code } = describeTransportError(err);
+      const undiciTimeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+      if (timedOut || undiciTimeout) {
+        throw new NasError('nas_unreachable', `NAS ${spec.op}: no reply within ${timeoutMs} ms`, {
+          retryable: true,
+          details: { op: spec.op, timeout_ms: timeoutMs },
+          cause: err,
+        });
+      }
+      throw new NasError('nas_unreachable', `NAS ${spec.op}: cannot reach ${base.origin}: ${message}`, {
+        retryable: true,
+        details: { op: spec.op, ...(code ? { cause_code: code } : {}) },
+        cause: err,
+      });
+    } finally {
+      clearTimeout(timer);
+      callSignal.removeEventListener('abort', onCallAbort);
+    }
+  }
+
+  function interpret<T>(spec: CallSpec<T>, reply: RawReply): T {
+    const { status, text } = reply;
+    if (status >= 200 && status < 300) return spec.parse(text);
+    const json = tryParseJson(text);
+    const nasError = errorField(json, 'error');
+    const description = errorField(json, 'error_description') ?? errorField(json, 'message');
+    const said = nasError ? ` (${nasError}${description ? `: ${description}` : ''})` : '';
+    const details = { op: spec.op, body: excerpt(text) };
+    if (status === 403 && nasError === 'invalid_client') {
+      throw new NasError(
+        'nas_invalid_client',
+        `NAS ${spec.op}: NAS rejected this agent's identity (403 invalid_client)${description ? `: ${description}` : ''}; ` +
+          'retrying cannot fix it: check the access token and the instance registration at the portal',
+        { status, retryable: false, details },
+      );
+    }
+    const retryable = status === 429 || status >= 500;
+    throw new NasError('nas_rejected', `NAS ${spec.op}: replied ${status}${said}`, {
+      status,
+      retryable,
+      ...(retryable ? { retryAfterMs: parseRetryAfter(reply.headers['retry-after'], clock.now()) } : {}),
+      details,
+    });
+  }
+
+  async function refreshToken(op: Operation): Promise<string> {
+    try {
+      return await tokenSource.refresh();
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new NasError(
+        'nas_unauthorized',
+        `NAS ${op}: NAS rejected the access token (401) and re-reading it failed: ${reason}`,
+        {
+          status: 401,
+          retryable: false,
+          details: { op },
+          cause: err,
+        },
+      );
+    }
+  }
+
+  async function perform<T>(spec: CallSpec<T>, callSignal: AbortSignal): Promise<T> {
+    let refreshed = false;
+    const started = performance.now();
+    const result = await withRetry(
+      async () => {
+        let token = await tokenSource.get();
+        for (;;) {
+          const reply = await exchange(spec, token, callSignal);
+          if (reply.status !== 401) return interpret(spec, reply);
+          if (refreshed) {
+            throw new NasError(
+              'nas_unauthorized',
+              `NAS ${spec.op}: NAS rejected the access token (401) again after it was re-read; ` +
+                'check CHRONOS_ACCESS_TOKEN / CHRONOS_ACCESS_TOKEN_FILE',
+              { status: 401, retryable: false, details: { op: spec.op, body: excerpt(reply.text) } },
+            );
+          }
+          // The token may have been rotated under us (token file): re-read once and retry at once.
+          refreshed = true;
+          token = await refreshToken(spec.op);
+        }
+      },
+      {
+        maxAttempts: options.retry?.maxAttempts ?? DEFAULT_RETRY.maxAttempts,
+        baseDelayMs: options.retry?.baseDelayMs ?? DEFAULT_RETRY.baseDelayMs,
+        maxDelayMs: options.retry?.maxDelayMs ?? DEFAULT_RETRY.maxDelayMs,
+        clock,
+        ...(options.random ? { random: options.random } : {}),
+        signal: callSignal,
+        onRetry: ({ attempt, delayMs, error, fromRetryAfter }) => {
+          const err = error as Partial<NasError>;
+          logger?.warn(
+            {
+              op: spec.op,
+              attempt,
+              delay_ms: delayMs,
+              retry_after: fromRetryAfter,
+              code: err.code,
+              status: err.status,
+            },
+            `NAS ${spec.op} failed (${err.message ?? String(error)}); retrying`,
+          );
+        },
+      },
+    );
+    logger?.debug({ op: spec.op, ms: Math.round(performance.now() - started) }, `NAS ${spec.op} ok`);
+    return result;
+  }
+
+  /** A logical call: counted in `inFlight` from start to end, backoff waits included. */
+  function run<T>(spec: CallSpec<T>, signal: AbortSignal | undefined): Promise<T> {
+    if (closing) return Promise.reject(closedError());
+    const call = new AbortController();
+    const onCallerAbort = (): void => call.abort(signal?.reason);
+    const onClose = (): void => call.abort(lifetime.signal.reason);
+    if (signal?.aborted) call.abort(signal.reason);
+    signal?.addEventListener('abort', onCallerAbort, { once: true });
+    lifetime.signal.addEventListener('abort', onClose, { once: true });
+    setInFlight(1);
+    const promise = perform(spec, call.signal).finally(() => {
+      signal?.removeEventListener('abort', onCallerAbort);
+      lifetime.signal.removeEventListener('abort', onClose);
+      pending.delete(promise);
+      setInFlight(-1);
+    });
+    pending.add(promise);
+    return promise;
+  }
+
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+
+    provision(req: ArmRequest, signal?: AbortSignal) {
+      const fireAt = formatFireAt(req.fire_at);
+      return run(
+        {
+          op: 'provision',
+          method: 'POST',
+          path: '/api/agent-cron/provision',
+          body: {
+            job_id: req.job_id,
+            fire_at: fireAt,
+            agent_callback_url: callbackUrl,
+            dedup_key: `${req.job_id}:${fireAt}`,
+          },
+          parse: (text) => {
+            const parsed = z.safeParse(ProvisionReply, parseJsonReply('provision', text));
+            if (!parsed.success) {
+              throw malformed('provision', 'reply has no schedule_id', { body: excerpt(text) });
+            }
+            return { schedule_id: parsed.data.schedule_id };
+          },
+        },
+        signal,
+      );
+    },
+
+    cancel(jobId: string, signal?: AbortSignal) {
+      return run(
+        {
+          op: 'cancel',
+          method: 'POST',
+          path: '/api/agent-cron/cancel',
+          body: { job_id: jobId },
+          // Any 2xx means the job is no longer armed; the body carries nothing we need.
+          parse: () => undefined,
+        },
+        signal,
+      );
+    },
+
+    list(signal?: AbortSignal) {
+      return run(
+        {
+          op: 'list',
+          method: 'GET',
+          path: '/api/agent-cron/list',
+          parse: (text) => parseList(parseJsonReply('list', text), text),
+        },
+        signal,
+      );
+    },
+
+    close() {
+      closing ??= (async () => {
+        lifetime.abort(closedError());
+        await Promise.allSettled([...pending]);
+        await pool.destroy();
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Validate a `list` reply. Any bad entry rejects the whole list: reconcile cancels orphans only on a
+ * trusted list, so a partly understood one must not be trusted.
+ */
+function parseList(json: unknown, text: string): ArmedEntry[] {
+  const parsed = z.safeParse(ListReply, json);
+  if (!parsed.success) {
+    throw malformed('list', 'reply does not match {armed: [{job_id, fire_at, schedule_id}]}', {
+      problems: toFieldProblems(parsed.error),
+      body: excerpt(text),
+    });
+  }
+  const entries: ArmedEntry[] = [];
+  const problems: { path: string; message: string }[] = [];
+  parsed.data.armed.forEach((item, index) => {
+    const fireAt = parseFireAt(item.fire_at);
+    if (fireAt === undefined) {
+      problems.push({
+        path: `armed.${index}.fire_at`,
+        message: `not an ISO-8601 instant with offset: ${item.fire_at}`,
+      });
+      return;
+    }
+    entries.push({
+      job_id: item.job_id,
+      fire_at: fireAt,
+      schedule_id: item.schedule_id,
+      fire_at_raw: item.fire_at,
+    });
+  });
+  if (problems.length > 0) {
+    throw malformed('list', `reply has ${problems.length} unreadable fire_at value(s)`, { problems });
+  }
+  return entries;
+}
