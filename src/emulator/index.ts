@@ -1,0 +1,17 @@
+export { EMULATOR_USAGE, type EmulatorCliIo, rewriteOrigin, runEmulatorCli, splitCommand } from './cli.js';
+export {
+  type ArmedOneShot,
+  type DeliveryAttempt,
+  type Emulator,
+  type EmulatorOptions,
+  type FaultSwitches,
+  type FireAlg,
+  type FireTokenClaims,
+  isIsoWithOffset,
+  type ProvisionCall,
+  type ProvisionKind,
+  parseRetryAfter,
+  startEmulator,
+  validateProvision,
+} from './emulator.js';
+export { startWakeProxy, type WakeProxy, type WakeProxyOptions, type WakeStart } from './wake-proxy.js';
