@@ -75,7 +75,8 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
   }
 
   const scheduleChanged = !existing || existing.schedule !== spec.schedule || existing.timezone !== timezone;
-  const anchor = scheduleChanged ? ctx.now : existing.anchor_at;
+  // Whole seconds: fire_at goes to NAS at second precision (SPEC §1), and interval fires land on the anchor's grid.
+  const anchor = scheduleChanged ? Math.ceil(ctx.now / 1000) * 1000 : existing.anchor_at;
   const schedule = parseSchedule(spec.schedule, { timezone, anchor });
   const oneShot = schedule.kind === 'once';
   if (oneShot && scheduleChanged && schedule.at < ctx.now - ONE_SHOT_PAST_TOLERANCE_MS) {
@@ -87,7 +88,8 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
   }
 
   const enabled = spec.enabled ?? existing?.enabled ?? true;
-  const times = spec.repeat ? spec.repeat.times : (existing?.repeat.times ?? (oneShot ? 1 : null));
+  // A spec is complete (API body, jobs-file entry): without `repeat`, the default for the schedule's kind applies.
+  const times = spec.repeat ? spec.repeat.times : oneShot ? 1 : null;
   const base: Job = {
     id: existing?.id ?? spec.id ?? generateId(spec.name),
     name: spec.name ?? existing?.name ?? spec.id ?? '',

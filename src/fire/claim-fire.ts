@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import { advanceJob, armedInstant, isActive, occurrenceKind } from '../jobs/jobs.js';
+import type { Job, Trigger } from '../jobs/model.js';
+import { claimOccurrence, isOrphaned } from '../store/claim.js';
+import { isOwnerAlive } from '../store/owner.js';
+import type { LedgerEntry, Owner, Store } from '../store/store.js';
+
+/** SPEC §2 row 10: a fire may arrive this much before its fire_at (clock skew between NAS and us). */
+export const EARLY_SKEW_MS = 60_000;
+/** Margin added to the run timeout for the claim TTL, so long runs are never recovered while alive (lesson 9). */
+export const CLAIM_TTL_MARGIN_MS = 120_000;
+
+export interface AcceptedFire {
+  /** The job as stored by the claim (next_run_at already advanced). */
+  job: Job;
+  fire_at: number;
+  run_id: string;
+  trigger: Trigger;
+  attempt: number;
+  /** The occurrence had been claimed by a process that died before answering. */
+  recovered: boolean;
+}
+
+export type FireOutcome =
+  | { kind: 'gone' }
+  | { kind: 'inactive'; job: Job }
+  | { kind: 'duplicate'; entry: LedgerEntry }
+  | { kind: 'stale'; job: Job }
+  | { kind: 'early'; job: Job; retryAfterSeconds: number }
+  | { kind: 'accepted'; accepted: AcceptedFire };
+
+export interface ClaimFireRequest {
+  job_id: string;
+  /** Undefined when an older NAS omitted it: the job's current armed instant is used if it is due. */
+  fire_at: number | undefined;
+  /** Who delivered it; a retry occurrence is always recorded with trigger `retry`. */
+  trigger: Trigger;
+  now: number;
+  owner: Owner;
+  isAlive?: (owner: Owner) => boolean;
+}
+
+/**
+ * SPEC §2 rows 6–12 for every trigger (NAS fire, builtin timer, misfire catch-up): decide from a lock-free
+ * read, then claim under the job's lock, where the decision is re-made on fresh state. The claim, the
+ * advanced next_run_at and the repeat count are one durable write; a store failure propagates (row 11).
+ */
+export async function claimFire(store: Store, req: ClaimFireRequest): Promise<FireOutcome> {
+  const isAlive = req.isAlive ?? isOwnerAlive;
+  const job = await store.getJob(req.job_id);
+  if (!job) return { kind: 'gone' };
+  if (!isActive(job)) return { kind: 'inactive', job };
+
+  let fireAt = req.fire_at;
+  if (fireAt === undefined) {
+    const armed = armedInstant(job);
+    if (armed === null || armed > req.now + EARLY_SKEW_MS) return { kind: 'stale', job };
+    fireAt = armed;
+  }
+
+  const existing = await store.getLedgerEntry(job.id, fireAt);
+  if (existing && !isOrphaned(existing, req.now, isAlive)) return { kind: 'duplicate', entry: existing };
+  // An orphaned claim means a process took this occurrence and died before answering NAS (which is why
+  // NAS delivers it again): its claim already advanced the job, so the occurrence is no longer "current".
+  const kind = existing ? (existing.trigger === 'retry' ? 'retry' : 'regular') : occurrenceKind(job, fireAt);
+  if (kind === null) return { kind: 'stale', job };
+  if (!existing && fireAt > req.now + EARLY_SKEW_MS) {
+    return { kind: 'early', job, retryAfterSeconds: Math.max(1, Math.ceil((fireAt - req.now) / 1000)) };
+  }
+
+  const runId = randomUUID();
+  const trigger: Trigger = kind === 'retry' ? 'retry' : (existing?.trigger ?? req.trigger);
+  const attempt = kind === 'retry' ? Math.max(2, job.retry_attempt) : 1;
+  const at = fireAt;
+  const result = await claimOccurrence(
+    store,
+    {
+      job_id: job.id,
+      fire_at: at,
+      run_id: runId,
+      trigger,
+      owner: req.owner,
+      now: req.now,
+      ttl_ms: job.timeout_seconds * 1000 + CLAIM_TTL_MARGIN_MS,
+      advance: (fresh, recovering) => {
+        if (!isActive(fresh)) return { refuse: 'inactive' };
+        if (recovering) return { ...fresh, updated_at: req.now };
+        const freshKind = occurrenceKind(fresh, at);
+        if (freshKind === null) return { refuse: 'stale' };
+        return advanceJob(fresh, at, freshKind, req.now);
+      },
+    },
+    isAlive,
+  );
+  switch (result.outcome) {
+    case 'job_missing':
+      return { kind: 'gone' };
+    case 'duplicate':
+      return { kind: 'duplicate', entry: result.entry };
+    case 'refused':
+      return result.reason === 'inactive'
+        ? { kind: 'inactive', job: result.job }
+        : { kind: 'stale', job: result.job };
+    default:
+      return {
+        kind: 'accepted',
+        accepted: {
+          job: result.job,
+          fire_at: at,
+          run_id: runId,
+          trigger,
+          attempt,
+          recovered: result.outcome === 'recovered',
+        },
+      };
+  }
+}

@@ -1,0 +1,235 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
+import type { Clock } from '../clock.js';
+import { ChronosError } from '../errors.js';
+import { USER_AGENT } from '../version.js';
+
+/** Asymmetric algorithms only: an HS* token "signed" with our public key as the secret must never pass. */
+export const ALLOWED_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+];
+export const CLOCK_TOLERANCE_SECONDS = 30;
+export const FIRE_PURPOSE = 'cron_fire';
+
+/** Stable codes for why a fire token was refused; logged, never sent (the 401 body is always the same). */
+export type TokenFailure =
+  | 'token_missing'
+  | 'token_malformed'
+  | 'alg_not_allowed'
+  | 'signature_invalid'
+  | 'kid_unknown'
+  | 'exp_missing'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'audience_mismatch'
+  | 'issuer_mismatch'
+  | 'purpose_mismatch'
+  | 'no_key_source'
+  | 'jwks_unavailable';
+
+export type VerifyResult =
+  | { ok: true; claims: JWTPayload }
+  | { ok: false; code: TokenFailure; detail?: string };
+
+export interface FireTokenVerifier {
+  verify(authorization: string | undefined): Promise<VerifyResult>;
+  /** Age of the cached JWKS in ms, or null without a JWKS source / before the first load. */
+  jwksAgeMs(): number | null;
+  /** Load (or fetch) the key set ahead of the first fire; never throws. */
+  warm(): Promise<void>;
+}
+
+export interface VerifierOptions {
+  audience: string | undefined;
+  issuer: string | undefined;
+  jwksUrl?: string | undefined;
+  publicKey?: string | undefined;
+  /** Where the JWKS is persisted so a cold process verifies its first fire without a network call. */
+  cacheFile?: string | undefined;
+  clock: Clock;
+  /** Minimum time between two JWKS refreshes triggered by unknown kids. */
+  refreshCooldownMs?: number;
+  fetchTimeoutMs?: number;
+  log?: (obj: Record<string, unknown>, msg: string) => void;
+}
+
+type KeyResolver = Parameters<typeof jwtVerify>[1];
+
+/** Parse CHRONOS_FIRE_PUBLIC_KEY (PEM or JWK JSON) into a public KeyObject, refusing symmetric keys. */
+export function parseInlinePublicKey(text: string): KeyObject {
+  const trimmed = text.trim();
+  let jwk: { kty?: string } | undefined;
+  try {
+    if (trimmed.startsWith('{')) jwk = JSON.parse(trimmed) as { kty?: string };
+  } catch (err) {
+    throw new ChronosError('invalid_config', `not valid JWK JSON: ${(err as Error).message}`);
+  }
+  if (jwk?.kty === 'oct') {
+    throw new ChronosError(
+      'invalid_config',
+      'a symmetric (kty "oct") key cannot verify fire tokens; give the public key',
+    );
+  }
+  let key: KeyObject;
+  try {
+    key = jwk
+      ? createPublicKey({ key: jwk as never, format: 'jwk' })
+      : createPublicKey(trimmed.replace(/\\n/g, '\n'));
+  } catch (err) {
+    throw new ChronosError('invalid_config', `not a PEM or JWK public key: ${(err as Error).message}`);
+  }
+  if (key.type !== 'public') throw new ChronosError('invalid_config', 'not a public key');
+  return key;
+}
+
+export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifier {
+  const cooldownMs = opts.refreshCooldownMs ?? 30_000;
+  const issuers = opts.issuer ? [opts.issuer, `${opts.issuer}/`] : [];
+  let inlineKey: KeyObject | undefined;
+  if (opts.publicKey) inlineKey = parseInlinePublicKey(opts.publicKey);
+
+  let jwks: { set: JSONWebKeySet; resolver: KeyResolver; loadedAt: number } | undefined;
+  let refreshing: Promise<boolean> | undefined;
+  let lastRefreshAt = Number.NEGATIVE_INFINITY;
+
+  function install(set: JSONWebKeySet, loadedAt: number): void {
+    jwks = { set, resolver: createLocalJWKSet(set), loadedAt };
+  }
+
+  async function loadCache(): Promise<boolean> {
+    if (!opts.cacheFile) return false;
+    try {
+      const cached = JSON.parse(await readFile(opts.cacheFile, 'utf8')) as {
+        fetched_at: number;
+        jwks: JSONWebKeySet;
+      };
+      if (!Array.isArray(cached.jwks?.keys)) return false;
+      install(cached.jwks, cached.fetched_at);
+      return true;
+    } catch {
+      return false; // absent or unreadable: the network fetch below replaces it
+    }
+  }
+
+  async function fetchJwks(): Promise<boolean> {
+    if (!opts.jwksUrl) return false;
+    try {
+      const res = await fetch(opts.jwksUrl, {
+        headers: { accept: 'application/json', 'user-agent': USER_AGENT },
+        signal: AbortSignal.timeout(opts.fetchTimeoutMs ?? 5_000),
+      });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const set = (await res.json()) as JSONWebKeySet;
+      if (!Array.isArray(set.keys)) throw new Error('response has no "keys" array');
+      install(set, opts.clock.now());
+      if (opts.cacheFile) await persist(opts.cacheFile, { fetched_at: jwks!.loadedAt, jwks: set });
+      opts.log?.({ keys: set.keys.length }, 'fire key set refreshed');
+      return true;
+    } catch (err) {
+      opts.log?.({ err: (err as Error).message, url: opts.jwksUrl }, 'fire key set could not be fetched');
+      return false;
+    }
+  }
+
+  /** Single-flight refresh with a cooldown, so a burst of bad kids cannot hammer the portal (lesson 1). */
+  function refresh(): Promise<boolean> {
+    if (refreshing) return refreshing;
+    if (opts.clock.now() - lastRefreshAt < cooldownMs) return Promise.resolve(false);
+    lastRefreshAt = opts.clock.now();
+    return fetchOnce();
+  }
+
+  function fetchOnce(): Promise<boolean> {
+    refreshing ??= fetchJwks().finally(() => {
+      refreshing = undefined;
+    });
+    return refreshing;
+  }
+
+  let warming: Promise<void> | undefined;
+  function warm(): Promise<void> {
+    if (!opts.jwksUrl || jwks) return Promise.resolve();
+    // The first load is not an unknown-kid refresh: it does not start the cooldown.
+    warming ??= loadCache().then(async (ok) => {
+      if (!ok && !jwks) await fetchOnce();
+      warming = undefined;
+    });
+    return warming;
+  }
+
+  async function verifyWith(token: string, key: KeyResolver | KeyObject): Promise<VerifyResult> {
+    try {
+      const { payload } = await jwtVerify(token, key as KeyResolver, {
+        algorithms: ALLOWED_ALGORITHMS,
+        audience: opts.audience!,
+        issuer: issuers,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        requiredClaims: ['exp'],
+        currentDate: new Date(opts.clock.now()),
+      });
+      if (payload['purpose'] !== FIRE_PURPOSE) return { ok: false, code: 'purpose_mismatch' };
+      return { ok: true, claims: payload };
+    } catch (err) {
+      return { ok: false, ...classify(err) };
+    }
+  }
+
+  return {
+    jwksAgeMs: () => (jwks ? Math.max(0, opts.clock.now() - jwks.loadedAt) : null),
+    warm,
+    async verify(authorization) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+      if (!authorization) return { ok: false, code: 'token_missing' };
+      if (!match) return { ok: false, code: 'token_malformed', detail: 'expected "Bearer <JWT>"' };
+      if (!opts.audience || !opts.issuer || (!inlineKey && !opts.jwksUrl))
+        return { ok: false, code: 'no_key_source' };
+      const token = match[1]!;
+      if (inlineKey) return verifyWith(token, inlineKey);
+
+      if (!jwks) await warm();
+      if (!jwks) return { ok: false, code: 'jwks_unavailable' };
+      const first = await verifyWith(token, jwks.resolver);
+      if (first.ok || first.code !== 'kid_unknown') return first;
+      // An unknown kid may be a rotation at NAS: refresh once, then decide.
+      if (!(await refresh())) return first;
+      return verifyWith(token, jwks.resolver);
+    },
+  };
+}
+
+function classify(err: unknown): { code: TokenFailure; detail?: string } {
+  const detail = (err as Error).message;
+  if (err instanceof errors.JWTExpired) return { code: 'expired', detail };
+  if (err instanceof errors.JWKSNoMatchingKey) return { code: 'kid_unknown', detail };
+  if (err instanceof errors.JOSEAlgNotAllowed) return { code: 'alg_not_allowed', detail };
+  if (err instanceof errors.JWSSignatureVerificationFailed) return { code: 'signature_invalid', detail };
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') return { code: 'audience_mismatch', detail };
+    if (err.claim === 'iss') return { code: 'issuer_mismatch', detail };
+    if (err.claim === 'nbf') return { code: 'not_yet_valid', detail };
+    if (err.claim === 'exp') return { code: 'exp_missing', detail };
+    return { code: 'token_malformed', detail };
+  }
+  if (err instanceof errors.JOSENotSupported) return { code: 'alg_not_allowed', detail };
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return { code: 'signature_invalid', detail };
+  return { code: 'token_malformed', detail };
+}
+
+async function persist(file: string, value: unknown): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = join(dirname(file), `.${process.pid}.${Date.now()}.jwks.tmp`);
+  await writeFile(tmp, JSON.stringify(value));
+  await rename(tmp, file);
+}

@@ -1,0 +1,310 @@
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import type { Config } from './config/config.js';
+import { missingNasSettings } from './config/config.js';
+import { loadConfig } from './config/load.js';
+import { isChronosError } from './errors.js';
+import { createFireTokenVerifier, parseInlinePublicKey } from './fire/token.js';
+import { buildServer } from './http/server.js';
+import type { NasClient } from './nas/nas.js';
+import { checkTokenSourceSync } from './nas/token-source.js';
+import type { JobRunner } from './run/runner.js';
+import { createHandlerRegistry, type HandlerRegistry } from './run/targets/handler.js';
+import { Activity } from './scheduler/activity.js';
+import { BuiltinProvider } from './scheduler/builtin.js';
+import { ChronosProvider } from './scheduler/chronos.js';
+import { Engine } from './scheduler/engine.js';
+import { IdleExit } from './scheduler/idle-exit.js';
+import type { SchedulerProvider } from './scheduler/provider.js';
+import { FileStore } from './store/file-store.js';
+import { currentOwner } from './store/owner.js';
+import type { Store } from './store/store.js';
+import { USER_AGENT, VERSION } from './version.js';
+
+export interface StartOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  /** In-process handlers for `{"type":"handler"}` targets (library use). */
+  handlers?: HandlerRegistry;
+  clock?: Clock;
+  logger?: Logger;
+  /** Called instead of process.exit when the process decides to stop (idle or signal). */
+  exit?: (code: number) => void;
+  /** Install SIGTERM/SIGINT handlers (the CLI does; embedding applications may not want it). */
+  handleSignals?: boolean;
+}
+
+export interface RunningChronos {
+  config: Readonly<Config>;
+  app: FastifyInstance;
+  store: Store;
+  provider: () => SchedulerProvider;
+  url: string;
+  /** Stop accepting fires, let runs finish up to the grace period, persist, close. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * The one composition root: config → store → NAS client → provider → server → listen → provider start.
+ * Work that a fire does not need (boot recovery, reconcile, JWKS warm-up) starts only after listening, so
+ * a woken process answers its first fire as early as possible.
+ */
+export async function startChronos(options: StartOptions): Promise<RunningChronos> {
+  const config = loadConfig(options.env);
+  const clock = options.clock ?? systemClock;
+  const logger =
+    options.logger ??
+    pino({
+      level: config.logLevel,
+      base: { service: 'chronos', pid: process.pid },
+      redact: {
+        paths: ['req.headers.authorization', 'headers.authorization', '*.authorization'],
+        censor: '[redacted]',
+      },
+    });
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const dataDir = resolve(config.dataDir);
+  const store = await FileStore.open({ dir: dataDir });
+  const startedAt = clock.now();
+  if (config.jobsFile) {
+    // Before listening: a jobs file with errors stops the start, and fires must see the declared jobs.
+    const { syncJobsFileAtStart } = await import('./jobs/jobs-file.js');
+    try {
+      const synced = await syncJobsFileAtStart({
+        store,
+        path: resolve(config.jobsFile),
+        dataDir,
+        now: clock.now(),
+        defaultTimezone: config.timezone,
+      });
+      logger.info({ jobs_file: config.jobsFile, ...synced }, 'jobs file synced');
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+  const owner = currentOwner();
+  const activity = new Activity();
+  const handlers = options.handlers ?? createHandlerRegistry();
+
+  let runner: Promise<JobRunner> | undefined;
+  const getRunner = () => {
+    runner ??= import('./run/runner.js').then(
+      ({ JobRunner }) =>
+        new JobRunner({ store, clock, logger, handlers, allowCommands: config.allowCommands }),
+    );
+    return runner;
+  };
+
+  let nas: Promise<NasClient> | undefined;
+  const getNas = () => {
+    nas ??= Promise.all([import('./nas/http-client.js'), import('./nas/token-source.js')]).then(
+      ([{ createHttpNasClient }, { createTokenSource }]) =>
+        createHttpNasClient({
+          portalUrl: config.portalUrl!,
+          callbackUrl: config.callbackUrl!,
+          tokenSource: createTokenSource({ token: config.accessToken, file: config.accessTokenFile }),
+          userAgent: USER_AGENT,
+          clock,
+          logger,
+        }),
+    );
+    return nas;
+  };
+
+  let provider: SchedulerProvider;
+  const engine = new Engine({
+    store,
+    clock,
+    logger,
+    activity,
+    owner,
+    runner: getRunner,
+    provider: () => provider,
+  });
+  const builtin = (reason: string | null) => new BuiltinProvider({ store, clock, logger, engine, reason });
+
+  const wantChronos =
+    config.provider === 'chronos' || (config.provider === 'auto' && missingNasSettings(config).length === 0);
+  if (wantChronos) {
+    const chronos = new ChronosProvider({
+      store,
+      clock,
+      logger,
+      engine,
+      activity,
+      nas: getNas,
+      unavailableReason: () => chronosUnavailableReason(config),
+      onInvalidClient: (remedy) => {
+        logger.warn({ code: 'nas_invalid_client' }, remedy);
+        provider = builtin('NAS rejected the agent (invalid_client)');
+        void provider.start();
+      },
+    });
+    const available = chronos.isAvailable();
+    if (available.ok) provider = chronos;
+    else {
+      logger.warn(
+        { reason: available.reason },
+        'chronos provider unavailable; falling back to the builtin timer',
+      );
+      provider = builtin(`chronos provider unavailable: ${available.reason}`);
+    }
+  } else {
+    if (config.provider === 'auto')
+      logger.info(
+        { missing: missingNasSettings(config) },
+        'NAS settings not configured; using the builtin (in-process) timer',
+      );
+    provider = builtin(null);
+  }
+
+  const verifier = createFireTokenVerifier({
+    audience: config.expectedAudience,
+    issuer: config.portalUrl,
+    jwksUrl: config.jwksUrl,
+    publicKey: config.firePublicKey,
+    cacheFile: join(dataDir, 'jwks-cache.json'),
+    clock,
+    log: (obj, msg) => logger.info(obj, msg),
+  });
+
+  let drainingSince: number | null = null;
+  const app = await buildServer({
+    logger,
+    activity,
+    fire: {
+      store,
+      clock,
+      logger,
+      verifier,
+      owner,
+      rateLimit: { max: config.fireRateLimit, timeWindowMs: 1_000 },
+      draining: () => (drainingSince === null ? null : Math.max(1, config.shutdownGraceSeconds)),
+      onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
+      onStale: (job) => void provider.arm(job).catch(() => {}),
+      onAccepted: (fire) => void engine.onAccepted(fire),
+    },
+    plugins: config.adminToken
+      ? [
+          (await import('./http/admin.js')).adminPlugin({
+            token: config.adminToken,
+            store,
+            clock,
+            provider: () => provider,
+            engine,
+            defaultTimezone: config.timezone,
+            allowCommands: config.allowCommands,
+            configuredProvider: config.provider,
+            jobsFile: config.jobsFile,
+            jwksAgeMs: () => verifier.jwksAgeMs(),
+            startedAt,
+          }),
+        ]
+      : [],
+  });
+
+  let idle: IdleExit | undefined;
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    shuttingDown ??= (async () => {
+      drainingSince = clock.now();
+      idle?.stop();
+      logger.info({ reason, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
+      await provider.stop();
+      const runnerInstance = runner ? await runner : undefined;
+      if (runnerInstance && runnerInstance.active > 0) {
+        let graceTimer: TimerHandle | undefined;
+        const graceOver = new Promise<'timeout'>((r) => {
+          graceTimer = clock.setTimeout(() => r('timeout'), config.shutdownGraceSeconds * 1000);
+        });
+        const ended = await Promise.race([runnerInstance.whenIdle().then(() => 'idle' as const), graceOver]);
+        // Runs that end early must not leave the grace timer holding an embedding process open.
+        if (graceTimer) clock.clearTimeout(graceTimer);
+        if (ended === 'timeout') {
+          logger.warn({ active: runnerInstance.active }, 'grace period over; aborting runs still going');
+          runnerInstance.abortAll('shutdown grace period over');
+          await runnerInstance.whenIdle();
+        }
+      }
+      await app.close();
+      if (nas) await (await nas).close();
+      await store.close();
+      logger.info('stopped');
+    })();
+    return shuttingDown;
+  };
+
+  await app.listen({ port: config.port, host: config.host });
+  const address = app.server.address();
+  const url =
+    typeof address === 'object' && address
+      ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+      : String(address);
+  logger.info({ url, provider: provider.name, version: VERSION, data_dir: dataDir }, 'chronos listening');
+
+  if (options.handleSignals ?? true) {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        void shutdown(signal).then(() => exit(0));
+      });
+    }
+  }
+
+  // After listening: recover runs a dead process left `running`, then reconcile (which applies misfires).
+  void (async () => {
+    try {
+      await verifier.warm();
+      const recovered = await (await getRunner()).recoverInterrupted();
+      if (recovered.length > 0)
+        logger.warn({ count: recovered.length }, 'runs interrupted by a previous process');
+      await provider.start();
+    } catch (err) {
+      logger.error({ err }, 'start-up reconcile failed');
+    }
+    if (provider.name === 'chronos' && config.idleExitSeconds > 0 && shuttingDown === undefined) {
+      idle = new IdleExit({
+        clock,
+        activity,
+        logger,
+        provider: () => provider,
+        idleMs: config.idleExitSeconds * 1000,
+        onIdle: () => void shutdown('idle').then(() => exit(0)),
+      });
+      idle.start();
+    }
+  })();
+
+  return { config, app, store, provider: () => provider, url, shutdown };
+}
+
+/** Decided without network: the chronos provider needs a readable token and a usable key source. */
+function chronosUnavailableReason(config: Config): string | null {
+  const missing = missingNasSettings(config);
+  if (missing.length > 0) return `missing ${missing.join(', ')}`;
+  const token = checkTokenSourceSync({ token: config.accessToken, file: config.accessTokenFile });
+  if (token) return token;
+  if (config.firePublicKey) {
+    try {
+      parseInlinePublicKey(config.firePublicKey);
+    } catch (err) {
+      return `CHRONOS_FIRE_PUBLIC_KEY is not a usable public key: ${(err as Error).message}`;
+    }
+  }
+  return null;
+}
+
+/** Entry used by `chronos serve` and the container: configuration problems exit 1 with one message. */
+export async function serve(env = process.env): Promise<void> {
+  try {
+    await startChronos({ env });
+  } catch (err) {
+    if (isChronosError(err)) {
+      // Configuration, corrupt or locked store: the message says what to fix; a stack would hide it.
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}

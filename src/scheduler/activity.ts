@@ -1,0 +1,50 @@
+/**
+ * What keeps a scale-to-zero process awake: requests in flight, runs going, NAS calls pending. The idle
+ * watcher (src/scheduler/idle-exit.ts) exits only when every count is zero for the configured time.
+ */
+export type ActivityKind = 'request' | 'run' | 'nas' | 'arming';
+
+export class Activity {
+  private readonly counts: Record<ActivityKind, number> = { request: 0, run: 0, nas: 0, arming: 0 };
+  private readonly listeners = new Set<() => void>();
+
+  /** Mark the start of some work; call the returned function exactly once when it ends. */
+  begin(kind: ActivityKind): () => void {
+    this.counts[kind] += 1;
+    this.notify();
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.counts[kind] -= 1;
+      this.notify();
+    };
+  }
+
+  /** Run `fn` as activity of `kind`. */
+  async track<T>(kind: ActivityKind, fn: () => Promise<T>): Promise<T> {
+    const end = this.begin(kind);
+    try {
+      return await fn();
+    } finally {
+      end();
+    }
+  }
+
+  get busy(): boolean {
+    return this.counts.request + this.counts.run + this.counts.nas + this.counts.arming > 0;
+  }
+
+  snapshot(): Readonly<Record<ActivityKind, number>> {
+    return { ...this.counts };
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private notify(): void {
+    for (const listener of this.listeners) listener();
+  }
+}

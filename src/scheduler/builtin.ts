@@ -1,0 +1,187 @@
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../clock.js';
+import { armedInstant } from '../jobs/jobs.js';
+import type { Job } from '../jobs/model.js';
+import type { Store } from '../store/store.js';
+import { SingleFlight } from './debounce.js';
+import type { Engine } from './engine.js';
+import type { ProviderStatus, ReconcileSummary, SchedulerProvider } from './provider.js';
+
+/** setTimeout's ceiling (about 24.8 days); longer waits are re-armed in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface BuiltinProviderDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  engine: Engine;
+  /** Why builtin is in use when chronos was configured (fallback), for /api/status. */
+  reason?: string | null;
+  debounceMs?: number;
+}
+
+/**
+ * In-process trigger: ONE precise timer set for the earliest armed instant of all jobs, re-armed whenever
+ * jobs change — not a 60 s tick. It never lets the process exit while idle (the timer stays referenced).
+ * Fires go through the same claim as NAS fires, so the two can never both run an occurrence.
+ */
+export class BuiltinProvider implements SchedulerProvider {
+  readonly name = 'builtin' as const;
+  private readonly desired = new Map<string, number>();
+  private timer: TimerHandle | undefined;
+  private wakeAt: number | null = null;
+  private stopped = false;
+  private lastReconcile: ReconcileSummary | null = null;
+  private lastArmAt: number | null = null;
+  private readonly reconciler: SingleFlight;
+  reason: string | null;
+
+  constructor(private readonly deps: BuiltinProviderDeps) {
+    this.reason = deps.reason ?? null;
+    this.reconciler = new SingleFlight(deps.clock, deps.debounceMs ?? 50, async () => {
+      await this.reconcile();
+    });
+  }
+
+  isAvailable(): { ok: true } {
+    return { ok: true };
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.reconciler.runNow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.reconciler.cancel();
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.wakeAt = null;
+  }
+
+  onJobsChanged(): void {
+    if (!this.stopped) this.reconciler.request();
+  }
+
+  async reconcile(): Promise<ReconcileSummary> {
+    const started = this.deps.clock.now();
+    let jobs = await this.deps.store.listJobs();
+    const misfires = await this.deps.engine.applyMisfires(jobs);
+    if (misfires > 0) jobs = await this.deps.store.listJobs();
+    const before = new Map(this.desired);
+    this.desired.clear();
+    let armed = 0;
+    let unchanged = 0;
+    for (const job of jobs) {
+      const at = armedInstant(job);
+      if (at === null) continue;
+      this.desired.set(job.id, at);
+      if (before.get(job.id) === at) unchanged += 1;
+      else armed += 1;
+    }
+    const cancelled = [...before.keys()].filter((id) => !this.desired.has(id)).length;
+    this.reschedule();
+    const now = this.deps.clock.now();
+    this.lastReconcile = {
+      armed,
+      cancelled,
+      unchanged,
+      failed: 0,
+      misfires,
+      trusted: true,
+      at: now,
+      durationMs: now - started,
+    };
+    this.deps.logger.info(
+      { provider: 'builtin', armed, cancelled, unchanged, failed: 0, misfires, next_wake: iso(this.wakeAt) },
+      'reconcile',
+    );
+    return this.lastReconcile;
+  }
+
+  async arm(job: Job): Promise<void> {
+    const at = armedInstant(job);
+    if (at === null) this.desired.delete(job.id);
+    else this.desired.set(job.id, at);
+    this.lastArmAt = this.deps.clock.now();
+    this.reschedule();
+  }
+
+  async disarm(jobId: string): Promise<void> {
+    this.desired.delete(jobId);
+    this.reschedule();
+  }
+
+  isArmed(jobId: string): boolean {
+    return this.desired.has(jobId);
+  }
+
+  settled(): boolean {
+    return true;
+  }
+
+  status(): ProviderStatus {
+    return {
+      provider: 'builtin',
+      reason: this.reason,
+      nasReachable: null,
+      lastReconcile: this.lastReconcile,
+      armedCount: this.desired.size,
+      desiredCount: this.desired.size,
+      lastArmAt: this.lastArmAt,
+      nextWakeAt: this.wakeAt,
+    };
+  }
+
+  private reschedule(): void {
+    if (this.stopped) return;
+    let earliest: number | null = null;
+    for (const at of this.desired.values()) if (earliest === null || at < earliest) earliest = at;
+    if (earliest === this.wakeAt && this.timer) return;
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.wakeAt = earliest;
+    if (earliest === null) return;
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, earliest - this.deps.clock.now()));
+    this.timer = this.deps.clock.setTimeout(() => this.onTimer(), delay);
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.wakeAt = null;
+    const now = this.deps.clock.now();
+    const due = [...this.desired].filter(([, at]) => at <= now);
+    for (const [jobId, at] of due) {
+      // Forget the instant before claiming so a failed claim cannot spin; the claim re-arms what is current.
+      this.desired.delete(jobId);
+      void this.fire(jobId, at);
+    }
+    this.reschedule();
+  }
+
+  private async fire(jobId: string, at: number): Promise<void> {
+    try {
+      const outcome = await this.deps.engine.fireLocal(jobId, at, 'builtin');
+      if (outcome.kind === 'stale' || outcome.kind === 'duplicate' || outcome.kind === 'early') {
+        const job = await this.deps.store.getJob(jobId);
+        if (job) await this.arm(job);
+      }
+    } catch (err) {
+      this.deps.logger.error({ err, job_id: jobId }, 'builtin fire failed; retrying shortly');
+      // The store could not take the claim: try the same instant again soon rather than lose it.
+      if (!this.stopped) {
+        this.deps.clock.setTimeout(() => {
+          if (!this.desired.has(jobId)) {
+            this.desired.set(jobId, at);
+            this.reschedule();
+          }
+        }, 1_000);
+      }
+    }
+  }
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}

@@ -1,0 +1,269 @@
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../clock.js';
+import { isChronosError } from '../errors.js';
+import { armedInstant } from '../jobs/jobs.js';
+import type { Job } from '../jobs/model.js';
+import type { NasClient } from '../nas/nas.js';
+import { computeBackoff } from '../nas/retry.js';
+import type { Store } from '../store/store.js';
+import type { Activity } from './activity.js';
+import { SingleFlight } from './debounce.js';
+import type { Engine } from './engine.js';
+import type { ProviderStatus, ReconcileSummary, SchedulerProvider } from './provider.js';
+
+export interface ChronosProviderDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  engine: Engine;
+  activity: Activity;
+  /** The NAS client loads lazily (undici is the largest import; it must stay off the cold path). */
+  nas: () => Promise<NasClient>;
+  /** Without any network call: why the provider cannot work, or null. */
+  unavailableReason: () => string | null;
+  /** NAS rejected the agent's identity: hand the trigger to the builtin provider. Called once. */
+  onInvalidClient: (reason: string) => void;
+  concurrency?: number;
+  debounceMs?: number;
+  /** Backoff between reconcile rounds while some arm keeps failing. */
+  healBackoff?: { base: number; max: number };
+  random?: () => number;
+}
+
+/**
+ * NAS-mediated trigger. `start()` reconciles and returns: no timer of any kind is left behind, except the
+ * backoff timer that re-tries failed arms while the process is awake (lesson 12: never sleep unarmed).
+ * `armed` is what NAS holds as far as we know: seeded by NAS `list` at start, then kept by our own calls.
+ */
+export class ChronosProvider implements SchedulerProvider {
+  readonly name = 'chronos' as const;
+  private readonly armed = new Map<string, number>();
+  private readonly desired = new Map<string, number>();
+  private readonly failed = new Set<string>();
+  private listed = false;
+  private disabled = false;
+  private stopped = false;
+  private nasReachable: boolean | null = null;
+  private lastReconcile: ReconcileSummary | null = null;
+  private lastArmAt: number | null = null;
+  private healTimer: TimerHandle | undefined;
+  private healAttempt = 0;
+  private readonly reconciler: SingleFlight;
+
+  constructor(private readonly deps: ChronosProviderDeps) {
+    // Tracked as activity so that idle exit re-checks when a reconcile ends, even one that made no call.
+    this.reconciler = new SingleFlight(deps.clock, deps.debounceMs ?? 50, async () => {
+      await deps.activity.track('arming', () => this.reconcile());
+    });
+  }
+
+  isAvailable(): { ok: true } | { ok: false; reason: string } {
+    const reason = this.deps.unavailableReason();
+    return reason === null ? { ok: true } : { ok: false, reason };
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.reconciler.runNow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.reconciler.cancel();
+    this.clearHeal();
+  }
+
+  onJobsChanged(): void {
+    if (!this.stopped && !this.disabled) this.reconciler.request();
+  }
+
+  async reconcile(): Promise<ReconcileSummary> {
+    const { clock, logger, store, engine } = this.deps;
+    const started = clock.now();
+    const summary = { armed: 0, cancelled: 0, unchanged: 0, failed: 0, misfires: 0 };
+    if (this.disabled || this.stopped) return this.finish(summary, started);
+    this.clearHeal();
+
+    if (!this.listed) await this.listAtStart();
+    if (this.disabled) return this.finish(summary, started);
+
+    let jobs = await store.listJobs();
+    summary.misfires = await engine.applyMisfires(jobs);
+    if (summary.misfires > 0) jobs = await store.listJobs();
+
+    this.desired.clear();
+    for (const job of jobs) {
+      const at = armedInstant(job);
+      if (at !== null) this.desired.set(job.id, at);
+    }
+    const calls: Array<() => Promise<'armed' | 'cancelled' | 'failed'>> = [];
+    for (const [jobId, at] of this.desired) {
+      // Instants, not strings: an arm NAS lists as 02:00-05:00 is the same as our 07:00Z.
+      if (this.armed.get(jobId) === at && !this.failed.has(jobId)) summary.unchanged += 1;
+      else calls.push(() => this.provision(jobId, at).then((ok) => (ok ? 'armed' : 'failed')));
+    }
+    // Only arms we know of can be orphans; an untrusted (failed) list leaves NAS-only arms alone,
+    // and they answer `gone`/`inactive` if they ever fire.
+    for (const jobId of this.armed.keys()) {
+      if (!this.desired.has(jobId))
+        calls.push(() => this.cancel(jobId).then((ok) => (ok ? 'cancelled' : 'failed')));
+    }
+    const results = await runBounded(calls, this.deps.concurrency ?? 8);
+    for (const r of results) summary[r] += 1;
+    if (this.disabled) return this.finish(summary, started);
+    if (summary.failed > 0) this.scheduleHeal();
+    else this.healAttempt = 0;
+    const result = this.finish(summary, started);
+    logger.info(
+      { provider: 'chronos', ...summary, trusted: this.listed, duration_ms: result.durationMs },
+      `reconcile: armed ${summary.armed} / cancelled ${summary.cancelled} / unchanged ${summary.unchanged} / failed ${summary.failed}`,
+    );
+    return result;
+  }
+
+  async arm(job: Job): Promise<void> {
+    const at = armedInstant(job);
+    if (at === null) return this.disarm(job.id);
+    this.desired.set(job.id, at);
+    if (this.disabled || (this.armed.get(job.id) === at && !this.failed.has(job.id))) return;
+    if (!(await this.provision(job.id, at))) this.scheduleHeal();
+  }
+
+  async disarm(jobId: string): Promise<void> {
+    this.desired.delete(jobId);
+    this.failed.delete(jobId);
+    if (this.disabled) return;
+    // Cancel even when we do not know of an arm: NAS may hold one from before (cancel of unknown is a 200).
+    if (!(await this.cancel(jobId))) this.scheduleHeal();
+  }
+
+  isArmed(jobId: string): boolean {
+    const at = this.desired.get(jobId);
+    return at !== undefined && this.armed.get(jobId) === at && !this.failed.has(jobId);
+  }
+
+  settled(): boolean {
+    if (this.disabled) return false;
+    if (this.reconciler.pending || this.failed.size > 0) return false;
+    for (const [jobId, at] of this.desired) if (this.armed.get(jobId) !== at) return false;
+    return true;
+  }
+
+  status(): ProviderStatus {
+    let armedCount = 0;
+    for (const jobId of this.desired.keys()) if (this.isArmed(jobId)) armedCount += 1;
+    return {
+      provider: 'chronos',
+      reason: null,
+      nasReachable: this.nasReachable,
+      lastReconcile: this.lastReconcile,
+      armedCount,
+      desiredCount: this.desired.size,
+      lastArmAt: this.lastArmAt,
+      nextWakeAt: null,
+    };
+  }
+
+  private async listAtStart(): Promise<void> {
+    try {
+      const nas = await this.deps.nas();
+      const entries = await this.deps.activity.track('nas', () => nas.list());
+      this.armed.clear();
+      for (const entry of entries) this.armed.set(entry.job_id, entry.fire_at);
+      this.listed = true;
+      this.nasReachable = true;
+    } catch (err) {
+      this.noteFailure(err, 'list');
+    }
+  }
+
+  private async provision(jobId: string, at: number): Promise<boolean> {
+    // Calls queued behind the one that met invalid_client must not be sent (lesson 8: stop calling NAS).
+    if (this.disabled) return false;
+    try {
+      const nas = await this.deps.nas();
+      await this.deps.activity.track('nas', () => nas.provision({ job_id: jobId, fire_at: at }));
+      this.armed.set(jobId, at);
+      this.failed.delete(jobId);
+      this.nasReachable = true;
+      this.lastArmAt = this.deps.clock.now();
+      this.deps.logger.info({ job_id: jobId, fire_at: new Date(at).toISOString() }, 'armed at NAS');
+      return true;
+    } catch (err) {
+      this.failed.add(jobId);
+      this.noteFailure(err, 'provision', jobId);
+      return false;
+    }
+  }
+
+  private async cancel(jobId: string): Promise<boolean> {
+    if (this.disabled) return false;
+    try {
+      const nas = await this.deps.nas();
+      await this.deps.activity.track('nas', () => nas.cancel(jobId));
+      this.armed.delete(jobId);
+      this.nasReachable = true;
+      return true;
+    } catch (err) {
+      this.noteFailure(err, 'cancel', jobId);
+      return false;
+    }
+  }
+
+  private noteFailure(err: unknown, op: string, jobId?: string): void {
+    if (isChronosError(err, 'nas_invalid_client')) {
+      if (!this.disabled) {
+        this.disabled = true;
+        this.clearHeal();
+        this.deps.onInvalidClient(
+          'NAS rejected this agent (403 invalid_client): check CHRONOS_ACCESS_TOKEN / CHRONOS_ACCESS_TOKEN_FILE ' +
+            'and that the agent is registered at the portal, then restart. Jobs keep firing on the builtin timer.',
+        );
+      }
+      return;
+    }
+    this.nasReachable = !isChronosError(err, 'nas_unreachable');
+    this.deps.logger.warn({ err, op, job_id: jobId }, `NAS ${op} failed`);
+  }
+
+  /** Failed arms are retried with backoff while awake; idle exit waits until they succeed. */
+  private scheduleHeal(): void {
+    if (this.healTimer || this.stopped || this.disabled) return;
+    this.healAttempt += 1;
+    const bounds = this.deps.healBackoff ?? { base: 1_000, max: 60_000 };
+    const delay = Math.max(bounds.base / 2, computeBackoff(this.healAttempt, bounds, this.deps.random));
+    this.deps.logger.info({ attempt: this.healAttempt, delay_ms: delay }, 'will retry failed NAS calls');
+    this.healTimer = this.deps.clock.setTimeout(() => {
+      this.healTimer = undefined;
+      void this.reconciler.runNow();
+    }, delay);
+  }
+
+  private clearHeal(): void {
+    if (this.healTimer) this.deps.clock.clearTimeout(this.healTimer);
+    this.healTimer = undefined;
+  }
+
+  private finish(
+    summary: Omit<ReconcileSummary, 'trusted' | 'at' | 'durationMs'>,
+    started: number,
+  ): ReconcileSummary {
+    const now = this.deps.clock.now();
+    this.lastReconcile = { ...summary, trusted: this.listed, at: now, durationMs: now - started };
+    return this.lastReconcile;
+  }
+}
+
+/** Run tasks with at most `limit` in flight, preserving result order. */
+async function runBounded<T>(tasks: Array<() => Promise<T>>, limit: number): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  async function worker(): Promise<void> {
+    while (next < tasks.length) {
+      const index = next++;
+      results[index] = await tasks[index]!();
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return results;
+}

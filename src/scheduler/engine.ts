@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { type AcceptedFire, CLAIM_TTL_MARGIN_MS, claimFire, type FireOutcome } from '../fire/claim-fire.js';
+import { advanceJob, armedInstant, compileSchedule, isActive, occurrenceKind } from '../jobs/jobs.js';
+import type { Job, RunRecord, Trigger } from '../jobs/model.js';
+import type { Occurrence, RunOutcome } from '../run/runner.js';
+import { claimOccurrence, isOrphaned } from '../store/claim.js';
+import { isOwnerAlive } from '../store/owner.js';
+import type { Owner, Store } from '../store/store.js';
+import type { Activity } from './activity.js';
+import type { SchedulerProvider } from './provider.js';
+
+export interface Runner {
+  run(occ: Occurrence): Promise<RunOutcome>;
+}
+
+export interface EngineDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  activity: Activity;
+  owner: Owner;
+  /** The runner is created lazily (it loads run targets); the first accepted fire awaits it. */
+  runner: () => Promise<Runner>;
+  /** The provider currently in charge (it can change: chronos falls back to builtin on invalid_client). */
+  provider: () => SchedulerProvider;
+}
+
+/**
+ * The one path every trigger feeds (SPEC §5 "Both feed the same claim → run → record path"):
+ * claimed occurrence → arm the next instant → run → arm whatever the run left (a retry, or nothing).
+ */
+export class Engine {
+  constructor(private readonly deps: EngineDeps) {}
+
+  /** Called after the claim is durable (and, for NAS fires, after the 202 is sent). */
+  onAccepted(fire: AcceptedFire): Promise<void> {
+    const { activity, logger } = this.deps;
+    const end = activity.begin('run');
+    return (async () => {
+      try {
+        // Armed before the run: a process killed mid-run still leaves the schedule armed.
+        await this.armSafely(fire.job);
+        const runner = await this.deps.runner();
+        await runner.run({
+          job: fire.job,
+          fire_at: fire.fire_at,
+          run_id: fire.run_id,
+          trigger: fire.trigger,
+          attempt: fire.attempt,
+        });
+        const after = await this.deps.store.getJob(fire.job.id);
+        if (after) await this.armSafely(after);
+        else await this.deps.provider().disarm(fire.job.id);
+        // SPEC §5: reconcile (and the misfire rule) also runs after each fire.
+        this.deps.provider().onJobsChanged();
+      } catch (err) {
+        logger.error({ err, job_id: fire.job.id, run_id: fire.run_id }, 'after-fire work failed');
+      } finally {
+        end();
+      }
+    })();
+  }
+
+  /** Claim and run an occurrence found by this process (builtin timer, misfire catch-up). */
+  async fireLocal(jobId: string, fireAt: number, trigger: Trigger): Promise<FireOutcome> {
+    const outcome = await claimFire(this.deps.store, {
+      job_id: jobId,
+      fire_at: fireAt,
+      trigger,
+      now: this.deps.clock.now(),
+      owner: this.deps.owner,
+    });
+    if (outcome.kind === 'accepted') {
+      this.deps.logger.info(
+        { job_id: jobId, fire_at: new Date(fireAt).toISOString(), run_id: outcome.accepted.run_id, trigger },
+        'occurrence claimed',
+      );
+      void this.onAccepted(outcome.accepted);
+    }
+    return outcome;
+  }
+
+  /**
+   * `POST /api/jobs/:id/run`: run now as a `manual` run without consuming or moving the armed occurrence.
+   * It still takes a ledger row (keyed by the request instant) so it is recorded like every other run.
+   */
+  async runManual(jobId: string): Promise<AcceptedFire | null> {
+    const now = this.deps.clock.now();
+    const job = await this.deps.store.getJob(jobId);
+    if (!job) return null;
+    const runId = randomUUID();
+    const result = await claimOccurrence(this.deps.store, {
+      job_id: jobId,
+      fire_at: now,
+      run_id: runId,
+      trigger: 'manual',
+      owner: this.deps.owner,
+      now,
+      ttl_ms: job.timeout_seconds * 1000 + CLAIM_TTL_MARGIN_MS,
+      advance: (fresh) => fresh,
+    });
+    if (result.outcome !== 'claimed' && result.outcome !== 'recovered') return null;
+    const accepted: AcceptedFire = {
+      job: result.job,
+      fire_at: now,
+      run_id: runId,
+      trigger: 'manual',
+      attempt: 1,
+      recovered: false,
+    };
+    void this.onAccepted(accepted);
+    return accepted;
+  }
+
+  /**
+   * SPEC §3 "Missed occurrences": an armed instant overdue by more than the job's grace, with no live claim,
+   * was never delivered. `run_once` claims and runs it now (the claim moves next_run_at past now: never a
+   * burst); `skip` and every one-shot record it `missed`. Returns how many occurrences were handled.
+   */
+  async applyMisfires(jobs: Job[]): Promise<number> {
+    const now = this.deps.clock.now();
+    let handled = 0;
+    for (const job of jobs) {
+      const instant = armedInstant(job);
+      if (instant === null || now - instant <= job.misfire.grace_seconds * 1000) continue;
+      const entry = await this.deps.store.getLedgerEntry(job.id, instant);
+      if (entry && !isOrphaned(entry, now, isOwnerAlive)) continue;
+      const oneShot = compileSchedule(job).kind === 'once';
+      try {
+        if (job.misfire.policy === 'run_once' && !oneShot) {
+          const outcome = await this.fireLocal(job.id, instant, 'misfire');
+          if (outcome.kind === 'accepted') handled += 1;
+        } else if (await this.recordMissed(job.id, instant, now)) {
+          handled += 1;
+        }
+      } catch (err) {
+        this.deps.logger.error({ err, job_id: job.id }, 'misfire handling failed');
+      }
+    }
+    return handled;
+  }
+
+  private async recordMissed(jobId: string, instant: number, now: number): Promise<boolean> {
+    const runId = randomUUID();
+    const recorded = await this.deps.store.transact(jobId, (view) => {
+      const fresh = view.job;
+      if (!fresh || !isActive(fresh) || view.entry(instant)) return { result: false };
+      const kind = occurrenceKind(fresh, instant);
+      if (kind === null) return { result: false };
+      const next = advanceJob(fresh, instant, kind, now);
+      next.last_status = 'missed';
+      next.last_error = `occurrence ${new Date(instant).toISOString()} was not delivered in time`;
+      if (next.next_run_at === null && next.retry_at === null && next.state === 'scheduled')
+        next.state = 'completed';
+      return {
+        job: next,
+        ledger: [
+          {
+            job_id: jobId,
+            fire_at: instant,
+            status: 'missed',
+            trigger: 'misfire',
+            run_id: runId,
+            owner: this.deps.owner,
+            claimed_at: now,
+            expires_at: now,
+          },
+        ],
+        result: true,
+      };
+    });
+    if (!recorded) return false;
+    const run: RunRecord = {
+      run_id: runId,
+      job_id: jobId,
+      fire_at: instant,
+      trigger: 'misfire',
+      status: 'missed',
+      attempt: 1,
+      started_at: now,
+      finished_at: now,
+      output: null,
+      error: 'occurrence was not delivered within the misfire grace period',
+    };
+    await this.deps.store.appendRun(run);
+    this.deps.logger.warn({ job_id: jobId, fire_at: new Date(instant).toISOString() }, 'occurrence missed');
+    return true;
+  }
+
+  private async armSafely(job: Job): Promise<void> {
+    try {
+      await this.deps.provider().arm(job);
+    } catch (err) {
+      // The provider keeps retrying failed arms while awake; this is only the log line.
+      this.deps.logger.warn({ err, job_id: job.id }, 'arming the next occurrence failed; will retry');
+    }
+  }
+}

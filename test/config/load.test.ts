@@ -1,0 +1,238 @@
+/*
+ * SPEC §7 configuration: loadConfig(env). Not a decision-table row. Defaults, every variable, one
+ * message per bad value naming the variable and the fix, every problem listed at once, frozen result,
+ * empty strings as unset, idle exit refused with the builtin provider.
+ */
+import { describe, expect, it } from 'vitest';
+import { CONFIG_VARIABLES, type Config } from '../../src/config/config.js';
+import { DEFAULT_FIRE_RATE_LIMIT, loadConfig } from '../../src/config/load.js';
+import { ChronosError } from '../../src/errors.js';
+
+function problemsOf(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ChronosError);
+    const e = err as ChronosError;
+    expect(e.code).toBe('invalid_config');
+    const problems = e.details?.['problems'] as string[];
+    // The single message carries every problem, so the operator sees them all at once.
+    for (const p of problems) expect(e.message).toContain(p);
+    return problems;
+  }
+  throw new Error('expected loadConfig to throw');
+}
+
+const NAS = {
+  CHRONOS_PORTAL_URL: 'https://portal.example.com',
+  CHRONOS_CALLBACK_URL: 'https://my-app.fly.dev',
+  CHRONOS_EXPECTED_AUDIENCE: 'agent:inst-1',
+  CHRONOS_JWKS_URL: 'https://portal.example.com/.well-known/jwks.json',
+  CHRONOS_ACCESS_TOKEN: 'agent-access-token',
+};
+
+describe('loadConfig defaults', () => {
+  it('gives the documented defaults for an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      port: 8080,
+      host: '127.0.0.1',
+      logLevel: 'info',
+      provider: 'auto',
+      portalUrl: undefined,
+      callbackUrl: undefined,
+      expectedAudience: undefined,
+      jwksUrl: undefined,
+      firePublicKey: undefined,
+      accessToken: undefined,
+      accessTokenFile: undefined,
+      dataDir: '.chronos-data',
+      jobsFile: undefined,
+      timezone: 'UTC',
+      adminToken: undefined,
+      idleExitSeconds: 0,
+      shutdownGraceSeconds: 30,
+      allowCommands: false,
+      fireRateLimit: DEFAULT_FIRE_RATE_LIMIT,
+    } satisfies Config);
+  });
+
+  it('treats empty and blank strings as unset', () => {
+    const env = Object.fromEntries(CONFIG_VARIABLES.map((name, i) => [name, i % 2 === 0 ? '' : '   ']));
+    expect(loadConfig(env)).toEqual(loadConfig({}));
+  });
+
+  it('ignores variables it does not own', () => {
+    expect(loadConfig({ PATH: '/usr/bin', NODE_ENV: 'production', CHRONOS_UNKNOWN: 'x' })).toEqual(
+      loadConfig({}),
+    );
+  });
+
+  it('returns a frozen object', () => {
+    const config = loadConfig({ PORT: '9000' });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(() => {
+      (config as Config).port = 1;
+    }).toThrow(TypeError);
+  });
+});
+
+describe('loadConfig parses every variable', () => {
+  it('with a JWKS URL and a token file', () => {
+    const env = {
+      PORT: '9090',
+      HOST: '0.0.0.0',
+      LOG_LEVEL: 'debug',
+      CHRONOS_PROVIDER: 'chronos',
+      CHRONOS_PORTAL_URL: 'https://portal.example.com/',
+      CHRONOS_CALLBACK_URL: 'https://my-app.fly.dev//',
+      CHRONOS_EXPECTED_AUDIENCE: 'agent:inst-1',
+      CHRONOS_JWKS_URL: 'https://portal.example.com/.well-known/jwks.json',
+      CHRONOS_ACCESS_TOKEN_FILE: '/run/secrets/chronos-token',
+      CHRONOS_DATA_DIR: '/data',
+      CHRONOS_JOBS_FILE: '/app/chronos.jobs.json',
+      CHRONOS_TIMEZONE: 'Europe/Paris',
+      CHRONOS_ADMIN_TOKEN: 'a-very-long-admin-secret',
+      CHRONOS_IDLE_EXIT_SECONDS: '120',
+      CHRONOS_SHUTDOWN_GRACE_SECONDS: '15',
+      CHRONOS_ALLOW_COMMANDS: 'true',
+      CHRONOS_FIRE_RATE_LIMIT: '5000',
+    };
+    // Every variable loadConfig owns is exercised here or, for the two either-or alternatives, in the next test.
+    const alternatives = ['CHRONOS_FIRE_PUBLIC_KEY', 'CHRONOS_ACCESS_TOKEN'];
+    expect([...Object.keys(env), ...alternatives].sort()).toEqual([...CONFIG_VARIABLES].sort());
+    expect(loadConfig(env)).toEqual({
+      port: 9090,
+      host: '0.0.0.0',
+      logLevel: 'debug',
+      provider: 'chronos',
+      portalUrl: 'https://portal.example.com',
+      callbackUrl: 'https://my-app.fly.dev',
+      expectedAudience: 'agent:inst-1',
+      jwksUrl: 'https://portal.example.com/.well-known/jwks.json',
+      firePublicKey: undefined,
+      accessToken: undefined,
+      accessTokenFile: '/run/secrets/chronos-token',
+      dataDir: '/data',
+      jobsFile: '/app/chronos.jobs.json',
+      timezone: 'Europe/Paris',
+      adminToken: 'a-very-long-admin-secret',
+      idleExitSeconds: 120,
+      shutdownGraceSeconds: 15,
+      allowCommands: true,
+      fireRateLimit: 5000,
+    } satisfies Config);
+  });
+
+  it('with an inline public key and a literal token', () => {
+    const pem = '-----BEGIN PUBLIC KEY-----\\nMCowBQYDK2VwAyEA\\n-----END PUBLIC KEY-----';
+    const { CHRONOS_JWKS_URL: _unused, ...rest } = NAS;
+    const config = loadConfig({ ...rest, CHRONOS_FIRE_PUBLIC_KEY: pem, CHRONOS_PROVIDER: 'builtin' });
+    expect(config).toMatchObject({
+      firePublicKey: pem,
+      accessToken: 'agent-access-token',
+      provider: 'builtin',
+    });
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['false', false],
+    ['0', false],
+    ['no', false],
+  ])('reads CHRONOS_ALLOW_COMMANDS=%s as %s', (value, expected) => {
+    expect(loadConfig({ CHRONOS_ALLOW_COMMANDS: value }).allowCommands).toBe(expected);
+  });
+
+  it.each(['0', '65535'])('accepts PORT=%s', (port) => {
+    expect(loadConfig({ PORT: port }).port).toBe(Number(port));
+  });
+
+  it('accepts CHRONOS_IDLE_EXIT_SECONDS with the chronos provider, and 0 with builtin', () => {
+    expect(
+      loadConfig({ ...NAS, CHRONOS_PROVIDER: 'chronos', CHRONOS_IDLE_EXIT_SECONDS: '300' }).idleExitSeconds,
+    ).toBe(300);
+    expect(loadConfig({ CHRONOS_PROVIDER: 'builtin', CHRONOS_IDLE_EXIT_SECONDS: '0' }).idleExitSeconds).toBe(
+      0,
+    );
+  });
+});
+
+describe('loadConfig refuses bad values, naming the variable and the fix', () => {
+  it.each([
+    ['PORT', 'x', /PORT="x": must be a whole number .*8080/],
+    ['PORT', '70000', /PORT="70000": must be between 0 and 65535/],
+    ['PORT', '80.5', /PORT="80.5": must be a whole number/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL="loud": must be one of fatal, error, warn, info, debug, trace, silent/],
+    ['CHRONOS_PROVIDER', 'nas', /CHRONOS_PROVIDER="nas": must be "chronos" .* or "builtin"/],
+    ['CHRONOS_PORTAL_URL', 'portal.example.com', /CHRONOS_PORTAL_URL=.*: must be an absolute http\(s\) URL/],
+    ['CHRONOS_CALLBACK_URL', 'ftp://my-app', /CHRONOS_CALLBACK_URL=.*: must be an absolute http\(s\) URL/],
+    ['CHRONOS_JWKS_URL', 'jwks.json', /CHRONOS_JWKS_URL=.*: must be an absolute http\(s\) URL/],
+    ['CHRONOS_TIMEZONE', 'Mars/Olympus', /CHRONOS_TIMEZONE="Mars\/Olympus": must be an IANA time zone/],
+    ['CHRONOS_ADMIN_TOKEN', 'short', /CHRONOS_ADMIN_TOKEN=.*: must be at least 16 characters/],
+    ['CHRONOS_IDLE_EXIT_SECONDS', '-1', /CHRONOS_IDLE_EXIT_SECONDS="-1": must be a whole number/],
+    ['CHRONOS_IDLE_EXIT_SECONDS', '86401', /CHRONOS_IDLE_EXIT_SECONDS="86401": must be between 0 and 86400/],
+    [
+      'CHRONOS_SHUTDOWN_GRACE_SECONDS',
+      'soon',
+      /CHRONOS_SHUTDOWN_GRACE_SECONDS="soon": must be a whole number/,
+    ],
+    ['CHRONOS_ALLOW_COMMANDS', 'maybe', /CHRONOS_ALLOW_COMMANDS="maybe": must be true or false/],
+    ['CHRONOS_FIRE_RATE_LIMIT', '0', /CHRONOS_FIRE_RATE_LIMIT="0": must be between 1 and 1000000/],
+  ])('%s=%s', (name, value, pattern) => {
+    const problems = problemsOf({ [name]: value });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(pattern);
+  });
+
+  it('never echoes a secret in the message', () => {
+    const problems = problemsOf({ CHRONOS_ADMIN_TOKEN: 'hunter2' });
+    expect(problems[0]).toContain('CHRONOS_ADMIN_TOKEN');
+    expect(problems.join('\n')).not.toContain('hunter2');
+  });
+
+  it('refuses two sources for the same setting', () => {
+    expect(
+      problemsOf({ CHRONOS_JWKS_URL: NAS.CHRONOS_JWKS_URL, CHRONOS_FIRE_PUBLIC_KEY: '{"kty":"OKP"}' }),
+    ).toEqual(['set only one of CHRONOS_JWKS_URL and CHRONOS_FIRE_PUBLIC_KEY']);
+    expect(problemsOf({ CHRONOS_ACCESS_TOKEN: 't', CHRONOS_ACCESS_TOKEN_FILE: '/run/t' })).toEqual([
+      'set only one of CHRONOS_ACCESS_TOKEN and CHRONOS_ACCESS_TOKEN_FILE',
+    ]);
+  });
+
+  it('refuses CHRONOS_IDLE_EXIT_SECONDS with the builtin provider, saying why', () => {
+    const problems = problemsOf({ CHRONOS_PROVIDER: 'builtin', CHRONOS_IDLE_EXIT_SECONDS: '60' });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/CHRONOS_IDLE_EXIT_SECONDS needs the chronos provider.*set it to 0/);
+  });
+
+  it('lists every problem in one error: a bad PORT and each missing NAS setting', () => {
+    const problems = problemsOf({ PORT: 'x', CHRONOS_PROVIDER: 'chronos' });
+    expect(problems).toEqual([
+      'PORT="x": must be a whole number (TCP port, e.g. 8080)',
+      'CHRONOS_PROVIDER=chronos needs CHRONOS_PORTAL_URL; set it, or use CHRONOS_PROVIDER=builtin',
+      'CHRONOS_PROVIDER=chronos needs CHRONOS_CALLBACK_URL; set it, or use CHRONOS_PROVIDER=builtin',
+      'CHRONOS_PROVIDER=chronos needs CHRONOS_EXPECTED_AUDIENCE; set it, or use CHRONOS_PROVIDER=builtin',
+      'CHRONOS_PROVIDER=chronos needs CHRONOS_JWKS_URL or CHRONOS_FIRE_PUBLIC_KEY; set it, or use CHRONOS_PROVIDER=builtin',
+      'CHRONOS_PROVIDER=chronos needs CHRONOS_ACCESS_TOKEN or CHRONOS_ACCESS_TOKEN_FILE; set it, or use CHRONOS_PROVIDER=builtin',
+    ]);
+  });
+
+  it('lists several bad values together with a cross-variable problem', () => {
+    const problems = problemsOf({
+      LOG_LEVEL: 'loud',
+      CHRONOS_TIMEZONE: 'Nowhere/City',
+      CHRONOS_ACCESS_TOKEN: 't',
+      CHRONOS_ACCESS_TOKEN_FILE: '/run/t',
+    });
+    expect(problems).toHaveLength(3);
+    expect(problems.some((p) => p.startsWith('LOG_LEVEL='))).toBe(true);
+    expect(problems.some((p) => p.startsWith('CHRONOS_TIMEZONE='))).toBe(true);
+    expect(problems).toContain('set only one of CHRONOS_ACCESS_TOKEN and CHRONOS_ACCESS_TOKEN_FILE');
+  });
+
+  it('with every NAS setting given, the chronos provider is accepted', () => {
+    expect(loadConfig({ ...NAS, CHRONOS_PROVIDER: 'chronos' }).provider).toBe('chronos');
+  });
+});

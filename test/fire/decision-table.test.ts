@@ -1,0 +1,598 @@
+/*
+ * SPEC §2, the fire endpoint's decision table, through app.inject() against the real route, a real
+ * verifier fed by a loopback JWKS server, and real stores. Rows → describe blocks:
+ *   row 1  "row 1: body over 16 KiB"            row 7  "row 7: inactive job"
+ *   row 2  "row 2: rate limit"                  row 8  "row 8: duplicate occurrence"
+ *   row 3  "row 3: token before body" (every cause: token-refusals.test.ts)
+ *   row 4  "row 4: bad body"                    row 9  "row 9: stale fire"
+ *   row 5  "row 5: draining"                    row 10 "row 10: early fire"
+ *   row 6  "row 6: unknown job"                 row 11 "row 11: claim cannot be written"
+ *   row 12 "row 12: accepted" (and fire_at absent, retry occurrence, dead-owner recovery, offsets)
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ChronosError } from '../../src/errors.js';
+import { claimFire } from '../../src/fire/claim-fire.js';
+import { FIRE_BODY_LIMIT } from '../../src/fire/route.js';
+import type { Job } from '../../src/jobs/model.js';
+import { settleOccurrence } from '../../src/store/claim.js';
+import { FileStore } from '../../src/store/file-store.js';
+import type { Store } from '../../src/store/store.js';
+import {
+  AUDIENCE,
+  buildFireApp,
+  type FireApp,
+  type FireAppOptions,
+  fireBody,
+  ISSUER,
+  START,
+  seedJob,
+} from '../helpers/build-fire-app.js';
+import {
+  type FireKey,
+  generateFireKey,
+  type JwksServer,
+  jwksOf,
+  type MintOptions,
+  mintFireToken,
+  startJwksServer,
+} from '../helpers/fire-keys.js';
+import { flushMicrotasks } from '../helpers/manual-clock.js';
+import { deadOwner } from '../store/fixtures.js';
+
+/** The first `every 1m` occurrence of a job seeded at START. */
+const T1 = START + 60_000;
+const T2 = T1 + 60_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+let key: FireKey;
+let jwks: JwksServer;
+const apps: FireApp[] = [];
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  key = await generateFireKey('ES256');
+  jwks = await startJwksServer(jwksOf(key));
+});
+afterAll(() => jwks.close());
+afterEach(async () => {
+  for (const f of apps.splice(0)) await f.close();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function setup(opts: FireAppOptions = {}) {
+  const f = await buildFireApp({ verifierOptions: { jwksUrl: jwks.url }, ...opts });
+  apps.push(f);
+  const bearer = async (claims: Partial<MintOptions> = {}) =>
+    `Bearer ${await mintFireToken(key, { now: f.clock.now(), aud: AUDIENCE, iss: ISSUER, ...claims })}`;
+  return { f, bearer };
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'chronos-fire-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** The job and its ledger are exactly as they were: nothing was written. */
+async function expectNothingWritten(store: Store, before: Job, fireAts: number[] = [T1]): Promise<void> {
+  expect(await store.getJob(before.id)).toEqual(before);
+  for (const at of fireAts) expect(await store.getLedgerEntry(before.id, at)).toBeUndefined();
+  expect(await store.listClaimed()).toEqual([]);
+}
+
+async function expectNoCallbacks(f: FireApp): Promise<void> {
+  await flushMicrotasks();
+  expect(f.inactive).toEqual([]);
+  expect(f.stale).toEqual([]);
+  expect(f.accepted).toEqual([]);
+}
+
+describe('row 1: body over 16 KiB', () => {
+  it('answers 413 even with a valid token for a due job, and writes nothing', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'big' });
+    f.clock.set(T1);
+    const padded = JSON.stringify({ ...fireBody('big', T1), pad: 'x'.repeat(FIRE_BODY_LIMIT) });
+    const res = await f.fire(await bearer(), padded);
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toEqual({ error: 'FST_ERR_CTP_BODY_TOO_LARGE', message: 'Request body is too large' });
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+
+  it('answers 413 before looking at the token (row 1 before row 3)', async () => {
+    const { f } = await setup();
+    const res = await f.fire(undefined, 'x'.repeat(FIRE_BODY_LIMIT + 1));
+    expect(res.statusCode).toBe(413);
+    expect(f.refusalCodes()).toEqual([]);
+  });
+
+  it('accepts a body of exactly 16 KiB', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'edge' });
+    f.clock.set(T1);
+    const base = JSON.stringify({ ...fireBody('edge', T1), pad: '' });
+    const exact = JSON.stringify({ ...fireBody('edge', T1), pad: 'x'.repeat(FIRE_BODY_LIMIT - base.length) });
+    expect(Buffer.byteLength(exact)).toBe(FIRE_BODY_LIMIT);
+    const res = await f.fire(await bearer(), exact);
+    expect(res.statusCode).toBe(202);
+  });
+});
+
+describe('row 2: rate limit', () => {
+  it('answers 429 with Retry-After past the limit, before the token check, and writes nothing', async () => {
+    const { f, bearer } = await setup({ rateLimit: { max: 2, timeWindowMs: 60_000 } });
+    const job = await seedJob(f.store, START, { id: 'busy' });
+    f.clock.set(T1);
+    expect((await f.fire(undefined, fireBody('busy', T1))).statusCode).toBe(401);
+    expect((await f.fire(undefined, fireBody('busy', T1))).statusCode).toBe(401);
+
+    const limited = await f.fire(await bearer(), fireBody('busy', T1));
+    expect(limited.statusCode).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    expect(limited.json()).toEqual({
+      error: 'rate_limited',
+      message: 'Rate limit exceeded, retry in 1 minute',
+    });
+
+    // Row 2 before row 3: a missing token is not even looked at.
+    const noToken = await f.fire(undefined, fireBody('busy', T1));
+    expect(noToken.statusCode).toBe(429);
+    expect(f.refusalCodes()).toEqual(['token_missing', 'token_missing']);
+
+    // Row 1 before row 2: the size check comes first.
+    expect((await f.fire(await bearer(), 'x'.repeat(FIRE_BODY_LIMIT + 1))).statusCode).toBe(413);
+
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+});
+
+describe('row 3: token before body', () => {
+  it('answers 401 (not 400) to a bad token with a bad body, and writes nothing', async () => {
+    const { f } = await setup();
+    const job = await seedJob(f.store, START, { id: 'order' });
+    f.clock.set(T1);
+    const res = await f.fire('Bearer garbage', 'not json at all');
+    expect(res.statusCode).toBe(401);
+    expect(res.json()).toEqual({ error: 'invalid fire token' });
+    expect(f.refusalCodes()).toEqual(['token_malformed']);
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+
+  it('answers 401 to a valid body with a token minted for another audience, and writes nothing', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'aud' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer({ aud: 'agent:someone-else' }), fireBody('aud', T1));
+    expect(res.statusCode).toBe(401);
+    expect(res.json()).toEqual({ error: 'invalid fire token' });
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+});
+
+describe('row 4: bad body', () => {
+  const jobIdMessage = 'job_id is required and must match [a-z0-9][a-z0-9_-]{0,63}';
+  const fireAtMessage = 'fire_at must be an ISO-8601 instant with an offset, e.g. 2026-03-08T07:00:00Z';
+  const jsonMessage = 'body must be JSON: {"job_id": "...", "fire_at": "<ISO-8601>"}';
+  const cases: Array<[string, string, string]> = [
+    ['not JSON', '{"job_id": "a",', jsonMessage],
+    ['an empty body', '', jsonMessage],
+    ['a JSON array', '["a"]', 'body must be a JSON object'],
+    ['job_id missing', '{"fire_at":"2026-03-08T07:00:00Z"}', jobIdMessage],
+    ['job_id not a string', '{"job_id":42}', jobIdMessage],
+    ['an unsafe job_id (../etc)', '{"job_id":"../etc"}', jobIdMessage],
+    ['an upper-case job_id', '{"job_id":"Daily"}', jobIdMessage],
+    ['fire_at "tomorrow"', '{"job_id":"a","fire_at":"tomorrow"}', fireAtMessage],
+    ['a naive fire_at (2026-03-08 07:00)', '{"job_id":"a","fire_at":"2026-03-08 07:00"}', fireAtMessage],
+    ['a fire_at without offset', '{"job_id":"a","fire_at":"2026-03-08T07:00:00"}', fireAtMessage],
+    ['a numeric fire_at', '{"job_id":"a","fire_at":1772953200000}', fireAtMessage],
+  ];
+  it.each(cases)('answers 400 to %s with a valid token, and writes nothing', async (_name, body, message) => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'a' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), body);
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({ error: 'bad_request', message });
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+
+  it('parses the body whatever the content type says (NAS may omit it)', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'a' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), fireBody('a', T1), { 'content-type': 'text/plain' });
+    expect(res.statusCode).toBe(202);
+  });
+});
+
+describe('row 5: draining', () => {
+  it('answers 503 with Retry-After while draining, and writes nothing', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'drain' });
+    f.clock.set(T1);
+    f.setDraining(7);
+    const res = await f.fire(await bearer(), fireBody('drain', T1));
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('7');
+    expect(res.json()).toEqual({ error: 'draining', message: 'shutting down; deliver again later' });
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+
+  it('checks the token and the body first, and answers 503 even for an unknown job (rows 3, 4 before 5 before 6)', async () => {
+    const { f, bearer } = await setup();
+    f.setDraining(3);
+    expect((await f.fire(undefined, fireBody('x', T1))).statusCode).toBe(401);
+    expect((await f.fire(await bearer(), '{')).statusCode).toBe(400);
+    const unknown = await f.fire(await bearer(), fireBody('nobody', T1));
+    expect(unknown.statusCode).toBe(503);
+    await expectNoCallbacks(f);
+  });
+});
+
+describe('row 6: unknown job', () => {
+  it('answers 200 gone and asks for the arm to be cancelled', async () => {
+    const { f, bearer } = await setup();
+    const res = await f.fire(await bearer(), fireBody('nobody', T1));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'gone' });
+    expect(f.inactive).toEqual(['nobody']);
+    expect(await f.store.listJobs()).toEqual([]);
+    expect(await f.store.listClaimed()).toEqual([]);
+    await flushMicrotasks();
+    expect(f.accepted).toEqual([]);
+    expect(f.stale).toEqual([]);
+  });
+});
+
+describe('row 7: inactive job', () => {
+  const cases: Array<[string, Partial<Job>]> = [
+    ['paused', { state: 'paused' }],
+    ['disabled', { enabled: false }],
+    ['completed', { state: 'completed', repeat: { times: 1, completed: 1 } }],
+    ['in the error state', { state: 'error', last_error: 'cannot compute the next run' }],
+  ];
+  it.each(cases)(
+    'answers 200 inactive for a job %s, cancels its arm, and writes nothing',
+    async (_name, patch) => {
+      const { f, bearer } = await setup();
+      const job = await seedJob(f.store, START, { id: 'quiet' }, patch);
+      f.clock.set(T1);
+      const res = await f.fire(await bearer(), fireBody('quiet', T1));
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ status: 'inactive' });
+      expect(f.inactive).toEqual(['quiet']);
+      await expectNothingWritten(f.store, job);
+      await flushMicrotasks();
+      expect(f.accepted).toEqual([]);
+      expect(f.stale).toEqual([]);
+    },
+  );
+});
+
+describe('row 8: duplicate occurrence', () => {
+  it('a replayed token for an accepted occurrence is a duplicate: one run only, nothing rewritten', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'once' });
+    f.clock.set(T1);
+    const token = await bearer({ jti: 'fire-1' });
+    const first = await f.fire(token, fireBody('once', T1));
+    expect(first.statusCode).toBe(202);
+    const afterFirst = await f.store.getJob('once');
+    const row = await f.store.getLedgerEntry('once', T1);
+
+    f.clock.advance(5_000);
+    const replay = await f.fire(token, fireBody('once', T1));
+    expect(replay.statusCode).toBe(200);
+    expect(replay.json()).toEqual({ status: 'duplicate' });
+    await flushMicrotasks();
+    expect(f.accepted).toHaveLength(1);
+    expect(f.stale).toEqual([]);
+    expect(f.inactive).toEqual([]);
+    expect(await f.store.getJob('once')).toEqual(afterFirst);
+    expect(await f.store.getLedgerEntry('once', T1)).toEqual(row);
+  });
+
+  it('an occurrence already finished is a duplicate', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'done' });
+    f.clock.set(T1);
+    expect((await f.fire(await bearer(), fireBody('done', T1))).statusCode).toBe(202);
+    await settleOccurrence(f.store, 'done', T1, 'finished');
+    const res = await f.fire(await bearer(), fireBody('done', T1));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'duplicate' });
+    expect((await f.store.getLedgerEntry('done', T1))?.status).toBe('finished');
+  });
+
+  it('an occurrence claimed by another live process is a duplicate', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'shared' });
+    f.clock.set(T1);
+    const other = { boot_id: 'another-live-process', pid: process.ppid, host: f.owner.host };
+    const claimed = await claimFire(f.store, {
+      job_id: 'shared',
+      fire_at: T1,
+      trigger: 'nas',
+      now: T1,
+      owner: other,
+    });
+    expect(claimed.kind).toBe('accepted');
+    const res = await f.fire(await bearer(), fireBody('shared', T1));
+    expect(res.json()).toEqual({ status: 'duplicate' });
+    expect((await f.store.getLedgerEntry('shared', T1))?.owner).toEqual(other);
+  });
+
+  it('a duplicate of an old occurrence is duplicate, not stale (row 8 before row 9)', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'older' });
+    f.clock.set(T1);
+    expect((await f.fire(await bearer(), fireBody('older', T1))).statusCode).toBe(202);
+    f.clock.set(T2);
+    expect((await f.fire(await bearer(), fireBody('older', T2))).statusCode).toBe(202);
+    // T1 no longer matches next_run_at (T2 + 1 m), but the ledger knows it.
+    const res = await f.fire(await bearer(), fireBody('older', T1));
+    expect(res.json()).toEqual({ status: 'duplicate' });
+    expect(f.stale).toEqual([]);
+  });
+});
+
+describe('row 9: stale fire', () => {
+  it('answers 200 stale for a fire_at that is not the next run, re-arms the current job, writes nothing', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'moved' });
+    f.clock.set(T1);
+    const old = T1 - 60_000;
+    const res = await f.fire(await bearer(), fireBody('moved', old));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'stale' });
+    expect(f.stale).toEqual([job]);
+    await expectNothingWritten(f.store, job, [T1, old]);
+    await flushMicrotasks();
+    expect(f.accepted).toEqual([]);
+    expect(f.inactive).toEqual([]);
+  });
+
+  it('a far-future fire_at that does not match is stale, not early (row 9 before row 10)', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'future' });
+    const res = await f.fire(await bearer(), fireBody('future', T1 + 3_600_000));
+    expect(res.json()).toEqual({ status: 'stale' });
+    expect(f.stale).toEqual([job]);
+  });
+
+  it('without fire_at (older NAS), a job not yet due is stale', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'legacy' });
+    f.clock.set(T1 - 61_000);
+    const res = await f.fire(await bearer(), fireBody('legacy'));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'stale' });
+    expect(f.stale).toEqual([job]);
+    await expectNothingWritten(f.store, job);
+  });
+});
+
+describe('row 10: early fire', () => {
+  it('answers 425 with Retry-After = seconds until due when more than 60 s early, and writes nothing', async () => {
+    const { f, bearer } = await setup();
+    const job = await seedJob(f.store, START, { id: 'soon' });
+    f.clock.set(T1 - 61_000);
+    const res = await f.fire(await bearer(), fireBody('soon', T1));
+    expect(res.statusCode).toBe(425);
+    expect(res.headers['retry-after']).toBe('61');
+    expect(res.json()).toEqual({ error: 'too_early', retry_after: 61 });
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+  });
+
+  it('rounds a fractional wait up', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'soon' });
+    f.clock.set(T1 - 90_500);
+    const res = await f.fire(await bearer(), fireBody('soon', T1));
+    expect(res.headers['retry-after']).toBe('91');
+  });
+
+  it.each([59_000, 60_000])('accepts a fire %i ms early (clock skew)', async (early) => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'skew' });
+    f.clock.set(T1 - early);
+    const res = await f.fire(await bearer(), fireBody('skew', T1));
+    expect(res.statusCode).toBe(202);
+    const stored = await f.store.getJob('skew');
+    expect(stored?.next_run_at).toBe(T2);
+  });
+});
+
+describe('row 11: claim cannot be written', () => {
+  /** A real FileStore whose writes fail the way a full or read-only disk makes them fail. */
+  function failingWrites(inner: Store): Store {
+    return new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'transact') {
+          return async () => {
+            throw new ChronosError(
+              'store_unavailable',
+              'EROFS: read-only file system, open /srv/chronos/jobs/.w.tmp',
+            );
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  }
+
+  it('answers 503 with Retry-After, logs the failure, and does nothing else', async () => {
+    const dir = await tempDir();
+    const inner = await FileStore.open({ dir });
+    const job = await seedJob(inner, START, { id: 'disk' });
+    const { f, bearer } = await setup({ store: failingWrites(inner) });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), fireBody('disk', T1));
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.json()).toEqual({
+      error: 'claim_failed',
+      message: 'the occurrence could not be recorded; deliver again later',
+    });
+    expect(res.body).not.toContain('EROFS');
+    const logged = f.logs.find((l) => l.msg === 'fire not claimed: store write failed');
+    expect(logged).toMatchObject({ job_id: 'disk', fire_at: '2026-03-08T07:00:00Z' });
+    expect(JSON.stringify(logged)).toContain('EROFS');
+    await expectNothingWritten(inner, job);
+    await expectNoCallbacks(f);
+    await inner.close();
+  });
+});
+
+describe('row 12: accepted', () => {
+  it('claims, advances next_run_at and counts the repeat in one stored job, replies 202, then calls onAccepted', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'daily' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), fireBody('daily', T1));
+    expect(res.statusCode).toBe(202);
+    const body = res.json() as Record<string, string>;
+    expect(body).toEqual({
+      status: 'accepted',
+      job_id: 'daily',
+      fire_at: '2026-03-08T07:00:00Z',
+      run_id: expect.stringMatching(UUID),
+    });
+
+    const stored = await f.store.getJob('daily');
+    expect(stored?.next_run_at).toBe(T2);
+    expect(stored?.repeat.completed).toBe(1);
+    expect(await f.store.getLedgerEntry('daily', T1)).toEqual({
+      job_id: 'daily',
+      fire_at: T1,
+      status: 'claimed',
+      trigger: 'nas',
+      run_id: body['run_id'],
+      owner: f.owner,
+      claimed_at: T1,
+      expires_at: T1 + (600 + 120) * 1000,
+    });
+
+    await flushMicrotasks();
+    expect(f.events).toEqual(['response:202', 'accepted:daily']);
+    expect(f.accepted).toEqual([
+      { job: stored, fire_at: T1, run_id: body['run_id'], trigger: 'nas', attempt: 1, recovered: false },
+    ]);
+    expect(f.stale).toEqual([]);
+    expect(f.inactive).toEqual([]);
+  });
+
+  it('a late delivery moves next_run_at strictly past now, never into the past', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'late' });
+    f.clock.set(T1 + 150_000);
+    expect((await f.fire(await bearer(), fireBody('late', T1))).statusCode).toBe(202);
+    const stored = await f.store.getJob('late');
+    expect(stored?.next_run_at).toBe(T1 + 180_000);
+    expect(stored?.repeat.completed).toBe(1);
+  });
+
+  it('a one-shot is counted and left with no next run', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'oneshot', schedule: 'at 2026-03-08T07:00:00Z' });
+    f.clock.set(T1);
+    expect((await f.fire(await bearer(), fireBody('oneshot', T1))).statusCode).toBe(202);
+    const stored = await f.store.getJob('oneshot');
+    expect(stored?.next_run_at).toBeNull();
+    expect(stored?.repeat).toEqual({ times: 1, completed: 1 });
+  });
+
+  it('without fire_at (older NAS), uses the due next_run_at', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'legacy' });
+    f.clock.set(T1 - 30_000);
+    const res = await f.fire(await bearer(), fireBody('legacy'));
+    expect(res.statusCode).toBe(202);
+    expect(res.json()).toMatchObject({ status: 'accepted', fire_at: '2026-03-08T07:00:00Z' });
+    expect((await f.store.getLedgerEntry('legacy', T1))?.status).toBe('claimed');
+  });
+
+  it('matches a fire_at written with another offset against next_run_at as an instant', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'offset' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), { job_id: 'offset', fire_at: '2026-03-08T02:00:00-05:00' });
+    expect(res.statusCode).toBe(202);
+    expect(res.json()).toMatchObject({ fire_at: '2026-03-08T07:00:00Z' });
+    expect((await f.store.getLedgerEntry('offset', T1))?.status).toBe('claimed');
+  });
+
+  it('accepts a pending retry occurrence with trigger retry, leaving the regular schedule alone', async () => {
+    const { f, bearer } = await setup();
+    const retryAt = T1 + 30_000;
+    await seedJob(f.store, START, { id: 'flaky' }, { next_run_at: T2, retry_at: retryAt, retry_attempt: 2 });
+    f.clock.set(retryAt);
+    const res = await f.fire(await bearer(), fireBody('flaky', retryAt));
+    expect(res.statusCode).toBe(202);
+    const stored = await f.store.getJob('flaky');
+    expect(stored).toMatchObject({ next_run_at: T2, retry_at: null, repeat: { times: null, completed: 0 } });
+    expect((await f.store.getLedgerEntry('flaky', retryAt))?.trigger).toBe('retry');
+    await flushMicrotasks();
+    expect(f.accepted[0]).toMatchObject({ trigger: 'retry', attempt: 2, fire_at: retryAt });
+  });
+
+  it('recovers an occurrence claimed by a dead process, without counting it twice', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'orphan' });
+    f.clock.set(T1);
+    // The dead process made its claim durable (job advanced, repeat counted) and died before replying.
+    const dead = await deadOwner();
+    const theirs = await claimFire(f.store, {
+      job_id: 'orphan',
+      fire_at: T1,
+      trigger: 'nas',
+      now: T1,
+      owner: dead,
+    });
+    expect(theirs.kind).toBe('accepted');
+
+    f.clock.advance(10_000);
+    const res = await f.fire(await bearer(), fireBody('orphan', T1));
+    expect(res.statusCode).toBe(202);
+    const row = await f.store.getLedgerEntry('orphan', T1);
+    expect(row).toMatchObject({ status: 'claimed', owner: f.owner, run_id: res.json().run_id });
+    expect(res.json().run_id).not.toBe(theirs.kind === 'accepted' ? theirs.accepted.run_id : '');
+    const stored = await f.store.getJob('orphan');
+    expect(stored?.next_run_at).toBe(T2);
+    expect(stored?.repeat.completed).toBe(1);
+    await flushMicrotasks();
+    expect(f.accepted).toHaveLength(1);
+    expect(f.accepted[0]?.recovered).toBe(true);
+  });
+
+  it('with a FileStore, the claim is durable: a new store on the same directory sees the row and the advanced job', async () => {
+    const dir = await tempDir();
+    const store = await FileStore.open({ dir });
+    const { f, bearer } = await setup({ store });
+    await seedJob(store, START, { id: 'durable' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), fireBody('durable', T1));
+    expect(res.statusCode).toBe(202);
+    await store.close();
+
+    const reopened = await FileStore.open({ dir });
+    expect((await reopened.getJob('durable'))?.next_run_at).toBe(T2);
+    expect((await reopened.getJob('durable'))?.repeat.completed).toBe(1);
+    expect(await reopened.getLedgerEntry('durable', T1)).toMatchObject({
+      status: 'claimed',
+      run_id: res.json().run_id,
+    });
+    await reopened.close();
+  });
+});

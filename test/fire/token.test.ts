@@ -1,0 +1,201 @@
+/*
+ * The fire-token verifier on its own (SPEC §7 JWKS cache, §2 row 3 key sources): the JWKS persisted to
+ * the data directory so a cold process verifies its first fire with zero fetches, the headers sent to
+ * the JWKS URL, and the inline key source (PEM / JWK accepted, symmetric keys refused).
+ *   "JWKS cache"       cold start from the cache file, corrupt cache, cold unknown kid
+ *   "JWKS requests"    Accept and User-Agent
+ *   "inline key"       parseInlinePublicKey
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createFireTokenVerifier, parseInlinePublicKey } from '../../src/fire/token.js';
+import { AUDIENCE, ISSUER, START } from '../helpers/build-fire-app.js';
+import {
+  type FireKey,
+  generateFireKey,
+  type JwksServer,
+  jwksOf,
+  mintFireToken,
+  startJwksServer,
+} from '../helpers/fire-keys.js';
+import { ManualClock } from '../helpers/manual-clock.js';
+
+let es: FireKey;
+let rs: FireKey;
+let ed: FireKey;
+let jwks: JwksServer;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  es = await generateFireKey('ES256', 'es-cache');
+  rs = await generateFireKey('RS256', 'rs-cache');
+  ed = await generateFireKey('EdDSA', 'ed-cache');
+  jwks = await startJwksServer(jwksOf(es, rs));
+});
+afterAll(() => jwks.close());
+afterEach(async () => {
+  jwks.publish(jwksOf(es, rs));
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function cacheFile(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'chronos-jwks-'));
+  dirs.push(dir);
+  return join(dir, 'data', 'jwks-cache.json');
+}
+
+function verifierFor(file: string, clock: ManualClock) {
+  return createFireTokenVerifier({
+    audience: AUDIENCE,
+    issuer: ISSUER,
+    jwksUrl: jwks.url,
+    cacheFile: file,
+    clock,
+  });
+}
+
+const bearerFor = async (key: FireKey, clock: ManualClock) =>
+  `Bearer ${await mintFireToken(key, { now: clock.now(), aud: AUDIENCE, iss: ISSUER })}`;
+
+describe('JWKS cache', () => {
+  it('persists the fetched set, and a cold verifier on the same file verifies with zero fetches', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    const warm = verifierFor(file, clock);
+    const before = jwks.requests.length;
+    expect(warm.jwksAgeMs()).toBeNull();
+    expect(await warm.verify(await bearerFor(es, clock))).toMatchObject({ ok: true });
+    expect(jwks.requests.length - before).toBe(1);
+
+    const cached = JSON.parse(await readFile(file, 'utf8')) as {
+      fetched_at: number;
+      jwks: { keys: { kid: string }[] };
+    };
+    expect(cached.fetched_at).toBe(START);
+    expect(cached.jwks.keys.map((k) => k.kid)).toEqual(['es-cache', 'rs-cache']);
+
+    // A new process, ten minutes later.
+    clock.advance(600_000);
+    const cold = verifierFor(file, clock);
+    const result = await cold.verify(await bearerFor(rs, clock));
+    expect(result).toMatchObject({ ok: true, claims: { aud: AUDIENCE, iss: ISSUER, purpose: 'cron_fire' } });
+    expect(jwks.requests.length - before).toBe(1);
+    expect(cold.jwksAgeMs()).toBe(600_000);
+  });
+
+  it('warm() loads the cache ahead of the first fire without a fetch', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    await verifierFor(file, clock).warm();
+    const before = jwks.requests.length;
+    const cold = verifierFor(file, clock);
+    await cold.warm();
+    expect(cold.jwksAgeMs()).toBe(0);
+    expect(jwks.requests.length).toBe(before);
+  });
+
+  it('a cold process with a cached set fetches once for a kid it does not know (rotation while asleep)', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    await verifierFor(file, clock).warm();
+    jwks.publish(jwksOf(es, rs, ed));
+    clock.advance(3_600_000);
+    const before = jwks.requests.length;
+    const cold = verifierFor(file, clock);
+    expect(await cold.verify(await bearerFor(ed, clock))).toMatchObject({ ok: true });
+    expect(jwks.requests.length - before).toBe(1);
+    // The refreshed set replaced the cache for the next cold start.
+    const cached = JSON.parse(await readFile(file, 'utf8')) as { jwks: { keys: { kid: string }[] } };
+    expect(cached.jwks.keys.map((k) => k.kid)).toContain('ed-cache');
+  });
+
+  it('an unreadable cache file is ignored and replaced by a fetch', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    await verifierFor(file, clock).warm();
+    await writeFile(file, '{"fetched_at": 1, "jwks": ');
+    const before = jwks.requests.length;
+    const cold = verifierFor(file, clock);
+    expect(await cold.verify(await bearerFor(es, clock))).toMatchObject({ ok: true });
+    expect(jwks.requests.length - before).toBe(1);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ jwks: { keys: expect.any(Array) } });
+  });
+});
+
+describe('JWKS requests', () => {
+  it('send Accept: application/json and a User-Agent naming chronos', async () => {
+    const clock = new ManualClock(START);
+    const verifier = createFireTokenVerifier({
+      audience: AUDIENCE,
+      issuer: ISSUER,
+      jwksUrl: jwks.url,
+      clock,
+    });
+    const before = jwks.requests.length;
+    await verifier.warm();
+    const sent = jwks.requests.slice(before);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.method).toBe('GET');
+    expect(sent[0]?.url).toBe('/.well-known/jwks.json');
+    expect(sent[0]?.headers.accept).toBe('application/json');
+    expect(sent[0]?.headers['user-agent']).toMatch(/^chronos\//);
+  });
+});
+
+describe('inline key', () => {
+  it('accepts a PEM public key, also with escaped newlines as env files carry it', () => {
+    expect(parseInlinePublicKey(es.publicPem).type).toBe('public');
+    expect(parseInlinePublicKey(ed.publicPem.replace(/\n/g, '\\n')).asymmetricKeyType).toBe('ed25519');
+  });
+
+  it('accepts a JWK public key', () => {
+    const key = parseInlinePublicKey(JSON.stringify(rs.publicJwk));
+    expect(key.type).toBe('public');
+    expect(key.asymmetricKeyType).toBe('rsa');
+  });
+
+  it('refuses a symmetric kty "oct" JWK', () => {
+    const oct = JSON.stringify({ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0', alg: 'HS256' });
+    expect(() => parseInlinePublicKey(oct)).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+    expect(() => parseInlinePublicKey(oct)).toThrow(/symmetric/);
+    expect(() =>
+      createFireTokenVerifier({
+        audience: AUDIENCE,
+        issuer: ISSUER,
+        publicKey: oct,
+        clock: new ManualClock(),
+      }),
+    ).toThrow(/symmetric/);
+  });
+
+  it('refuses text that is neither PEM nor JWK', () => {
+    expect(() => parseInlinePublicKey('hunter2')).toThrow(
+      expect.objectContaining({ code: 'invalid_config' }),
+    );
+    expect(() => parseInlinePublicKey('{"kty":')).toThrow(
+      expect.objectContaining({ code: 'invalid_config' }),
+    );
+  });
+
+  it('a private key given by mistake yields only its public half', () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(parseInlinePublicKey(pem).type).toBe('public');
+  });
+
+  it('an inline-key verifier reports no JWKS age and needs no warm-up', async () => {
+    const clock = new ManualClock(START);
+    const verifier = createFireTokenVerifier({
+      audience: AUDIENCE,
+      issuer: ISSUER,
+      publicKey: ed.publicPem,
+      clock,
+    });
+    await verifier.warm();
+    expect(verifier.jwksAgeMs()).toBeNull();
+    expect(await verifier.verify(await bearerFor(ed, clock))).toMatchObject({ ok: true });
+  });
+});
