@@ -1,0 +1,145 @@
+import { resolve } from 'node:path';
+import type { Config } from '../config/config.js';
+import { loadConfig } from '../config/load.js';
+import { isChronosError } from '../errors.js';
+import { buildJob, compileSchedule } from '../jobs/jobs.js';
+import { loadJobsFile } from '../jobs/jobs-file.js';
+import type { Job } from '../jobs/model.js';
+import {
+  type CliIo,
+  EXIT_FAILURE,
+  EXIT_OK,
+  formatInZone,
+  isoSeconds,
+  parseCommandArgs,
+  parseCount,
+} from './common.js';
+import { effectiveZone, occurrences } from './next.js';
+
+export const CHECK_USAGE = `Usage: chronos check [--jobs FILE] [--next N] [--json]
+
+Validates the configuration (environment) and the jobs file without starting anything, and prints when
+each declared job will fire: in its own zone and in UTC. Exit code 1 on any error.
+
+Options:
+  --jobs FILE    jobs file to check (default CHRONOS_JOBS_FILE)
+  --next N       occurrences to print per job (default 3)
+  --json         print {"jobs":[{"id","schedule","timezone","next":[...]}],"errors":[{"path","message"}]}
+  -h, --help     this text`;
+
+interface Problem {
+  path: string;
+  message: string;
+}
+
+interface CheckedJob {
+  id: string;
+  schedule: string;
+  timezone: string;
+  next: number[];
+  note: string | null;
+}
+
+function problemsOf(err: unknown, fallbackPath: string): Problem[] {
+  if (!isChronosError(err)) throw err;
+  const details = err.details?.problems;
+  if (Array.isArray(details) && details.length > 0) {
+    return details.map((p: unknown) =>
+      typeof p === 'string'
+        ? { path: fallbackPath, message: p }
+        : { path: String((p as Problem).path), message: String((p as Problem).message) },
+    );
+  }
+  return [{ path: fallbackPath, message: err.message }];
+}
+
+/** The fire times a declared job would get if the server started now (the same build the sync does). */
+function plannedJob(job: Job, count: number): CheckedJob {
+  const schedule = compileSchedule(job);
+  const zone = effectiveZone(schedule, job.timezone);
+  const first = job.next_run_at;
+  const remaining = job.repeat.times === null ? count : Math.min(count, job.repeat.times);
+  const next =
+    first === null ? [] : [first, ...occurrences(schedule, first, remaining - 1)].slice(0, remaining);
+  const note = !job.enabled ? 'disabled: it will not fire until enabled' : null;
+  return { id: job.id, schedule: job.schedule, timezone: zone, next, note };
+}
+
+export async function runCheck(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    jobs: { type: 'string' },
+    next: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.out(CHECK_USAGE);
+    return EXIT_OK;
+  }
+  const count = parseCount(values.next, '--next', 3);
+  const errors: Problem[] = [];
+  let config: Readonly<Config> | undefined;
+  try {
+    config = loadConfig(io.env);
+  } catch (err) {
+    errors.push(...problemsOf(err, 'configuration'));
+  }
+  const timezone = config?.timezone ?? 'UTC';
+  const jobsFile = values.jobs ?? config?.jobsFile ?? io.env['CHRONOS_JOBS_FILE'];
+  const jobs: CheckedJob[] = [];
+  if (jobsFile) {
+    try {
+      const loaded = await loadJobsFile(resolve(jobsFile), timezone);
+      const now = Date.now();
+      for (const spec of loaded.specs) {
+        try {
+          const job = buildJob(spec, { now, defaultTimezone: timezone, allowCommands: true, source: 'file' });
+          jobs.push(plannedJob(job, count));
+        } catch (err) {
+          for (const p of problemsOf(err, 'schedule')) {
+            errors.push({ path: `jobs[${spec.id}]${p.path ? `.${p.path}` : ''}`, message: p.message });
+          }
+        }
+      }
+    } catch (err) {
+      errors.push(...problemsOf(err, 'jobs file'));
+    }
+  }
+
+  if (values.json) {
+    const body = {
+      jobs: jobs.map((j) => ({
+        id: j.id,
+        schedule: j.schedule,
+        timezone: j.timezone,
+        next: j.next.map(isoSeconds),
+      })),
+      errors,
+    };
+    io.out(JSON.stringify(body));
+    return errors.length > 0 ? EXIT_FAILURE : EXIT_OK;
+  }
+
+  const lines: string[] = [];
+  if (config) {
+    lines.push(
+      `configuration: ok (provider ${config.provider}, timezone ${config.timezone}, data dir ${config.dataDir})`,
+    );
+  }
+  if (!jobsFile) lines.push('jobs file: none (set CHRONOS_JOBS_FILE or pass --jobs FILE)');
+  else if (jobs.length > 0 || errors.length === 0)
+    lines.push(`jobs file: ${jobsFile} (${jobs.length} job${jobs.length === 1 ? '' : 's'})`);
+  for (const job of jobs) {
+    lines.push('', `${job.id}  "${job.schedule}"  (${job.timezone})${job.note ? `  [${job.note}]` : ''}`);
+    if (job.next.length === 0) lines.push('  never fires after now');
+    for (const at of job.next) lines.push(`  ${formatInZone(at, job.timezone)}   ${isoSeconds(at)}`);
+  }
+  if (lines.length > 0) io.out(lines.join('\n'));
+  if (errors.length > 0) {
+    io.err(
+      `chronos check: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n${errors.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`,
+    );
+    return EXIT_FAILURE;
+  }
+  return EXIT_OK;
+}

@@ -1,0 +1,278 @@
+import { readFile } from 'node:fs/promises';
+import type { JobView, RunView } from '../jobs/view.js';
+import {
+  type CliIo,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  parseCommandArgs,
+  parseCount,
+  table,
+  UsageError,
+} from './common.js';
+
+export const JOBS_USAGE = `Usage: chronos jobs <command> [options]
+
+Manages the jobs of a running Chronos through its admin API. The token is read from
+CHRONOS_ADMIN_TOKEN; the server must have the same CHRONOS_ADMIN_TOKEN set.
+
+Commands:
+  list                 all jobs: state, whether armed, next run
+  get <id>             one job
+  add [--file F]       create a job from a JSON spec (a file, or stdin when --file is absent)
+  rm <id>              delete a job and its history (not jobs declared in the jobs file)
+  pause <id>           stop firing; the arm is cancelled
+  resume <id>          fire again; the next run is computed from now
+  run <id>             run now (manual run); the scheduled next run does not move
+  runs <id> [--limit N]  run history, newest first (default 20)
+
+Options:
+  --url URL      Chronos base URL (default http://127.0.0.1:$PORT, PORT defaulting to 8080)
+  --json         print the API's JSON reply as is
+  -h, --help     this text
+
+Examples:
+  chronos jobs add --file report.json
+  echo '{"id":"ping","schedule":"every 5m","target":{"type":"http","url":"http://127.0.0.1:3000/ping"}}' | chronos jobs add
+  chronos jobs runs ping --limit 5`;
+
+const WITH_ID = new Set(['get', 'rm', 'pause', 'resume', 'run', 'runs']);
+
+interface ApiReply {
+  status: number;
+  body: unknown;
+  text: string;
+}
+
+class ApiClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  async call(method: string, path: string, body?: unknown): Promise<ApiReply> {
+    const url = `${this.baseUrl}${path}`;
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new Error(
+        `cannot reach Chronos at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+      );
+    }
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text === '' ? null : JSON.parse(text);
+    } catch {
+      // Not JSON (a proxy's error page): shown as text.
+    }
+    return { status: response.status, body: parsed, text };
+  }
+}
+
+function describeError(reply: ApiReply): string {
+  const body = reply.body as {
+    error?: string;
+    message?: string;
+    problems?: Array<{ path: string; message: string }>;
+  };
+  if (typeof body !== 'object' || body === null) return `HTTP ${reply.status}: ${reply.text.slice(0, 500)}`;
+  const lines = [`${body.error ?? `HTTP ${reply.status}`}: ${body.message ?? ''}`];
+  if (reply.status === 404 && body.error === 'not_found') {
+    lines.push('  (the admin API answers 404 when the server has no CHRONOS_ADMIN_TOKEN set)');
+  }
+  for (const p of body.problems ?? []) lines.push(`  ${p.path || '(body)'}: ${p.message}`);
+  return lines.join('\n');
+}
+
+const dash = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? '-' : v);
+const shortIso = (v: string | null) => (v === null ? '-' : v.replace(/\.000Z$/, 'Z'));
+
+function jobsTable(jobs: JobView[]): string {
+  if (jobs.length === 0) return 'no jobs';
+  return table(
+    ['ID', 'STATE', 'ARMED', 'NEXT RUN (UTC)', 'LAST', 'SOURCE', 'SCHEDULE'],
+    jobs.map((j) => [
+      j.id,
+      j.enabled ? j.state : `${j.state} (disabled)`,
+      j.armed ? 'yes' : 'no',
+      shortIso(j.next_run_at),
+      dash(j.last_status),
+      j.source,
+      j.schedule,
+    ]),
+  );
+}
+
+function jobDetails(job: JobView): string {
+  const target =
+    job.target.type === 'http'
+      ? `${job.target.method} ${job.target.url}`
+      : job.target.type === 'command'
+        ? job.target.argv.join(' ')
+        : `handler ${job.target.name}`;
+  const rows: Array<[string, string]> = [
+    ['id', job.id],
+    ['name', job.name],
+    ['schedule', `${job.schedule} (${job.timezone})`],
+    ['target', `${job.target.type}: ${target}`],
+    ['state', `${job.state}${job.enabled ? '' : ' (disabled)'}`],
+    ['armed', job.armed ? 'yes' : 'no'],
+    ['next run', shortIso(job.next_run_at)],
+    ['retry at', shortIso(job.retry_at)],
+    ['last run', `${shortIso(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
+    ['last error', dash(job.last_error)],
+    ['failures', String(job.failure_streak)],
+    ['repeat', `${job.repeat.completed} of ${job.repeat.times ?? 'unlimited'}`],
+    ['source', job.source],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
+function runsTable(runs: RunView[]): string {
+  if (runs.length === 0) return 'no runs yet';
+  return table(
+    ['RUN ID', 'TRIGGER', 'STATUS', 'ATTEMPT', 'FIRE AT (UTC)', 'DURATION', 'ERROR'],
+    runs.map((r) => [
+      r.run_id,
+      r.trigger,
+      r.status,
+      String(r.attempt),
+      shortIso(r.fire_at),
+      r.duration_ms === null ? '-' : `${(r.duration_ms / 1000).toFixed(1)}s`,
+      dash(r.error?.split('\n')[0]?.slice(0, 80)),
+    ]),
+  );
+}
+
+export async function runJobs(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      url: { type: 'string' },
+      json: { type: 'boolean' },
+      file: { type: 'string' },
+      limit: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    true,
+  );
+  const [command, id, ...extra] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    if (command === undefined && !values.help) {
+      io.err(JOBS_USAGE);
+      return EXIT_USAGE;
+    }
+    io.out(JOBS_USAGE);
+    return EXIT_OK;
+  }
+  const known = ['list', 'add', ...WITH_ID];
+  if (!known.includes(command))
+    throw new UsageError(`unknown jobs command "${command}" (one of ${known.join(', ')})`);
+  if (WITH_ID.has(command) && id === undefined)
+    throw new UsageError(`chronos jobs ${command} needs a job id`);
+  if (!WITH_ID.has(command) && id !== undefined)
+    throw new UsageError(`chronos jobs ${command} takes no argument "${id}"`);
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
+  if (values.file !== undefined && command !== 'add') throw new UsageError('--file is only for "jobs add"');
+  if (values.limit !== undefined && command !== 'runs')
+    throw new UsageError('--limit is only for "jobs runs"');
+
+  const token = io.env['CHRONOS_ADMIN_TOKEN'];
+  if (!token) {
+    io.err('chronos jobs: set CHRONOS_ADMIN_TOKEN to the admin token of the server');
+    return EXIT_FAILURE;
+  }
+  const baseUrl = (values.url ?? `http://127.0.0.1:${io.env['PORT'] || '8080'}`).replace(/\/+$/, '');
+  const api = new ApiClient(baseUrl, token);
+  const path = id === undefined ? '' : `/${encodeURIComponent(id)}`;
+
+  let reply: ApiReply;
+  switch (command) {
+    case 'list':
+      reply = await api.call('GET', '/api/jobs');
+      break;
+    case 'get':
+      reply = await api.call('GET', `/api/jobs${path}`);
+      break;
+    case 'add': {
+      const text = values.file !== undefined ? await readSpecFile(values.file) : await io.readStdin();
+      if (text.trim() === '')
+        throw new UsageError('give the job spec with --file spec.json or as JSON on stdin');
+      try {
+        JSON.parse(text);
+      } catch (err) {
+        io.err(`chronos jobs add: the spec is not valid JSON: ${(err as Error).message}`);
+        return EXIT_FAILURE;
+      }
+      reply = await api.call('POST', '/api/jobs', text);
+      break;
+    }
+    case 'rm':
+      reply = await api.call('DELETE', `/api/jobs${path}`);
+      break;
+    case 'runs': {
+      const limit = parseCount(values.limit, '--limit', 20);
+      reply = await api.call('GET', `/api/jobs${path}/runs?limit=${limit}`);
+      break;
+    }
+    default:
+      reply = await api.call('POST', `/api/jobs${path}/${command}`);
+  }
+
+  if (reply.status >= 400) {
+    if (values.json) io.out(reply.text);
+    io.err(`chronos jobs ${command}: ${describeError(reply)}`);
+    return EXIT_FAILURE;
+  }
+  const body = reply.body as Record<string, unknown>;
+  if (typeof body.warning === 'string') io.err(`warning: ${body.warning}`);
+  if (values.json) {
+    io.out(reply.text);
+    return EXIT_OK;
+  }
+  switch (command) {
+    case 'list':
+      io.out(jobsTable((body as unknown as { jobs: JobView[] }).jobs));
+      break;
+    case 'get':
+      io.out(jobDetails(body as unknown as JobView));
+      break;
+    case 'runs':
+      io.out(runsTable((body as unknown as { runs: RunView[] }).runs));
+      break;
+    case 'rm':
+      io.out(`deleted ${id}`);
+      break;
+    case 'run':
+      io.out(`started run ${String(body.run_id)} of ${id} (manual)`);
+      break;
+    default: {
+      const job = body as unknown as JobView;
+      const verb = command === 'add' ? 'created' : command === 'pause' ? 'paused' : 'resumed';
+      io.out(
+        `${verb} ${job.id}: state ${job.state}, next run ${shortIso(job.next_run_at)}, armed ${job.armed ? 'yes' : 'no'}`,
+      );
+    }
+  }
+  return EXIT_OK;
+}
+
+async function readSpecFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}

@@ -1,0 +1,355 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import * as z from 'zod/mini';
+import type { Clock } from '../clock.js';
+import { ChronosError } from '../errors.js';
+import { armedInstant, buildJob, compileSchedule, type JobBuildContext } from '../jobs/jobs.js';
+import { JOB_ID_PATTERN, type Job, JobSpec, type JobSpecInput } from '../jobs/model.js';
+import { nextOccurrence } from '../jobs/schedule.js';
+import { isoOrNull, jobSpecOf, jobView, runView } from '../jobs/view.js';
+import type { SchedulerProvider } from '../scheduler/provider.js';
+import type { Store } from '../store/store.js';
+import { parseOrThrow } from '../validation.js';
+import { VERSION } from '../version.js';
+
+/** Admin bodies are job specs; anything larger is a mistake or an attack. */
+export const ADMIN_BODY_LIMIT = 64 * 1024;
+/** How long a mutation waits for its arm before replying with `armed: false` (the arm keeps going). */
+export const DEFAULT_ARM_TIMEOUT_MS = 3_000;
+export const NAS_WARNING = 'NAS could not be reached; the job is saved and will be armed when NAS answers';
+const NAS_CANCEL_WARNING =
+  'NAS could not be reached; the change is saved and the arm will be cancelled when NAS answers';
+export const DEFAULT_RUNS_LIMIT = 20;
+export const MAX_RUNS_LIMIT = 1_000;
+
+/** Every admin route, for the OpenAPI document (src/http/openapi.ts) and its test. */
+export const ADMIN_ROUTES = [
+  { method: 'get', path: '/api/jobs', summary: 'List jobs with next_run_at and whether each is armed' },
+  { method: 'post', path: '/api/jobs', summary: 'Create a job' },
+  { method: 'get', path: '/api/jobs/{id}', summary: 'Get one job' },
+  { method: 'patch', path: '/api/jobs/{id}', summary: "Change fields of an API job's spec" },
+  { method: 'delete', path: '/api/jobs/{id}', summary: 'Delete an API job with its history' },
+  { method: 'post', path: '/api/jobs/{id}/pause', summary: 'Pause: cancel the arm, keep the job' },
+  {
+    method: 'post',
+    path: '/api/jobs/{id}/resume',
+    summary: 'Resume: next run recomputed from now, then armed',
+  },
+  {
+    method: 'post',
+    path: '/api/jobs/{id}/run',
+    summary: 'Run now (manual) without moving the armed occurrence',
+  },
+  { method: 'get', path: '/api/jobs/{id}/runs', summary: 'Run history, newest first' },
+  {
+    method: 'get',
+    path: '/api/status',
+    summary: 'Provider, NAS reachability, last reconcile, counts, version',
+  },
+  { method: 'get', path: '/api/openapi.json', summary: 'This OpenAPI 3.1 document' },
+] as const;
+
+export interface AdminDeps {
+  /** CHRONOS_ADMIN_TOKEN; the routes exist only when it is set. */
+  token: string;
+  store: Store;
+  clock: Clock;
+  /** The provider in charge now (chronos may hand over to builtin at any time). */
+  provider: () => SchedulerProvider;
+  engine: { runManual(jobId: string): Promise<{ run_id: string; fire_at: number } | null> };
+  defaultTimezone: string;
+  allowCommands: boolean;
+  /** The provider the configuration asked for (`auto`, `chronos` or `builtin`), shown beside the one in use. */
+  configuredProvider: string;
+  /** CHRONOS_JOBS_FILE, named in the 409 for file-managed jobs. */
+  jobsFile?: string | undefined;
+  jwksAgeMs: () => number | null;
+  startedAt: number;
+  armTimeoutMs?: number;
+}
+
+/** Job fields a PATCH may carry: any subset of the spec, except the immutable id. */
+const JobPatch = z.partial(JobSpec);
+
+const RunsQuery = z.object({
+  limit: z._default(
+    z
+      .pipe(
+        z.string().check(z.regex(/^\d+$/, `must be a whole number between 1 and ${MAX_RUNS_LIMIT}`)),
+        z.transform(Number),
+      )
+      .check(z.refine((n) => n >= 1 && n <= MAX_RUNS_LIMIT, `must be between 1 and ${MAX_RUNS_LIMIT}`)),
+    DEFAULT_RUNS_LIMIT,
+  ),
+});
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+/** Hashing first makes both sides 32 bytes, so neither the content nor the length of the token leaks. */
+function tokenMatches(expected: Buffer, header: string | undefined): boolean {
+  const match = header === undefined ? null : /^Bearer ([^\s]+)\s*$/i.exec(header);
+  const given = digest(match?.[1] ?? '');
+  return timingSafeEqual(expected, given) && match !== null;
+}
+
+/** One-shot forms of the grammar (SPEC §3): their default `repeat.times` is 1, recurring forms have none. */
+function isOneShotSchedule(schedule: string): boolean {
+  return /^\s*(?:(?:at|in)\s|\+)/i.test(schedule);
+}
+
+function jobIdParam(request: FastifyRequest): string {
+  const id = (request.params as { id?: string }).id ?? '';
+  if (!JOB_ID_PATTERN.test(id)) throw notFound(id);
+  return id;
+}
+
+function notFound(id: string): ChronosError {
+  return new ChronosError('job_not_found', `no job with id "${id}"`, { id });
+}
+
+function requireObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ChronosError('validation_failed', 'the request body must be a JSON object (a job spec)', {
+      problems: [{ path: '', message: 'expected a JSON object' }],
+    });
+  }
+  return body as Record<string, unknown>;
+}
+
+export function adminPlugin(deps: AdminDeps): (app: FastifyInstance) => Promise<void> {
+  return async (app) => {
+    await app.register(async (scope) => registerAdminRoutes(scope, deps));
+  };
+}
+
+async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
+  const { store, clock } = deps;
+  const expected = digest(deps.token);
+  const armTimeoutMs = deps.armTimeoutMs ?? DEFAULT_ARM_TIMEOUT_MS;
+  const fileManaged = (job: Job, action: string) =>
+    new ChronosError(
+      'job_file_managed',
+      `job "${job.id}" is declared in the jobs file${deps.jobsFile ? ` ${deps.jobsFile}` : ''}: ${action} it there and restart (the API can only pause, resume and run it)`,
+      { id: job.id, jobs_file: deps.jobsFile ?? null },
+    );
+  const buildContext = (source: Job['source']): JobBuildContext => ({
+    now: clock.now(),
+    defaultTimezone: deps.defaultTimezone,
+    allowCommands: deps.allowCommands,
+    source,
+  });
+  const getJob = async (id: string): Promise<Job> => {
+    const job = await store.getJob(id);
+    if (!job) throw notFound(id);
+    return job;
+  };
+
+  /**
+   * After a mutation: ask for a reconcile, and wait a little for this job's own arm (or cancel) so the reply
+   * can say whether it is armed. The job is saved whatever happens here.
+   */
+  const settle = async (id: string, job: Job | null): Promise<{ armed: boolean; warning?: string }> => {
+    const provider = deps.provider();
+    provider.onJobsChanged();
+    const wanted = job !== null && armedInstant(job) !== null;
+    const operation = wanted ? provider.arm(job) : provider.disarm(id);
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = clock.setTimeout(() => resolve('timeout'), armTimeoutMs);
+    });
+    const outcome = await Promise.race([
+      operation.then(
+        () => 'done' as const,
+        () => 'failed' as const,
+      ),
+      timedOut,
+    ]);
+    if (timer) clock.clearTimeout(timer);
+    const current = deps.provider();
+    const armed = wanted && current.isArmed(id);
+    if (current.name !== 'chronos') return { armed };
+    const unreachable = outcome !== 'done' || current.status().nasReachable === false;
+    if (wanted && !armed) return { armed, warning: NAS_WARNING };
+    if (!wanted && unreachable) return { armed, warning: NAS_CANCEL_WARNING };
+    return { armed };
+  };
+  const reply = (job: Job, settled: { armed: boolean; warning?: string }) => ({
+    ...jobView(job, settled.armed),
+    ...(settled.warning ? { warning: settled.warning } : {}),
+  });
+
+  app.addHook('onRequest', async (request, res) => {
+    if (!tokenMatches(expected, request.headers.authorization)) {
+      res.header('www-authenticate', 'Bearer realm="chronos-admin"');
+      throw new ChronosError(
+        'unauthorized',
+        'missing or wrong admin token: send "Authorization: Bearer <CHRONOS_ADMIN_TOKEN>"',
+      );
+    }
+  });
+
+  const bodyOptions = { bodyLimit: ADMIN_BODY_LIMIT };
+
+  app.get('/api/jobs', async () => {
+    const provider = deps.provider();
+    const jobs = await store.listJobs();
+    jobs.sort((a, b) => a.id.localeCompare(b.id));
+    return { jobs: jobs.map((job) => jobView(job, provider.isArmed(job.id))) };
+  });
+
+  app.post('/api/jobs', bodyOptions, async (request, res) => {
+    const spec = parseOrThrow(JobSpec, requireObject(request.body), 'job');
+    const job = await store.createJob(buildJob(spec, buildContext('api')));
+    const settled = await settle(job.id, job);
+    return res.code(201).send(reply(job, settled));
+  });
+
+  app.get('/api/jobs/:id', async (request) => {
+    const job = await getJob(jobIdParam(request));
+    return jobView(job, deps.provider().isArmed(job.id));
+  });
+
+  app.patch('/api/jobs/:id', bodyOptions, async (request) => {
+    const id = jobIdParam(request);
+    const patch = parseOrThrow(JobPatch, requireObject(request.body), 'job');
+    if (patch.id !== undefined && patch.id !== id) {
+      throw new ChronosError('validation_failed', 'invalid job: id: a job id cannot be changed', {
+        problems: [{ path: 'id', message: `a job id cannot be changed (this job is "${id}")` }],
+      });
+    }
+    // Built inside the store's read-modify-write so a fire that advanced the job meanwhile is not undone.
+    const job = await store.updateJob(id, (current) => {
+      if (current.source === 'file') throw fileManaged(current, 'edit');
+      const merged: JobSpecInput = { ...jobSpecOf(current), ...patch };
+      if (patch.schedule !== undefined && patch.repeat === undefined) {
+        // The stored repeat count was the default of the old schedule's kind; a new kind gets its own default.
+        const wasOneShot = isOneShotSchedule(current.schedule);
+        const isOneShot = isOneShotSchedule(patch.schedule);
+        if (wasOneShot !== isOneShot) merged.repeat = { times: isOneShot ? 1 : null };
+      }
+      return buildJob(merged, buildContext('api'), current);
+    });
+    return reply(job, await settle(id, job));
+  });
+
+  app.delete('/api/jobs/:id', async (request) => {
+    const id = jobIdParam(request);
+    const job = await getJob(id);
+    if (job.source === 'file') throw fileManaged(job, 'remove');
+    if (!(await store.removeJob(id))) throw notFound(id);
+    const settled = await settle(id, null);
+    return { id, deleted: true, armed: false, ...(settled.warning ? { warning: settled.warning } : {}) };
+  });
+
+  app.post('/api/jobs/:id/pause', async (request) => {
+    const id = jobIdParam(request);
+    const job = await store.updateJob(id, (current) => {
+      if (current.state === 'paused' || current.state === 'completed') return current;
+      // A pending retry belongs to the run before the pause; it is not carried over to the resume.
+      return { ...current, state: 'paused', retry_at: null, retry_attempt: 0, updated_at: clock.now() };
+    });
+    return reply(job, await settle(id, job));
+  });
+
+  app.post('/api/jobs/:id/resume', async (request) => {
+    const id = jobIdParam(request);
+    const job = await store.updateJob(id, (current) => resumed(current, clock.now()));
+    return reply(job, await settle(id, job));
+  });
+
+  app.post('/api/jobs/:id/run', async (request, res) => {
+    const id = jobIdParam(request);
+    await getJob(id);
+    const accepted = await deps.engine.runManual(id);
+    if (!accepted) {
+      // Removed in between, or another manual run claimed this very millisecond.
+      if (!(await store.getJob(id))) throw notFound(id);
+      throw new ChronosError('claim_failed', `could not start a manual run of "${id}"; try again`);
+    }
+    return res.code(202).send({
+      status: 'accepted',
+      job_id: id,
+      run_id: accepted.run_id,
+      fire_at: new Date(accepted.fire_at).toISOString(),
+      trigger: 'manual',
+    });
+  });
+
+  app.get('/api/jobs/:id/runs', async (request) => {
+    const id = jobIdParam(request);
+    const { limit } = parseOrThrow(RunsQuery, request.query ?? {}, 'query');
+    await getJob(id);
+    const runs = await store.listRuns(id, limit);
+    return { job_id: id, runs: runs.map(runView) };
+  });
+
+  app.get('/api/status', async () => {
+    const provider = deps.provider();
+    const status = provider.status();
+    const jobs = await store.listJobs();
+    const now = clock.now();
+    const jwksAge = deps.jwksAgeMs();
+    const last = status.lastReconcile;
+    return {
+      version: VERSION,
+      uptime_seconds: Math.max(0, Math.round((now - deps.startedAt) / 1000)),
+      provider: status.provider,
+      provider_configured: deps.configuredProvider,
+      provider_reason: status.reason,
+      nas_reachable: status.nasReachable,
+      last_reconcile:
+        last === null
+          ? null
+          : {
+              at: new Date(last.at).toISOString(),
+              armed: last.armed,
+              cancelled: last.cancelled,
+              unchanged: last.unchanged,
+              failed: last.failed,
+              misfires: last.misfires,
+              trusted: last.trusted,
+              duration_ms: last.durationMs,
+            },
+      jobs: jobs.length,
+      desired: status.desiredCount,
+      armed: status.armedCount,
+      last_arm_at: isoOrNull(status.lastArmAt),
+      next_wake_at: isoOrNull(status.nextWakeAt),
+      jwks_cache_age_seconds: jwksAge === null ? null : Math.round(jwksAge / 1000),
+      jobs_file: deps.jobsFile ?? null,
+    };
+  });
+
+  let openapi: string | undefined;
+  app.get('/api/openapi.json', async (_request, res) => {
+    // Generated on first request only: converting the schemas is not worth paying on a cold start.
+    if (openapi === undefined) {
+      const { buildOpenApiDocument } = await import('./openapi.js');
+      openapi = JSON.stringify(buildOpenApiDocument());
+    }
+    return res.type('application/json; charset=utf-8').send(openapi);
+  });
+}
+
+/**
+ * State `scheduled` again, with the next run computed from now (occurrences missed while paused are not
+ * made up). A series that has run its course stays completed: resuming never revives a finished one-shot.
+ */
+export function resumed(job: Job, now: number): Job {
+  if (job.state === 'scheduled' || job.state === 'completed') return job;
+  if (job.repeat.times !== null && job.repeat.completed >= job.repeat.times) {
+    return { ...job, state: 'completed', next_run_at: null, updated_at: now };
+  }
+  const next: Job = { ...job, state: 'scheduled', retry_at: null, retry_attempt: 0, updated_at: now };
+  const schedule = compileSchedule(job);
+  // A one-shot keeps its instant even when it passed during the pause: the misfire rule then runs it within
+  // grace or records it missed, as for any overdue one-shot.
+  next.next_run_at = schedule.kind === 'once' ? schedule.at : nextOccurrence(schedule, now);
+  if (next.next_run_at === null) {
+    next.state = 'error';
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(now).toISOString()}`;
+  }
+  return next;
+}

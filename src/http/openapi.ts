@@ -1,0 +1,238 @@
+import * as z from 'zod/mini';
+import { Concurrency, JobId, JobSpec, MisfirePolicy, RetryPolicy, Target } from '../jobs/model.js';
+import { VERSION } from '../version.js';
+import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin.js';
+
+// Loaded only when the document is first requested (the admin route imports it on demand).
+
+const instant = z.string().check(z.describe('ISO-8601 instant (UTC)'));
+const nullableInstant = z.nullable(instant);
+const RunStatus = z.enum(['running', 'succeeded', 'failed', 'timed_out', 'skipped', 'missed', 'interrupted']);
+
+const JobView = z.object({
+  id: JobId,
+  name: z.string(),
+  schedule: z.string(),
+  timezone: z.string(),
+  target: Target,
+  enabled: z.boolean(),
+  state: z.enum(['scheduled', 'paused', 'completed', 'error']),
+  repeat: z.object({ times: z.nullable(z.int()), completed: z.int() }),
+  retry: z.nullable(RetryPolicy),
+  concurrency: Concurrency,
+  misfire: MisfirePolicy,
+  timeout_seconds: z.number(),
+  next_run_at: nullableInstant,
+  retry_at: nullableInstant,
+  last_run_at: nullableInstant,
+  last_status: z.nullable(RunStatus),
+  last_error: z.nullable(z.string()),
+  failure_streak: z.int(),
+  source: z.enum(['api', 'file']),
+  created_at: instant,
+  updated_at: instant,
+  armed: z.boolean().check(z.describe('whether the provider holds an arm for the current instant')),
+});
+
+const JobMutationReply = z.extend(JobView, {
+  warning: z.optional(
+    z.string().check(z.describe('present when NAS could not be reached; the job is saved')),
+  ),
+});
+
+const RunView = z.object({
+  run_id: z.string(),
+  job_id: JobId,
+  fire_at: instant,
+  trigger: z.enum(['nas', 'builtin', 'manual', 'misfire', 'retry']),
+  status: RunStatus,
+  attempt: z.int(),
+  started_at: instant,
+  finished_at: nullableInstant,
+  duration_ms: z.nullable(z.number()),
+  output: z.nullable(z.string()),
+  error: z.nullable(z.string()),
+});
+
+const Status = z.object({
+  version: z.string(),
+  uptime_seconds: z.number(),
+  provider: z.enum(['chronos', 'builtin']),
+  provider_configured: z.string(),
+  provider_reason: z.nullable(z.string()),
+  nas_reachable: z.nullable(z.boolean()),
+  last_reconcile: z.nullable(
+    z.object({
+      at: instant,
+      armed: z.int(),
+      cancelled: z.int(),
+      unchanged: z.int(),
+      failed: z.int(),
+      misfires: z.int(),
+      trusted: z.boolean(),
+      duration_ms: z.number(),
+    }),
+  ),
+  jobs: z.int(),
+  desired: z.int(),
+  armed: z.int(),
+  last_arm_at: nullableInstant,
+  next_wake_at: nullableInstant,
+  jwks_cache_age_seconds: z.nullable(z.number()),
+  jobs_file: z.nullable(z.string()),
+});
+
+const ErrorReply = z.object({
+  error: z.string().check(z.describe('stable error code, e.g. validation_failed, job_not_found')),
+  message: z.string(),
+  problems: z.optional(z.array(z.object({ path: z.string(), message: z.string() }))),
+  accepted_forms: z.optional(z.array(z.string())),
+});
+
+const RunAccepted = z.object({
+  status: z.literal('accepted'),
+  job_id: JobId,
+  run_id: z.string(),
+  fire_at: instant,
+  trigger: z.literal('manual'),
+});
+
+const Deleted = z.object({
+  id: JobId,
+  deleted: z.literal(true),
+  armed: z.literal(false),
+  warning: z.optional(z.string()),
+});
+
+const components = {
+  JobSpec: z.toJSONSchema(JobSpec, { io: 'input', target: 'draft-2020-12' }),
+  JobPatch: z.toJSONSchema(z.partial(JobSpec), { io: 'input', target: 'draft-2020-12' }),
+  Job: z.toJSONSchema(JobView, { io: 'output', target: 'draft-2020-12' }),
+  JobMutationReply: z.toJSONSchema(JobMutationReply, { io: 'output', target: 'draft-2020-12' }),
+  JobList: z.toJSONSchema(z.object({ jobs: z.array(JobView) }), { io: 'output', target: 'draft-2020-12' }),
+  Run: z.toJSONSchema(RunView, { io: 'output', target: 'draft-2020-12' }),
+  RunList: z.toJSONSchema(z.object({ job_id: JobId, runs: z.array(RunView) }), {
+    io: 'output',
+    target: 'draft-2020-12',
+  }),
+  RunAccepted: z.toJSONSchema(RunAccepted, { io: 'output', target: 'draft-2020-12' }),
+  Deleted: z.toJSONSchema(Deleted, { io: 'output', target: 'draft-2020-12' }),
+  Status: z.toJSONSchema(Status, { io: 'output', target: 'draft-2020-12' }),
+  Error: z.toJSONSchema(ErrorReply, { io: 'output', target: 'draft-2020-12' }),
+};
+for (const schema of Object.values(components)) delete (schema as { $schema?: string }).$schema;
+
+const ref = (name: keyof typeof components) => ({ $ref: `#/components/schemas/${name}` });
+const json = (name: keyof typeof components, description: string) => ({
+  description,
+  content: { 'application/json': { schema: ref(name) } },
+});
+
+type AdminRoute = (typeof ADMIN_ROUTES)[number];
+type RouteKey = AdminRoute extends infer R
+  ? R extends { method: infer M extends string; path: infer P extends string }
+    ? `${M} ${P}`
+    : never
+  : never;
+
+const common = {
+  '401': json('Error', 'missing or wrong admin token (unauthorized)'),
+};
+const withId = { '404': json('Error', 'no job with this id (job_not_found)') };
+
+/** Request body and replies of every route, by "method path". */
+const OPERATIONS: Record<RouteKey, { body?: keyof typeof components; responses: Record<string, unknown> }> = {
+  'get /api/jobs': { responses: { '200': json('JobList', 'all jobs, by id') } },
+  'post /api/jobs': {
+    body: 'JobSpec',
+    responses: {
+      '201': json('JobMutationReply', 'created'),
+      '400': json(
+        'Error',
+        'validation_failed (problems with field paths), invalid_schedule (accepted_forms)',
+      ),
+      '409': json('Error', 'job_exists'),
+    },
+  },
+  'get /api/jobs/{id}': { responses: { '200': json('Job', 'the job'), ...withId } },
+  'patch /api/jobs/{id}': {
+    body: 'JobPatch',
+    responses: {
+      '200': json('JobMutationReply', 'changed'),
+      '400': json('Error', 'validation_failed or invalid_schedule'),
+      ...withId,
+      '409': json('Error', 'job_file_managed: the job is declared in the jobs file'),
+    },
+  },
+  'delete /api/jobs/{id}': {
+    responses: {
+      '200': json('Deleted', 'deleted with its history'),
+      ...withId,
+      '409': json('Error', 'job_file_managed: the job is declared in the jobs file'),
+    },
+  },
+  'post /api/jobs/{id}/pause': { responses: { '200': json('JobMutationReply', 'paused'), ...withId } },
+  'post /api/jobs/{id}/resume': { responses: { '200': json('JobMutationReply', 'resumed'), ...withId } },
+  'post /api/jobs/{id}/run': {
+    responses: {
+      '202': json('RunAccepted', 'the manual run has started'),
+      ...withId,
+      '503': json('Error', 'the run could not be claimed; try again'),
+    },
+  },
+  'get /api/jobs/{id}/runs': {
+    responses: { '200': json('RunList', 'newest first'), '400': json('Error', 'bad limit'), ...withId },
+  },
+  'get /api/status': { responses: { '200': json('Status', 'service status') } },
+  'get /api/openapi.json': { responses: { '200': { description: 'this document' } } },
+};
+
+export function buildOpenApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of ADMIN_ROUTES) {
+    const operation = OPERATIONS[`${route.method} ${route.path}` as RouteKey];
+    const parameters: unknown[] = [];
+    if (route.path.includes('{id}')) {
+      parameters.push({
+        name: 'id',
+        in: 'path',
+        required: true,
+        schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,63}$' },
+      });
+    }
+    if (route.path.endsWith('/runs')) {
+      parameters.push({
+        name: 'limit',
+        in: 'query',
+        required: false,
+        schema: { type: 'integer', minimum: 1, maximum: MAX_RUNS_LIMIT, default: DEFAULT_RUNS_LIMIT },
+      });
+    }
+    paths[route.path] ??= {};
+    paths[route.path]![route.method] = {
+      summary: route.summary,
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(operation.body
+        ? {
+            requestBody: { required: true, content: { 'application/json': { schema: ref(operation.body) } } },
+          }
+        : {}),
+      responses: { ...operation.responses, ...common },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Chronos admin API',
+      version: VERSION,
+      description:
+        'Manage the jobs of one Chronos instance. Every route needs Authorization: Bearer <CHRONOS_ADMIN_TOKEN>.',
+    },
+    components: {
+      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
+      schemas: components,
+    },
+    security: [{ adminToken: [] }],
+    paths,
+  };
+}

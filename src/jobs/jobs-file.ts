@@ -1,0 +1,321 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as z from 'zod/mini';
+import { ChronosError, isChronosError } from '../errors.js';
+import { writeFileAtomic } from '../store/atomic-file.js';
+import type { Store } from '../store/store.js';
+import { toFieldProblems } from '../validation.js';
+import { buildJob } from './jobs.js';
+import { type Job, JobSpec } from './model.js';
+import { parseSchedule } from './schedule.js';
+import { jobSpecOf } from './view.js';
+
+/** Where the digest of the last synced jobs file is kept, in the data directory. */
+export const JOBS_FILE_SYNC_STATE = 'jobs-file.sync.json';
+const SYNC_STATE_VERSION = 1;
+
+/** A jobs file entry: a job spec whose id is required (it is how the file and the store are matched). */
+export type DeclaredJobSpec = JobSpec & { id: string };
+
+export interface LoadedJobsFile {
+  path: string;
+  specs: DeclaredJobSpec[];
+  /** SHA-256 of the file's bytes, hex. */
+  sha256: string;
+}
+
+export interface JobsFileProblem {
+  /** `jobs[<id or index>].<field>` */
+  path: string;
+  message: string;
+}
+
+export interface JobsFileSyncContext {
+  now: number;
+  defaultTimezone: string;
+}
+
+export interface JobsFileSyncResult {
+  created: string[];
+  updated: string[];
+  removed: string[];
+  unchanged: string[];
+}
+
+function problemsError(path: string, problems: JobsFileProblem[]): ChronosError {
+  const lines = problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
+  const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+  return new ChronosError('validation_failed', `jobs file ${path} has ${count}:\n${lines}`, {
+    file: path,
+    problems,
+  });
+}
+
+function joinPath(prefix: string, path: string): string {
+  return path === '' ? prefix : `${prefix}.${path}`;
+}
+
+/**
+ * Validate jobs-file text without touching any store. Checks every entry (shape, required id, duplicate
+ * ids, schedule grammar and zone) and reports every problem at once, by job id where it has one.
+ */
+export function parseJobsFile(text: string, path: string, defaultTimezone = 'UTC'): DeclaredJobSpec[] {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (err) {
+    throw problemsError(path, [{ path: '', message: `not valid JSON: ${(err as Error).message}` }]);
+  }
+  const entries = Array.isArray(document)
+    ? document
+    : typeof document === 'object' &&
+        document !== null &&
+        Array.isArray((document as { jobs?: unknown }).jobs)
+      ? (document as { jobs: unknown[] }).jobs
+      : undefined;
+  if (entries === undefined) {
+    throw problemsError(path, [
+      { path: '', message: 'expected {"jobs": [<job spec>, ...]} or a JSON array of job specs' },
+    ]);
+  }
+  if (!Array.isArray(document)) {
+    const extra = Object.keys(document as object).filter((key) => key !== 'jobs');
+    if (extra.length > 0) {
+      throw problemsError(path, [
+        {
+          path: '',
+          message: `unknown top-level keys ${extra.map((k) => `"${k}"`).join(', ')}: only "jobs" is read`,
+        },
+      ]);
+    }
+  }
+
+  const problems: JobsFileProblem[] = [];
+  const specs: DeclaredJobSpec[] = [];
+  const seen = new Map<string, number>();
+  entries.forEach((entry, index) => {
+    const rawId = typeof entry === 'object' && entry !== null ? (entry as { id?: unknown }).id : undefined;
+    const label = `jobs[${typeof rawId === 'string' && rawId !== '' ? rawId : index}]`;
+    const parsed = z.safeParse(JobSpec, entry);
+    if (!parsed.success) {
+      for (const p of toFieldProblems(parsed.error))
+        problems.push({ path: joinPath(label, p.path), message: p.message });
+    }
+    if (rawId === undefined) {
+      problems.push({
+        path: `${label}.id`,
+        message: 'is required in the jobs file (it is how declared jobs are matched)',
+      });
+    } else if (typeof rawId === 'string') {
+      const first = seen.get(rawId);
+      if (first !== undefined) {
+        problems.push({
+          path: `${label}.id`,
+          message: `duplicate id: entries ${first} and ${index} both declare "${rawId}"`,
+        });
+      } else seen.set(rawId, index);
+    }
+    if (!parsed.success) return;
+    const spec = parsed.data;
+    const timezone = spec.timezone ?? defaultTimezone;
+    try {
+      parseSchedule(spec.schedule, { timezone, anchor: 0 });
+    } catch (err) {
+      if (!isChronosError(err)) throw err;
+      problems.push({ path: `${label}.schedule`, message: err.message });
+    }
+    if (spec.timezone !== undefined && !isValidTimeZone(spec.timezone)) {
+      problems.push({
+        path: `${label}.timezone`,
+        message: `unknown time zone "${spec.timezone}"; use an IANA name such as Europe/Paris`,
+      });
+    }
+    if (spec.id !== undefined) specs.push(spec as DeclaredJobSpec);
+  });
+  if (problems.length > 0) throw problemsError(path, problems);
+  return specs;
+}
+
+function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readJobsFileText(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ChronosError(
+      'invalid_config',
+      `cannot read the jobs file CHRONOS_JOBS_FILE=${path}: ${code ?? (err as Error).message}`,
+      {
+        file: path,
+      },
+    );
+  }
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Read and validate a jobs file; throws one `validation_failed` error listing every problem. */
+export async function loadJobsFile(path: string, defaultTimezone = 'UTC'): Promise<LoadedJobsFile> {
+  const bytes = await readJobsFileText(path);
+  return { path, specs: parseJobsFile(bytes.toString('utf8'), path, defaultTimezone), sha256: sha256(bytes) };
+}
+
+/**
+ * A declared spec as the full description of the job: what the file leaves out takes its default, not the
+ * value a previous version of the file (or a pause) left in the store.
+ */
+function declared(spec: DeclaredJobSpec, defaultTimezone: string): DeclaredJobSpec {
+  const oneShot = /^\s*(?:(?:at|in)\s|\+)/i.test(spec.schedule);
+  return {
+    ...spec,
+    timezone: spec.timezone ?? defaultTimezone,
+    enabled: spec.enabled ?? true,
+    repeat: spec.repeat ?? { times: oneShot ? 1 : null },
+  };
+}
+
+function sameSpec(a: Job, b: Job): boolean {
+  return a.source === b.source && JSON.stringify(jobSpecOf(a)) === JSON.stringify(jobSpecOf(b));
+}
+
+/**
+ * Make the store match the declared jobs: create new ones, update changed ones keeping their runtime state
+ * (next run, counters, pause), remove file jobs no longer declared. Everything is checked before anything is
+ * written, so a bad file changes nothing. A declared id already used by an API job is an error.
+ */
+export async function syncJobsFile(
+  store: Store,
+  specs: readonly DeclaredJobSpec[],
+  ctx: JobsFileSyncContext,
+  path = 'the jobs file',
+): Promise<JobsFileSyncResult> {
+  const existing = new Map((await store.listJobs()).map((job) => [job.id, job]));
+  const problems: JobsFileProblem[] = [];
+  const plan: Array<{ kind: 'create' | 'update' | 'same'; job: Job; spec: DeclaredJobSpec }> = [];
+  const buildContext = {
+    now: ctx.now,
+    defaultTimezone: ctx.defaultTimezone,
+    allowCommands: true,
+    source: 'file' as const,
+  };
+
+  for (const raw of specs) {
+    const spec = declared(raw, ctx.defaultTimezone);
+    const current = existing.get(spec.id);
+    if (current && current.source !== 'file') {
+      problems.push({
+        path: `jobs[${spec.id}].id`,
+        message: `a job "${spec.id}" already exists, created through the API; delete it (chronos jobs rm ${spec.id}) or declare the job under another id`,
+      });
+      continue;
+    }
+    try {
+      const job = buildJob(spec, buildContext, current);
+      plan.push({ kind: !current ? 'create' : sameSpec(current, job) ? 'same' : 'update', job, spec });
+    } catch (err) {
+      if (!isChronosError(err)) throw err;
+      const fieldProblems = (err.details?.problems as JobsFileProblem[] | undefined) ?? [
+        { path: err.code === 'invalid_schedule' ? 'schedule' : '', message: err.message },
+      ];
+      for (const p of fieldProblems)
+        problems.push({ path: joinPath(`jobs[${spec.id}]`, p.path), message: p.message });
+    }
+  }
+  if (problems.length > 0) throw problemsError(path, problems);
+
+  const declaredIds = new Set(specs.map((s) => s.id));
+  const result: JobsFileSyncResult = { created: [], updated: [], removed: [], unchanged: [] };
+  for (const step of plan) {
+    if (step.kind === 'create') {
+      await store.createJob(step.job);
+      result.created.push(step.job.id);
+    } else if (step.kind === 'update') {
+      // Rebuilt from the fresh record under the store's lock, so nothing a concurrent fire wrote is lost.
+      await store.updateJob(step.job.id, (fresh) => buildJob(step.spec, buildContext, fresh));
+      result.updated.push(step.job.id);
+    } else result.unchanged.push(step.job.id);
+  }
+  for (const job of existing.values()) {
+    if (job.source === 'file' && !declaredIds.has(job.id)) {
+      await store.removeJob(job.id);
+      result.removed.push(job.id);
+    }
+  }
+  return result;
+}
+
+interface SyncState {
+  version: number;
+  path: string;
+  sha256: string;
+  /** Declared jobs without a timezone take this one, so a change of CHRONOS_TIMEZONE is a change too. */
+  default_timezone: string;
+  synced_at: string;
+}
+
+async function readSyncState(file: string): Promise<SyncState | undefined> {
+  try {
+    const state = JSON.parse(await readFile(file, 'utf8')) as SyncState;
+    return state.version === SYNC_STATE_VERSION ? state : undefined;
+  } catch {
+    // Missing or unreadable: a full sync rewrites it.
+    return undefined;
+  }
+}
+
+export interface StartupSyncOptions {
+  store: Store;
+  path: string;
+  dataDir: string;
+  now: number;
+  defaultTimezone: string;
+}
+
+export type StartupSyncResult = ({ skipped: false } & JobsFileSyncResult) | { skipped: true; sha256: string };
+
+/**
+ * The start-up step: when the file's bytes are those of the last successful sync, nothing else is read
+ * (cold start is the figure that matters, and listing every job costs one read per job). Otherwise validate,
+ * sync, and remember the digest only after the sync succeeded.
+ */
+export async function syncJobsFileAtStart(options: StartupSyncOptions): Promise<StartupSyncResult> {
+  const bytes = await readJobsFileText(options.path);
+  const digest = sha256(bytes);
+  const state = await readSyncState(join(options.dataDir, JOBS_FILE_SYNC_STATE));
+  if (
+    state &&
+    state.sha256 === digest &&
+    state.path === options.path &&
+    state.default_timezone === options.defaultTimezone
+  ) {
+    return { skipped: true, sha256: digest };
+  }
+
+  const specs = parseJobsFile(bytes.toString('utf8'), options.path, options.defaultTimezone);
+  const result = await syncJobsFile(
+    options.store,
+    specs,
+    { now: options.now, defaultTimezone: options.defaultTimezone },
+    options.path,
+  );
+  const next: SyncState = {
+    version: SYNC_STATE_VERSION,
+    path: options.path,
+    sha256: digest,
+    default_timezone: options.defaultTimezone,
+    synced_at: new Date(options.now).toISOString(),
+  };
+  await writeFileAtomic(options.dataDir, JOBS_FILE_SYNC_STATE, `${JSON.stringify(next, null, 2)}\n`);
+  return { skipped: false, ...result };
+}

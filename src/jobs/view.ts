@@ -1,0 +1,111 @@
+import type { Job, JobSpecInput, RunRecord } from './model.js';
+
+/**
+ * The API shape of a job: the stored record with instants as ISO-8601 UTC strings and whether the
+ * provider holds an arm for it. `anchor_at` and `retry_attempt` are bookkeeping, not part of the contract.
+ */
+export interface JobView {
+  id: string;
+  name: string;
+  schedule: string;
+  timezone: string;
+  target: Job['target'];
+  enabled: boolean;
+  state: Job['state'];
+  repeat: Job['repeat'];
+  retry: Job['retry'];
+  concurrency: Job['concurrency'];
+  misfire: Job['misfire'];
+  timeout_seconds: number;
+  next_run_at: string | null;
+  retry_at: string | null;
+  last_run_at: string | null;
+  last_status: Job['last_status'];
+  last_error: string | null;
+  failure_streak: number;
+  source: Job['source'];
+  created_at: string;
+  updated_at: string;
+  armed: boolean;
+}
+
+export interface RunView {
+  run_id: string;
+  job_id: string;
+  fire_at: string;
+  trigger: RunRecord['trigger'];
+  status: RunRecord['status'];
+  attempt: number;
+  started_at: string;
+  finished_at: string | null;
+  duration_ms: number | null;
+  output: string | null;
+  error: string | null;
+}
+
+export function isoOrNull(instant: number | null): string | null {
+  return instant === null ? null : new Date(instant).toISOString();
+}
+
+export function jobView(job: Job, armed: boolean): JobView {
+  return {
+    id: job.id,
+    name: job.name,
+    schedule: job.schedule,
+    timezone: job.timezone,
+    target: job.target,
+    enabled: job.enabled,
+    state: job.state,
+    repeat: job.repeat,
+    retry: job.retry,
+    concurrency: job.concurrency,
+    misfire: job.misfire,
+    timeout_seconds: job.timeout_seconds,
+    next_run_at: isoOrNull(job.next_run_at),
+    retry_at: isoOrNull(job.retry_at),
+    last_run_at: isoOrNull(job.last_run_at),
+    last_status: job.last_status,
+    last_error: job.last_error,
+    failure_streak: job.failure_streak,
+    source: job.source,
+    created_at: new Date(job.created_at).toISOString(),
+    updated_at: new Date(job.updated_at).toISOString(),
+    armed,
+  };
+}
+
+export function runView(run: RunRecord): RunView {
+  return {
+    run_id: run.run_id,
+    job_id: run.job_id,
+    fire_at: new Date(run.fire_at).toISOString(),
+    trigger: run.trigger,
+    status: run.status,
+    attempt: run.attempt,
+    started_at: new Date(run.started_at).toISOString(),
+    finished_at: isoOrNull(run.finished_at),
+    duration_ms: run.finished_at === null ? null : run.finished_at - run.started_at,
+    output: run.output,
+    error: run.error,
+  };
+}
+
+/**
+ * The user-editable part of a stored job, as a spec that `buildJob` accepts again. PATCH merges onto it;
+ * the jobs-file sync compares it to decide whether a declared job changed at all.
+ */
+export function jobSpecOf(job: Job): JobSpecInput {
+  return {
+    id: job.id,
+    name: job.name,
+    schedule: job.schedule,
+    timezone: job.timezone,
+    target: job.target,
+    enabled: job.enabled,
+    repeat: { times: job.repeat.times },
+    retry: job.retry,
+    concurrency: job.concurrency,
+    misfire: job.misfire,
+    timeout_seconds: job.timeout_seconds,
+  };
+}

@@ -1,0 +1,255 @@
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isChronosError } from '../../src/errors.js';
+import { buildJob } from '../../src/jobs/jobs.js';
+import {
+  JOBS_FILE_SYNC_STATE,
+  loadJobsFile,
+  parseJobsFile,
+  syncJobsFileAtStart,
+} from '../../src/jobs/jobs-file.js';
+import { startChronos } from '../../src/main.js';
+import { FileStore } from '../../src/store/file-store.js';
+import type { Store } from '../../src/store/store.js';
+
+const T0 = Date.parse('2026-01-05T10:00:00Z');
+let dir: string;
+let dataDir: string;
+let jobsFile: string;
+let store: FileStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'chronos-jobs-file-'));
+  dataDir = join(dir, 'data');
+  jobsFile = join(dir, 'jobs.json');
+  store = await FileStore.open({ dir: dataDir });
+});
+
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const handler = { type: 'handler' as const, name: 'record' };
+
+async function declare(jobs: unknown): Promise<void> {
+  await writeFile(jobsFile, JSON.stringify(jobs));
+}
+
+function sync(now = T0, target: Store = store) {
+  return syncJobsFileAtStart({ store: target, path: jobsFile, dataDir, now, defaultTimezone: 'UTC' });
+}
+
+async function expectProblems(promise: Promise<unknown>): Promise<Array<{ path: string; message: string }>> {
+  try {
+    await promise;
+  } catch (err) {
+    if (!isChronosError(err, 'validation_failed')) throw err;
+    return err.details!.problems as Array<{ path: string; message: string }>;
+  }
+  throw new Error('expected validation_failed');
+}
+
+describe('jobs file: loading', () => {
+  it('accepts {"jobs": [...]} and a bare array', async () => {
+    await declare({ jobs: [{ id: 'a', schedule: 'every 1h', target: handler }] });
+    expect((await loadJobsFile(jobsFile)).specs.map((s) => s.id)).toEqual(['a']);
+    await declare([{ id: 'b', schedule: '@daily', target: handler }]);
+    const loaded = await loadJobsFile(jobsFile);
+    expect(loaded.specs.map((s) => s.id)).toEqual(['b']);
+    expect(loaded.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('lists every problem at once, by job id or index and field', async () => {
+    await declare({
+      jobs: [
+        { id: 'ok', schedule: 'every 1h', target: handler },
+        { id: 'ok', schedule: 'every 2h', target: handler },
+        { schedule: 'every 1h', target: handler },
+        { id: 'bad-schedule', schedule: '30m', target: handler },
+        { id: 'bad-zone', schedule: '0 9 * * *', timezone: 'Mars/Olympus', target: handler },
+        { id: 'extra', schedule: 'every 1h', target: handler, colour: 'red' },
+        { id: 'bad-target', schedule: 'every 1h', target: { type: 'http', url: 'nope' } },
+      ],
+    });
+    const problems = await expectProblems(loadJobsFile(jobsFile));
+    const paths = problems.map((p) => p.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'jobs[ok].id',
+        'jobs[2].id',
+        'jobs[bad-schedule].schedule',
+        'jobs[bad-zone].schedule',
+        'jobs[extra]',
+        'jobs[bad-target].target.url',
+      ]),
+    );
+    expect(problems.find((p) => p.path === 'jobs[ok].id')!.message).toContain('duplicate');
+    expect(problems.find((p) => p.path === 'jobs[extra]')!.message).toContain('colour');
+    try {
+      await loadJobsFile(jobsFile);
+    } catch (err) {
+      expect((err as Error).message).toContain(`jobs file ${jobsFile} has ${problems.length} problems`);
+      expect((err as Error).message).toContain('jobs[bad-schedule].schedule:');
+    }
+  });
+
+  it('reports JSON syntax errors and the wrong top-level shape', async () => {
+    await writeFile(jobsFile, '{"jobs": [');
+    expect((await expectProblems(loadJobsFile(jobsFile)))[0]!.message).toContain('not valid JSON');
+    expect(() => parseJobsFile('{"job": []}', 'x.json')).toThrow(/expected \{"jobs"/);
+    await expect(loadJobsFile(join(dir, 'missing.json'))).rejects.toMatchObject({ code: 'invalid_config' });
+  });
+});
+
+describe('jobs file: sync', () => {
+  it('adds declared jobs with source file', async () => {
+    await declare({
+      jobs: [
+        { id: 'a', schedule: 'every 1h', target: handler },
+        { id: 'b', schedule: '0 9 * * *', timezone: 'Europe/Paris', target: handler },
+      ],
+    });
+    const result = await sync();
+    expect(result).toMatchObject({ skipped: false, created: ['a', 'b'], updated: [], removed: [] });
+    const a = await store.getJob('a');
+    expect(a).toMatchObject({ source: 'file', next_run_at: T0 + 3_600_000, state: 'scheduled' });
+    expect((await store.getJob('b'))!.next_run_at).toBe(Date.parse('2026-01-06T08:00:00Z'));
+  });
+
+  it('an edited declaration updates the job and keeps its runtime state', async () => {
+    await declare([{ id: 'a', schedule: 'every 1h', target: handler, name: 'First' }]);
+    await sync();
+    await store.updateJob('a', (job) => ({
+      ...job,
+      state: 'paused',
+      last_run_at: T0 + 1000,
+      last_status: 'failed',
+      failure_streak: 2,
+      repeat: { ...job.repeat, completed: 3 },
+    }));
+    await declare([{ id: 'a', schedule: 'every 1h', target: handler, name: 'Renamed' }]);
+    const result = await sync(T0 + 60_000);
+    expect(result).toMatchObject({ updated: ['a'], created: [], removed: [] });
+    expect(await store.getJob('a')).toMatchObject({
+      name: 'Renamed',
+      state: 'paused',
+      last_status: 'failed',
+      failure_streak: 2,
+      next_run_at: T0 + 3_600_000,
+      repeat: { completed: 3 },
+      created_at: T0,
+      updated_at: T0 + 60_000,
+    });
+
+    await declare([{ id: 'a', schedule: 'every 30m', target: handler, name: 'Renamed' }]);
+    await sync(T0 + 120_000);
+    expect(await store.getJob('a')).toMatchObject({
+      next_run_at: T0 + 120_000 + 1_800_000,
+      last_status: 'failed',
+      state: 'paused',
+    });
+  });
+
+  it('removes file jobs no longer declared and leaves API jobs alone', async () => {
+    await store.createJob(
+      buildJob(
+        { id: 'api-job', schedule: 'every 1h', target: handler },
+        { now: T0, defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
+      ),
+    );
+    await declare([
+      { id: 'a', schedule: 'every 1h', target: handler },
+      { id: 'b', schedule: 'every 1h', target: handler },
+    ]);
+    await sync();
+    await declare([{ id: 'b', schedule: 'every 1h', target: handler }]);
+    const result = await sync();
+    expect(result).toMatchObject({ removed: ['a'], unchanged: ['b'] });
+    expect((await store.listJobs()).map((j) => j.id).sort()).toEqual(['api-job', 'b']);
+  });
+
+  it('refuses a declared id taken by an API job, naming it, and writes nothing', async () => {
+    await store.createJob(
+      buildJob(
+        { id: 'taken', schedule: 'every 1h', target: handler },
+        { now: T0, defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
+      ),
+    );
+    await declare([
+      { id: 'new-one', schedule: 'every 1h', target: handler },
+      { id: 'taken', schedule: 'every 2h', target: handler },
+    ]);
+    const problems = await expectProblems(sync());
+    expect(problems).toEqual([
+      { path: 'jobs[taken].id', message: expect.stringContaining('created through the API') },
+    ]);
+    expect(await store.getJob('new-one')).toBeUndefined();
+    expect((await store.getJob('taken'))!.schedule).toBe('every 1h');
+    await expect(stat(join(dataDir, JOBS_FILE_SYNC_STATE))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('an invalid file changes nothing and is not remembered as synced', async () => {
+    await declare([{ id: 'a', schedule: 'every 1h', target: handler }]);
+    await sync();
+    await declare([
+      { id: 'a', schedule: 'every 1h', target: handler },
+      { id: 'b', schedule: 'nonsense', target: handler },
+    ]);
+    await expectProblems(sync());
+    expect((await store.listJobs()).map((j) => j.id)).toEqual(['a']);
+    await declare([{ id: 'a', schedule: 'every 1h', target: handler }]);
+    expect(await sync()).toMatchObject({ skipped: true });
+  });
+
+  it('an unchanged file is skipped without listing or writing jobs', async () => {
+    await declare([{ id: 'a', schedule: 'every 1h', target: handler }]);
+    await sync();
+    const state = JSON.parse(await readFile(join(dataDir, JOBS_FILE_SYNC_STATE), 'utf8'));
+    expect(state).toMatchObject({ path: jobsFile, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const before = (await stat(join(dataDir, 'jobs'))).mtimeMs;
+    const touched: string[] = [];
+    const watched = new Proxy(store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          touched.push(String(prop));
+          return value.apply(target, args);
+        };
+      },
+    });
+    expect(await sync(T0 + 5_000, watched)).toMatchObject({ skipped: true });
+    expect(touched).toEqual([]);
+    expect((await stat(join(dataDir, 'jobs'))).mtimeMs).toBe(before);
+    expect((await store.getJob('a'))!.updated_at).toBe(T0);
+  });
+});
+
+describe('jobs file at start', () => {
+  it('a file with errors stops startChronos with every problem listed', async () => {
+    await store.close();
+    await declare([
+      { id: 'x', schedule: 'every', target: handler },
+      { schedule: '@daily', target: handler },
+    ]);
+    const started = startChronos({
+      env: {
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        CHRONOS_DATA_DIR: dataDir,
+        CHRONOS_PROVIDER: 'builtin',
+        CHRONOS_JOBS_FILE: jobsFile,
+      },
+      handleSignals: false,
+      exit: () => {},
+    });
+    await expect(started).rejects.toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/jobs\[x\]\.schedule[\s\S]*jobs\[1\]\.id/),
+    });
+    store = await FileStore.open({ dir: dataDir });
+  });
+});
