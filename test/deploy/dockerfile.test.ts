@@ -1,0 +1,164 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CONFIG_VARIABLES } from '../../src/config/config.js';
+import {
+  type DockerStage,
+  execForm,
+  lastInstruction,
+  REPO_ROOT,
+  readDockerfile,
+  SECRET_NAME,
+  stageEnv,
+} from './deploy-files.js';
+
+const dockerfile = readDockerfile();
+const runtime = dockerfile.stages.at(-1) as DockerStage;
+const runtimeEnv = stageEnv(runtime);
+/** Node's own settings the image may set beside Chronos's configuration. */
+const NODE_SETTINGS = new Set(['NODE_ENV', 'NODE_COMPILE_CACHE']);
+
+describe('Dockerfile: stages', () => {
+  it('is multi-stage, and both stages use the NODE_IMAGE build argument (default node:24-slim)', () => {
+    expect(dockerfile.stages.length).toBeGreaterThanOrEqual(2);
+    expect(dockerfile.globalArgs).toContain('NODE_IMAGE=node:24-slim');
+    for (const stage of dockerfile.stages) expect(stage.image).toBe(`\${NODE_IMAGE}`);
+  });
+
+  it('builds with npm ci and the production build in the build stage', () => {
+    const build = dockerfile.stages[0] as DockerStage;
+    const runs = build.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args.join(' '));
+    expect(runs.some((r) => r.startsWith('npm ci'))).toBe(true);
+    expect(runs).toContain('npm run build');
+  });
+
+  it('generates the compile cache in the build stage and ships it where NODE_COMPILE_CACHE points', () => {
+    const build = dockerfile.stages[0] as DockerStage;
+    const warm = build.instructions.find((i) => i.keyword === 'RUN' && i.raw.includes('NODE_COMPILE_CACHE='));
+    expect(warm?.raw).toContain('node dist/serve.js');
+    const workdir = lastInstruction(runtime, 'WORKDIR')?.args[0];
+    const cacheDir = runtimeEnv['NODE_COMPILE_CACHE'];
+    expect(cacheDir).toBe(`${workdir}/.cache`);
+    expect(warm?.raw).toContain(`NODE_COMPILE_CACHE=${cacheDir}`);
+    const copies = runtime.instructions.filter((i) => i.keyword === 'COPY').map((i) => i.args.join(' '));
+    expect(copies).toContain(`--from=${dockerfile.stages[0]?.name} ${cacheDir} ./.cache`);
+  });
+
+  it('runtime stage copies the build output and installs nothing', () => {
+    const copies = runtime.instructions.filter((i) => i.keyword === 'COPY').map((i) => i.args.join(' '));
+    expect(copies.every((c) => c.startsWith('--from='))).toBe(true);
+    expect(copies.some((c) => / \.\/dist$/.test(c))).toBe(true);
+    expect(copies.some((c) => / \.\/package\.json$/.test(c))).toBe(true);
+    // The bundle carries every runtime dependency (the container simulation starts it without node_modules).
+    const runs = runtime.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.raw);
+    expect(runs.filter((r) => /\bnpm\b/.test(r))).toEqual([]);
+  });
+});
+
+describe('Dockerfile: runtime stage', () => {
+  it('runs as a non-root user', () => {
+    const user = lastInstruction(runtime, 'USER')?.args[0];
+    expect(user).toBeDefined();
+    expect(['root', '0'].includes(String(user).split(':')[0] ?? '')).toBe(false);
+  });
+
+  it('sets production mode, binds every interface, and stores data in the volume', () => {
+    expect(runtimeEnv['NODE_ENV']).toBe('production');
+    expect(runtimeEnv['HOST']).toBe('0.0.0.0');
+    expect(runtimeEnv['PORT']).toBe('8080');
+    expect(runtimeEnv['CHRONOS_DATA_DIR']).toBe('/data');
+    const volumes = runtime.instructions
+      .filter((i) => i.keyword === 'VOLUME')
+      .flatMap((i) => execForm(i) ?? i.args);
+    expect(volumes).toContain('/data');
+    expect(lastInstruction(runtime, 'EXPOSE')?.args).toContain('8080');
+  });
+
+  it('gives the runtime user the data directory before declaring it a volume', () => {
+    const user = lastInstruction(runtime, 'USER')?.args[0];
+    const index = (pred: (raw: string, keyword: string) => boolean) =>
+      runtime.instructions.findIndex((i) => pred(i.raw, i.keyword));
+    const chown = index((raw, k) => k === 'RUN' && raw.includes(`chown ${user}:${user} /data`));
+    const volume = index((_raw, k) => k === 'VOLUME');
+    expect(chown).toBeGreaterThanOrEqual(0);
+    expect(chown).toBeLessThan(volume);
+  });
+
+  it('sets only configuration variables loadConfig reads, or Node’s own settings', () => {
+    const known = new Set<string>([...CONFIG_VARIABLES, ...NODE_SETTINGS]);
+    const names = runtime.instructions.flatMap((i) => (i.env ?? []).map(([name]) => name));
+    expect(names.filter((name) => !known.has(name))).toEqual([]);
+  });
+
+  it('bakes no secret into ENV or ARG, and no extra CA bundle', () => {
+    for (const stage of dockerfile.stages) {
+      const names = stage.instructions.flatMap((i) =>
+        i.keyword === 'ENV' ? (i.env ?? []).map(([name]) => name) : i.keyword === 'ARG' ? i.args : [],
+      );
+      expect(names.filter((name) => SECRET_NAME.test(name))).toEqual([]);
+    }
+    expect(runtimeEnv).not.toHaveProperty('NODE_EXTRA_CA_CERTS');
+  });
+
+  it('starts the built server directly with an exec-form CMD', () => {
+    const cmd = lastInstruction(runtime, 'CMD');
+    const argv = cmd ? execForm(cmd) : null;
+    expect(argv).toEqual(['node', 'dist/serve.js']);
+    expect(lastInstruction(runtime, 'ENTRYPOINT')).toBeUndefined();
+  });
+
+  it('CMD points at a file the production build produces', () => {
+    // test/global-setup.ts runs the same build the Dockerfile does.
+    const argv = execForm(lastInstruction(runtime, 'CMD')!) ?? [];
+    const entry = argv[1] ?? '';
+    const buildScript = readFileSync(join(REPO_ROOT, 'scripts/build.mjs'), 'utf8');
+    expect(buildScript).toContain(`${entry.replace(/^dist\//, '').replace(/\.js$/, '')}: 'src/`);
+    expect(existsSync(join(REPO_ROOT, entry))).toBe(true);
+  });
+
+  it('has a HEALTHCHECK that asks /healthz with Node’s own fetch on $PORT', () => {
+    const healthcheck = lastInstruction(runtime, 'HEALTHCHECK');
+    expect(healthcheck).toBeDefined();
+    const argv = execForm(healthcheck!, true);
+    expect(argv?.slice(0, 2)).toEqual(['node', '-e']);
+    expect(argv?.[2]).toContain('fetch(');
+    expect(argv?.[2]).toContain('process.env.PORT');
+    expect(argv?.[2]).toContain('/healthz');
+  });
+});
+
+describe('.dockerignore', () => {
+  const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'));
+
+  it('keeps dependencies, build output, tests, local data and secrets out of the build context', () => {
+    for (const pattern of [
+      'node_modules',
+      'dist',
+      'test',
+      'bench',
+      '.chronos-data',
+      '.env',
+      '.env.*',
+      '*.pem',
+      '*.key',
+      '.git',
+    ]) {
+      expect(ignored, pattern).toContain(pattern);
+    }
+  });
+
+  it('does not exclude what the build stage copies', () => {
+    const build = dockerfile.stages[0] as DockerStage;
+    const sources = build.instructions
+      .filter((i) => i.keyword === 'COPY' && !i.args.some((a) => a.startsWith('--from=')))
+      .flatMap((i) => i.args.slice(0, -1));
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) {
+      expect(ignored, source).not.toContain(source);
+      expect(existsSync(join(REPO_ROOT, source)), source).toBe(true);
+    }
+  });
+});
