@@ -6,7 +6,7 @@ import type { Config } from './config/config.js';
 import { missingNasSettings } from './config/config.js';
 import { loadConfig } from './config/load.js';
 import { isChronosError } from './errors.js';
-import { createFireTokenVerifier, parseInlinePublicKey } from './fire/token.js';
+import { createFireTokenVerifier } from './fire/token.js';
 import { buildServer } from './http/server.js';
 import type { NasClient } from './nas/nas.js';
 import { checkTokenSourceSync } from './nas/token-source.js';
@@ -279,20 +279,12 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   return { config, app, store, provider: () => provider, url, shutdown };
 }
 
-/** Decided without network: the chronos provider needs a readable token and a usable key source. */
+/** Decided without network: the chronos provider needs every NAS setting and a readable token (the key is checked by loadConfig). */
 function chronosUnavailableReason(config: Config): string | null {
   const missing = missingNasSettings(config);
   if (missing.length > 0) return `missing ${missing.join(', ')}`;
   const token = checkTokenSourceSync({ token: config.accessToken, file: config.accessTokenFile });
-  if (token) return token;
-  if (config.firePublicKey) {
-    try {
-      parseInlinePublicKey(config.firePublicKey);
-    } catch (err) {
-      return `CHRONOS_FIRE_PUBLIC_KEY is not a usable public key: ${(err as Error).message}`;
-    }
-  }
-  return null;
+  return token;
 }
 
 /** Entry used by `chronos serve` and the container: configuration problems exit 1 with one message. */

@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import { ChronosError } from '../errors.js';
+import { parseInlinePublicKey } from '../fire/inline-key.js';
 import '../validation.js';
 import type { Config, ConfigVariable } from './config.js';
 
@@ -114,6 +115,16 @@ export function loadConfig(env: Env): Readonly<Config> {
     problems.push(
       'CHRONOS_IDLE_EXIT_SECONDS needs the chronos provider: with CHRONOS_PROVIDER=builtin nothing would wake the process; set it to 0',
     );
+  }
+  const inlineKey = cleaned['CHRONOS_FIRE_PUBLIC_KEY'];
+  if (inlineKey !== undefined) {
+    try {
+      parseInlinePublicKey(inlineKey);
+    } catch (err) {
+      problems.push(
+        `CHRONOS_FIRE_PUBLIC_KEY: ${(err as Error).message} (give NAS's public key as PEM or JWK)`,
+      );
+    }
   }
   if (!parsed.success || problems.length > 0) throw configError(problems);
   const e = parsed.data;

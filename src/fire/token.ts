@@ -1,10 +1,10 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import type { Clock } from '../clock.js';
-import { ChronosError } from '../errors.js';
 import { USER_AGENT } from '../version.js';
+import { parseInlinePublicKey } from './inline-key.js';
 
 /** Asymmetric algorithms only: an HS* token "signed" with our public key as the secret must never pass. */
 export const ALLOWED_ALGORITHMS = [
@@ -66,33 +66,6 @@ export interface VerifierOptions {
 }
 
 type KeyResolver = Parameters<typeof jwtVerify>[1];
-
-/** Parse CHRONOS_FIRE_PUBLIC_KEY (PEM or JWK JSON) into a public KeyObject, refusing symmetric keys. */
-export function parseInlinePublicKey(text: string): KeyObject {
-  const trimmed = text.trim();
-  let jwk: { kty?: string } | undefined;
-  try {
-    if (trimmed.startsWith('{')) jwk = JSON.parse(trimmed) as { kty?: string };
-  } catch (err) {
-    throw new ChronosError('invalid_config', `not valid JWK JSON: ${(err as Error).message}`);
-  }
-  if (jwk?.kty === 'oct') {
-    throw new ChronosError(
-      'invalid_config',
-      'a symmetric (kty "oct") key cannot verify fire tokens; give the public key',
-    );
-  }
-  let key: KeyObject;
-  try {
-    key = jwk
-      ? createPublicKey({ key: jwk as never, format: 'jwk' })
-      : createPublicKey(trimmed.replace(/\\n/g, '\n'));
-  } catch (err) {
-    throw new ChronosError('invalid_config', `not a PEM or JWK public key: ${(err as Error).message}`);
-  }
-  if (key.type !== 'public') throw new ChronosError('invalid_config', 'not a public key');
-  return key;
-}
 
 export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifier {
   const cooldownMs = opts.refreshCooldownMs ?? 30_000;

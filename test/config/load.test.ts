@@ -3,10 +3,17 @@
  * message per bad value naming the variable and the fix, every problem listed at once, frozen result,
  * empty strings as unset, idle exit refused with the builtin provider.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, type Config } from '../../src/config/config.js';
 import { DEFAULT_FIRE_RATE_LIMIT, loadConfig } from '../../src/config/load.js';
-import { ChronosError } from '../../src/errors.js';
+import { ChronosError, isChronosError } from '../../src/errors.js';
+
+// A real key: CHRONOS_FIRE_PUBLIC_KEY is parsed at configuration time.
+const REAL_PUBLIC_PEM = generateKeyPairSync('ed25519')
+  .publicKey.export({ type: 'spki', format: 'pem' })
+  .toString()
+  .trim();
 
 function problemsOf(env: Record<string, string | undefined>): string[] {
   try {
@@ -124,7 +131,7 @@ describe('loadConfig parses every variable', () => {
   });
 
   it('with an inline public key and a literal token', () => {
-    const pem = '-----BEGIN PUBLIC KEY-----\\nMCowBQYDK2VwAyEA\\n-----END PUBLIC KEY-----';
+    const pem = REAL_PUBLIC_PEM;
     const { CHRONOS_JWKS_URL: _unused, ...rest } = NAS;
     const config = loadConfig({ ...rest, CHRONOS_FIRE_PUBLIC_KEY: pem, CHRONOS_PROVIDER: 'builtin' });
     expect(config).toMatchObject({
@@ -194,7 +201,7 @@ describe('loadConfig refuses bad values, naming the variable and the fix', () =>
 
   it('refuses two sources for the same setting', () => {
     expect(
-      problemsOf({ CHRONOS_JWKS_URL: NAS.CHRONOS_JWKS_URL, CHRONOS_FIRE_PUBLIC_KEY: '{"kty":"OKP"}' }),
+      problemsOf({ CHRONOS_JWKS_URL: NAS.CHRONOS_JWKS_URL, CHRONOS_FIRE_PUBLIC_KEY: REAL_PUBLIC_PEM }),
     ).toEqual(['set only one of CHRONOS_JWKS_URL and CHRONOS_FIRE_PUBLIC_KEY']);
     expect(problemsOf({ CHRONOS_ACCESS_TOKEN: 't', CHRONOS_ACCESS_TOKEN_FILE: '/run/t' })).toEqual([
       'set only one of CHRONOS_ACCESS_TOKEN and CHRONOS_ACCESS_TOKEN_FILE',
@@ -234,5 +241,25 @@ describe('loadConfig refuses bad values, naming the variable and the fix', () =>
 
   it('with every NAS setting given, the chronos provider is accepted', () => {
     expect(loadConfig({ ...NAS, CHRONOS_PROVIDER: 'chronos' }).provider).toBe('chronos');
+  });
+});
+
+describe('inline fire key', () => {
+  it('lists an unusable CHRONOS_FIRE_PUBLIC_KEY among the other problems', () => {
+    try {
+      loadConfig({ CHRONOS_FIRE_PUBLIC_KEY: 'not a key', PORT: 'x' });
+      expect.unreachable('loadConfig accepted a garbage key');
+    } catch (err) {
+      expect(isChronosError(err, 'invalid_config')).toBe(true);
+      const message = (err as Error).message;
+      expect(message).toContain('CHRONOS_FIRE_PUBLIC_KEY: not a PEM or JWK public key');
+      expect(message).toContain('PORT="x"');
+    }
+  });
+
+  it('refuses a symmetric JWK at configuration time', () => {
+    expect(() => loadConfig({ CHRONOS_FIRE_PUBLIC_KEY: '{"kty":"oct","k":"c2VjcmV0"}' })).toThrow(
+      /symmetric/,
+    );
   });
 });

@@ -11,7 +11,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createFireTokenVerifier, parseInlinePublicKey } from '../../src/fire/token.js';
+import { parseInlinePublicKey } from '../../src/fire/inline-key.js';
+import { createFireTokenVerifier } from '../../src/fire/token.js';
 import { AUDIENCE, ISSUER, START } from '../helpers/build-fire-app.js';
 import {
   type FireKey,
