@@ -52,6 +52,9 @@ describe('FileStore under kill -9', () => {
         ...retryArgs,
       ]);
       await proc.waitFor((l) => l === 'ready');
+      // Kill only after the round has made progress, so every round exercises a live writer whatever the
+      // machine's load; the random delay then decides where in its write loop the kill lands.
+      await proc.waitFor((l) => l.startsWith('created '));
       const delay = 5 + Math.floor(random() * 56);
       await new Promise((resolve) => setTimeout(resolve, delay));
       proc.child.kill('SIGKILL');
@@ -100,7 +103,7 @@ describe('FileStore under kill -9', () => {
     expect(retryOutcomes.length).toBeGreaterThan(KILLS / 2);
     expect(new Set(retryOutcomes)).toEqual(new Set(['duplicate']));
     for (const outcome of orphanOutcomes) expect(['recovered', 'duplicate']).toContain(outcome);
-    expect(created.size).toBeGreaterThan(KILLS);
+    expect(created.size).toBeGreaterThanOrEqual(KILLS);
     console.log(
       `crash test: ${KILLS} kills, ${created.size} jobs created, ${claimedKeys.size} claims, ` +
         `${retryOutcomes.length} duplicate retries, ${orphanOutcomes.filter((o) => o === 'recovered').length} orphans recovered`,
