@@ -29,6 +29,8 @@ export class BuiltinProvider implements SchedulerProvider {
   readonly name = 'builtin' as const;
   private readonly desired = new Map<string, number>();
   private timer: TimerHandle | undefined;
+  /** Timers that retry a claim the store could not write; cleared on stop. */
+  private readonly claimRetries = new Set<TimerHandle>();
   private wakeAt: number | null = null;
   private stopped = false;
   private lastReconcile: ReconcileSummary | null = null;
@@ -58,6 +60,8 @@ export class BuiltinProvider implements SchedulerProvider {
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.wakeAt = null;
+    for (const retry of this.claimRetries) this.deps.clock.clearTimeout(retry);
+    this.claimRetries.clear();
   }
 
   onJobsChanged(): void {
@@ -171,12 +175,14 @@ export class BuiltinProvider implements SchedulerProvider {
       this.deps.logger.error({ err, job_id: jobId }, 'builtin fire failed; retrying shortly');
       // The store could not take the claim: try the same instant again soon rather than lose it.
       if (!this.stopped) {
-        this.deps.clock.setTimeout(() => {
+        const retry = this.deps.clock.setTimeout(() => {
+          this.claimRetries.delete(retry);
           if (!this.desired.has(jobId)) {
             this.desired.set(jobId, at);
             this.reschedule();
           }
         }, 1_000);
+        this.claimRetries.add(retry);
       }
     }
   }

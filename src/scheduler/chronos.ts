@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import { armedInstant } from '../jobs/jobs.js';
 import type { Job } from '../jobs/model.js';
-import type { NasClient } from '../nas/nas.js';
+import { isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff } from '../nas/retry.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
@@ -48,6 +48,8 @@ export class ChronosProvider implements SchedulerProvider {
   private lastArmAt: number | null = null;
   private healTimer: TimerHandle | undefined;
   private healAttempt = 0;
+  /** The longest Retry-After NAS sent since the last heal was scheduled. */
+  private retryAfterMs: number | undefined;
   private readonly reconciler: SingleFlight;
 
   constructor(private readonly deps: ChronosProviderDeps) {
@@ -223,6 +225,9 @@ export class ChronosProvider implements SchedulerProvider {
       return;
     }
     this.nasReachable = !isChronosError(err, 'nas_unreachable');
+    if (isNasError(err) && err.retryAfterMs !== undefined) {
+      this.retryAfterMs = Math.max(this.retryAfterMs ?? 0, err.retryAfterMs);
+    }
     this.deps.logger.warn({ err, op, job_id: jobId }, `NAS ${op} failed`);
   }
 
@@ -231,7 +236,13 @@ export class ChronosProvider implements SchedulerProvider {
     if (this.healTimer || this.stopped || this.disabled) return;
     this.healAttempt += 1;
     const bounds = this.deps.healBackoff ?? { base: 1_000, max: 60_000 };
-    const delay = Math.max(bounds.base / 2, computeBackoff(this.healAttempt, bounds, this.deps.random));
+    // NAS's own Retry-After wins over our backoff when it asks for longer.
+    const delay = Math.max(
+      bounds.base / 2,
+      computeBackoff(this.healAttempt, bounds, this.deps.random),
+      Math.min(this.retryAfterMs ?? 0, bounds.max),
+    );
+    this.retryAfterMs = undefined;
     this.deps.logger.info({ attempt: this.healAttempt, delay_ms: delay }, 'will retry failed NAS calls');
     this.healTimer = this.deps.clock.setTimeout(() => {
       this.healTimer = undefined;

@@ -203,6 +203,19 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(h.clock.pending()).toBe(0);
   });
 
+  it("waits at least as long as NAS's Retry-After before healing", async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    // The emulator answers a failed provision with 503 and Retry-After: 1.
+    emulator.faults.provisionFailures = 1;
+    const provider = h.chronos(nasAt(emulator.url), { healBackoff: { base: 100, max: 60_000 } });
+    await provider.start();
+    expect(provider.status().lastReconcile).toMatchObject({ failed: 1 });
+    expect(h.clock.nextTimerAt()! - h.clock.now()).toBe(1_000);
+    await h.clock.advance(1_000);
+    await waitUntil(() => provider.settled());
+    expect(provider.isArmed('alpha')).toBe(true);
+  });
+
   it('hands over to the fallback once on invalid_client and never calls NAS again', async () => {
     await h.addJob(recordSpec('alpha', 'every 15m'));
     await h.addJob(recordSpec('beta', 'every 1h'));
