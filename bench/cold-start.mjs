@@ -1,0 +1,275 @@
+// Cold start (SPEC §10): spawn the production build → listening → first fire answered 202 → job started,
+// against baselines spawned in the same run, interleaved: `node -e 0`, a raw node:http server, and a
+// minimal Fastify app bundled with the production esbuild options.
+//
+// Usage: npm run build && node bench/cold-start.mjs
+//   BENCH_COLD_SPAWNS=25      measured spawns per command (after 2 discarded warm-up rounds)
+//   BENCH_NODE=/path/to/node  Node binary for every spawned command (default: this one)
+//   BENCH_COMPILE_CACHE=1     give candidate and Fastify baseline a NODE_COMPILE_CACHE, generated
+//                             first by one normally-exiting start of each (Node 22+)
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { bundleOptions } from '../scripts/build.mjs';
+import {
+  childEnv,
+  chronosEnv,
+  distDir,
+  importDist,
+  isMain,
+  ms,
+  quietEmulator,
+  summarise,
+  table,
+  writeResult,
+} from './lib/common.mjs';
+import { chronosPort, post, spawnServer, startRecorder, stop } from './lib/processes.mjs';
+
+const JOB_ID = 'cold-start';
+
+const plainPort = (line) => /^listening (\d+)$/.exec(line)?.[1];
+async function bundleFastifyBaseline(outdir) {
+  const outfile = join(outdir, 'fastify-minimal.mjs');
+  await build({
+    ...bundleOptions,
+    entryPoints: [fileURLToPath(new URL('./baselines/fastify-minimal.mjs', import.meta.url))],
+    outfile,
+    sourcemap: false,
+  });
+  return outfile;
+}
+
+async function makeTemplate(lib, emulator, dir) {
+  const store = await lib.FileStore.open({ dir });
+  const now = Date.now();
+  const job = lib.buildJob(
+    { id: JOB_ID, schedule: 'every 1h', target: { type: 'http', url: 'http://127.0.0.1:9/placeholder' } },
+    { now, defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
+  );
+  await store.createJob(job);
+  await store.close();
+  // The production situation after the first fire: the key set is cached, a cold process fetches nothing.
+  await writeFile(join(dir, 'jwks-cache.json'), JSON.stringify({ fetched_at: now, jwks: emulator.jwks() }));
+}
+
+/** A fresh data dir per spawn (the claim is consumed), with the job due now and pointing at this spawn's path. */
+async function prepareDataDir(lib, template, dir, hookUrl) {
+  await cp(template, dir, { recursive: true });
+  const store = await lib.FileStore.open({ dir });
+  const dueAt = Date.now();
+  await store.updateJob(JOB_ID, (job) => ({
+    ...job,
+    next_run_at: dueAt,
+    target: { ...job.target, url: hookUrl },
+  }));
+  await store.close();
+  return dueAt;
+}
+
+export async function run({ log = console.log, spawns = Number(process.env.BENCH_COLD_SPAWNS ?? 25) } = {}) {
+  const node = process.env.BENCH_NODE ?? process.execPath;
+  const lib = await importDist('index.js');
+  const work = await mkdtemp(join(tmpdir(), 'chronos-bench-cold-'));
+  const emulator = await quietEmulator();
+  const recorder = await startRecorder();
+  const serveJs = fileURLToPath(new URL('serve.js', await distDir()));
+  const rawJs = fileURLToPath(new URL('./baselines/raw-http.mjs', import.meta.url));
+  const nodeVersion = await new Promise((resolve) => {
+    const c = spawn(node, ['--version'], { env: childEnv() });
+    let out = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.on('exit', () => resolve(out.trim()));
+  });
+  const cacheDir = process.env.BENCH_COMPILE_CACHE ? join(work, 'compile-cache') : undefined;
+  const cacheEnv = cacheDir ? { NODE_COMPILE_CACHE: cacheDir } : {};
+  try {
+    const fastifyJs = await bundleFastifyBaseline(work);
+    const template = join(work, 'template');
+    await makeTemplate(lib, emulator, template);
+    const fireBody = (dueAt) => JSON.stringify({ job_id: JOB_ID, fire_at: new Date(dueAt).toISOString() });
+    let spawnNo = 0;
+
+    const subjects = {
+      'node -e 0': async () => {
+        const started = performance.now();
+        const child = spawn(node, ['-e', '0'], { env: childEnv(), stdio: 'ignore' });
+        await new Promise((r) => child.once('exit', r));
+        return { ready: performance.now() - started };
+      },
+      'raw node:http': async () => {
+        const proc = spawnServer(node, [rawJs], childEnv(), plainPort);
+        try {
+          const { port } = await proc.listening;
+          const res = await post(`http://127.0.0.1:${port}/api/cron/fire`, '{}');
+          if (res.status !== 202) throw new Error(`raw http answered ${res.status}`);
+          return { ready: res.at - proc.started };
+        } finally {
+          await stop(proc);
+        }
+      },
+      'fastify bundled': async (signal) => {
+        const proc = spawnServer(node, [fastifyJs], childEnv(cacheEnv), plainPort);
+        try {
+          const { port } = await proc.listening;
+          const res = await post(`http://127.0.0.1:${port}/api/cron/fire`, '{}');
+          if (res.status !== 202) throw new Error(`fastify baseline answered ${res.status}`);
+          return { ready: res.at - proc.started };
+        } finally {
+          await stop(proc, signal);
+        }
+      },
+      chronos: async (signal) => {
+        const n = ++spawnNo;
+        const dir = join(work, `data-${n}`);
+        const path = `/hook/${n}`;
+        const dueAt = await prepareDataDir(lib, template, dir, `${recorder.url}${path}`);
+        const token = await emulator.mintFireToken();
+        const reached = recorder.expect(path, 5_000);
+        let runStarted;
+        const runStartedAt = new Promise((resolve) => {
+          runStarted = resolve;
+        });
+        const proc = spawnServer(
+          node,
+          [serveJs],
+          childEnv({ ...chronosEnv(emulator, dir), ...cacheEnv }),
+          chronosPort,
+          (line, at) => {
+            if (line.includes('"msg":"run started"')) runStarted(at);
+          },
+        );
+        try {
+          const { port, at: listenAt } = await proc.listening;
+          const res = await post(`http://127.0.0.1:${port}/api/cron/fire`, fireBody(dueAt), {
+            authorization: `Bearer ${token}`,
+          });
+          if (res.status !== 202)
+            throw new Error(`chronos answered ${res.status}: ${res.text}\n${proc.output()}`);
+          const timeout = new Promise((r) => setTimeout(() => r(null), 5_000));
+          const startedAt = await Promise.race([runStartedAt, timeout]);
+          if (startedAt === null)
+            throw new Error(`the run did not start within 5 s of the fire:\n${proc.output()}`);
+          const reachedAt = await reached;
+          return {
+            listen: listenAt - proc.started,
+            ready: res.at - proc.started,
+            runStarted: startedAt - proc.started,
+            // null when the run failed before its request left (see the run's log line).
+            targetReached: reachedAt === null ? null : reachedAt - proc.started,
+          };
+        } finally {
+          await stop(proc, signal);
+          await rm(dir, { recursive: true, force: true });
+        }
+      },
+    };
+
+    if (cacheDir) {
+      // Generate the cache as the image build does: one start that exits normally.
+      await subjects['fastify bundled']('SIGTERM');
+      await subjects.chronos('SIGTERM');
+    }
+
+    const names = Object.keys(subjects);
+    const samples = Object.fromEntries(
+      names.map((n) => [n, { ready: [], listen: [], runStarted: [], targetReached: [], targetMissed: 0 }]),
+    );
+    const warmup = 2;
+    for (let round = 0; round < warmup + spawns; round++) {
+      // Rotate the order so no command always runs right after the same neighbour.
+      const order = names.map((_, i) => names[(i + round) % names.length]);
+      for (const name of order) {
+        const m = await subjects[name]();
+        if (round < warmup) continue;
+        for (const [k, v] of Object.entries(m)) {
+          if (v === null) samples[name].targetMissed += 1;
+          else samples[name][k].push(v);
+        }
+      }
+    }
+
+    const stats = Object.fromEntries(
+      names.map((n) => [
+        n,
+        {
+          ready: summarise(samples[n].ready),
+          listen: samples[n].listen.length ? summarise(samples[n].listen) : null,
+          run_started: samples[n].runStarted.length ? summarise(samples[n].runStarted) : null,
+          target_reached: samples[n].targetReached.length ? summarise(samples[n].targetReached) : null,
+          target_missed: samples[n].targetMissed,
+        },
+      ]),
+    );
+    const candidate = stats.chronos.ready.median;
+    const ratios = {
+      chronos_over_fastify: candidate / stats['fastify bundled'].ready.median,
+      chronos_over_raw_http: candidate / stats['raw node:http'].ready.median,
+    };
+
+    log(
+      `cold start (ms), ${spawns} spawns each, interleaved; node ${nodeVersion}${cacheDir ? ', compile cache' : ''}`,
+    );
+    log(
+      table([
+        ['command', 'measure', 'median', 'p90', 'min', 'max'],
+        ...names.flatMap((n) => {
+          const rows = [];
+          const label = n === 'node -e 0' ? 'spawn → exit' : 'spawn → 202';
+          rows.push([
+            n,
+            label,
+            ms(stats[n].ready.median),
+            ms(stats[n].ready.p90),
+            ms(stats[n].ready.min),
+            ms(stats[n].ready.max),
+          ]);
+          if (stats[n].listen) {
+            const l = stats[n].listen;
+            rows.push(['', 'spawn → listening', ms(l.median), ms(l.p90), ms(l.min), ms(l.max)]);
+          }
+          if (stats[n].run_started) {
+            const j = stats[n].run_started;
+            rows.push(['', 'spawn → run started', ms(j.median), ms(j.p90), ms(j.min), ms(j.max)]);
+          }
+          if (stats[n].target_reached) {
+            const j = stats[n].target_reached;
+            rows.push(['', 'spawn → target hit', ms(j.median), ms(j.p90), ms(j.min), ms(j.max)]);
+          }
+          return rows;
+        }),
+      ]),
+    );
+    if (stats.chronos.target_missed > 0) {
+      log(`warning: ${stats.chronos.target_missed} runs never reached the http target (see the run log)`);
+    }
+    const pass = ratios.chronos_over_fastify <= 1.5 && ratios.chronos_over_raw_http <= 3;
+    log(
+      `chronos / fastify bundled = ${ratios.chronos_over_fastify.toFixed(2)}x (target <= 1.5x); ` +
+        `chronos / raw node:http = ${ratios.chronos_over_raw_http.toFixed(2)}x (target <= 3x): ${pass ? 'met' : 'NOT met'}`,
+    );
+    const result = {
+      benchmark: 'cold-start',
+      target: 'spawn → 202 median <= 1.5x minimal bundled Fastify and <= 3x raw node:http',
+      pass,
+      node: nodeVersion,
+      compile_cache: Boolean(cacheDir),
+      spawns,
+      measured_at: new Date().toISOString(),
+      stats,
+      ratios,
+    };
+    await writeResult(cacheDir ? 'cold-start-compile-cache' : 'cold-start', result);
+    return result;
+  } finally {
+    await recorder.close();
+    await emulator.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (isMain(import.meta)) await run();
