@@ -139,7 +139,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       onInvalidClient: (remedy) => {
         logger.warn({ code: 'nas_invalid_client' }, remedy);
         provider = builtin('NAS rejected the agent (invalid_client)');
-        void provider.start();
+        void provider.start().catch((err) => logger.error({ err }, 'builtin provider failed to start'));
       },
     });
     const available = chronos.isAvailable();

@@ -9,6 +9,8 @@ import type { ProviderStatus, ReconcileSummary, SchedulerProvider } from './prov
 
 /** setTimeout's ceiling (about 24.8 days); longer waits are re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How soon to retry a claim or a reconcile the store could not do. */
+const RETRY_DELAY_MS = 1_000;
 
 export interface BuiltinProviderDeps {
   store: Store;
@@ -29,8 +31,8 @@ export class BuiltinProvider implements SchedulerProvider {
   readonly name = 'builtin' as const;
   private readonly desired = new Map<string, number>();
   private timer: TimerHandle | undefined;
-  /** Timers that retry a claim the store could not write; cleared on stop. */
-  private readonly claimRetries = new Set<TimerHandle>();
+  /** Timers retrying what the store could not do (a claim, a reconcile); cleared on stop. */
+  private readonly retries = new Set<TimerHandle>();
   private wakeAt: number | null = null;
   private stopped = false;
   private lastReconcile: ReconcileSummary | null = null;
@@ -40,9 +42,18 @@ export class BuiltinProvider implements SchedulerProvider {
 
   constructor(private readonly deps: BuiltinProviderDeps) {
     this.reason = deps.reason ?? null;
-    this.reconciler = new SingleFlight(deps.clock, deps.debounceMs ?? 50, async () => {
-      await this.reconcile();
-    });
+    this.reconciler = new SingleFlight(
+      deps.clock,
+      deps.debounceMs ?? 50,
+      async () => {
+        await this.reconcile();
+      },
+      (err) => {
+        // The store could not be read: keep the trigger alive and try again shortly.
+        deps.logger.error({ err }, 'builtin reconcile failed; retrying shortly');
+        this.later(() => this.reconciler.request());
+      },
+    );
   }
 
   isAvailable(): { ok: true } {
@@ -60,8 +71,8 @@ export class BuiltinProvider implements SchedulerProvider {
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.wakeAt = null;
-    for (const retry of this.claimRetries) this.deps.clock.clearTimeout(retry);
-    this.claimRetries.clear();
+    for (const retry of this.retries) this.deps.clock.clearTimeout(retry);
+    this.retries.clear();
   }
 
   onJobsChanged(): void {
@@ -138,6 +149,15 @@ export class BuiltinProvider implements SchedulerProvider {
     };
   }
 
+  private later(fn: () => void): void {
+    if (this.stopped) return;
+    const retry = this.deps.clock.setTimeout(() => {
+      this.retries.delete(retry);
+      if (!this.stopped) fn();
+    }, RETRY_DELAY_MS);
+    this.retries.add(retry);
+  }
+
   private reschedule(): void {
     if (this.stopped) return;
     let earliest: number | null = null;
@@ -174,16 +194,12 @@ export class BuiltinProvider implements SchedulerProvider {
     } catch (err) {
       this.deps.logger.error({ err, job_id: jobId }, 'builtin fire failed; retrying shortly');
       // The store could not take the claim: try the same instant again soon rather than lose it.
-      if (!this.stopped) {
-        const retry = this.deps.clock.setTimeout(() => {
-          this.claimRetries.delete(retry);
-          if (!this.desired.has(jobId)) {
-            this.desired.set(jobId, at);
-            this.reschedule();
-          }
-        }, 1_000);
-        this.claimRetries.add(retry);
-      }
+      this.later(() => {
+        if (!this.desired.has(jobId)) {
+          this.desired.set(jobId, at);
+          this.reschedule();
+        }
+      });
     }
   }
 }

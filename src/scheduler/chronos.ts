@@ -40,6 +40,10 @@ export class ChronosProvider implements SchedulerProvider {
   private readonly armed = new Map<string, number>();
   private readonly desired = new Map<string, number>();
   private readonly failed = new Set<string>();
+  /** Bumped by every arm/disarm decision, so a reconcile can tell which jobs changed after its list. */
+  private readonly versions = new Map<string, number>();
+  private readonly perJob = new Map<string, Promise<boolean>>();
+  private reconcileFailed = false;
   private listed = false;
   private disabled = false;
   private stopped = false;
@@ -80,8 +84,22 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   async reconcile(): Promise<ReconcileSummary> {
-    const { clock, logger, store, engine } = this.deps;
-    const started = clock.now();
+    const started = this.deps.clock.now();
+    try {
+      const result = await this.reconcileOnce(started);
+      this.reconcileFailed = false;
+      return result;
+    } catch (err) {
+      // The store could not be read: nothing is known to be armed, so the process must not sleep.
+      this.reconcileFailed = true;
+      this.deps.logger.error({ err }, 'reconcile failed; will retry');
+      this.scheduleHeal();
+      return this.finish({ armed: 0, cancelled: 0, unchanged: 0, failed: 1, misfires: 0 }, started);
+    }
+  }
+
+  private async reconcileOnce(started: number): Promise<ReconcileSummary> {
+    const { logger, store, engine } = this.deps;
     const summary = { armed: 0, cancelled: 0, unchanged: 0, failed: 0, misfires: 0 };
     if (this.disabled || this.stopped) return this.finish(summary, started);
     this.clearHeal();
@@ -89,15 +107,23 @@ export class ChronosProvider implements SchedulerProvider {
     if (!this.listed) await this.listAtStart();
     if (this.disabled) return this.finish(summary, started);
 
+    const seen = new Map(this.versions);
     let jobs = await store.listJobs();
     summary.misfires = await engine.applyMisfires(jobs);
     if (summary.misfires > 0) jobs = await store.listJobs();
 
-    this.desired.clear();
+    // A job armed or disarmed since the list was read (a fire, a mutation) keeps that newer decision:
+    // the list may predate it and would re-arm an instant that was just claimed.
+    const changedSince = (jobId: string) => (this.versions.get(jobId) ?? 0) !== (seen.get(jobId) ?? 0);
+    const listed = new Map<string, number>();
     for (const job of jobs) {
       const at = armedInstant(job);
-      if (at !== null) this.desired.set(job.id, at);
+      if (at !== null) listed.set(job.id, at);
     }
+    for (const jobId of [...this.desired.keys()]) {
+      if (!listed.has(jobId) && !changedSince(jobId)) this.desired.delete(jobId);
+    }
+    for (const [jobId, at] of listed) if (!changedSince(jobId)) this.desired.set(jobId, at);
     const calls: Array<() => Promise<'armed' | 'cancelled' | 'failed'>> = [];
     for (const [jobId, at] of this.desired) {
       // Instants, not strings: an arm NAS lists as 02:00-05:00 is the same as our 07:00Z.
@@ -126,12 +152,14 @@ export class ChronosProvider implements SchedulerProvider {
   async arm(job: Job): Promise<void> {
     const at = armedInstant(job);
     if (at === null) return this.disarm(job.id);
+    this.bump(job.id);
     this.desired.set(job.id, at);
     if (this.disabled || (this.armed.get(job.id) === at && !this.failed.has(job.id))) return;
     if (!(await this.provision(job.id, at))) this.scheduleHeal();
   }
 
   async disarm(jobId: string): Promise<void> {
+    this.bump(jobId);
     this.desired.delete(jobId);
     this.failed.delete(jobId);
     if (this.disabled) return;
@@ -146,7 +174,7 @@ export class ChronosProvider implements SchedulerProvider {
 
   settled(): boolean {
     if (this.disabled) return false;
-    if (this.reconciler.pending || this.failed.size > 0) return false;
+    if (this.reconciler.pending || this.reconcileFailed || this.failed.size > 0) return false;
     for (const [jobId, at] of this.desired) if (this.armed.get(jobId) !== at) return false;
     return true;
   }
@@ -179,37 +207,66 @@ export class ChronosProvider implements SchedulerProvider {
     }
   }
 
-  private async provision(jobId: string, at: number): Promise<boolean> {
-    // Calls queued behind the one that met invalid_client must not be sent (lesson 8: stop calling NAS).
-    if (this.disabled) return false;
-    try {
-      const nas = await this.deps.nas();
-      await this.deps.activity.track('nas', () => nas.provision({ job_id: jobId, fire_at: at }));
-      this.armed.set(jobId, at);
-      this.failed.delete(jobId);
-      this.nasReachable = true;
-      this.lastArmAt = this.deps.clock.now();
-      this.deps.logger.info({ job_id: jobId, fire_at: new Date(at).toISOString() }, 'armed at NAS');
-      return true;
-    } catch (err) {
-      this.failed.add(jobId);
-      this.noteFailure(err, 'provision', jobId);
-      return false;
-    }
+  /**
+   * NAS calls for one job run one after another, and each checks that its instant is still the desired one
+   * when its turn comes: a slow call for an old instant can never land after the call for a newer one.
+   */
+  private serialised(jobId: string, call: () => Promise<boolean>): Promise<boolean> {
+    const previous = this.perJob.get(jobId) ?? Promise.resolve(true);
+    const next = previous.then(call, call);
+    this.perJob.set(jobId, next);
+    void next.finally(() => {
+      if (this.perJob.get(jobId) === next) this.perJob.delete(jobId);
+    });
+    return next;
   }
 
-  private async cancel(jobId: string): Promise<boolean> {
-    if (this.disabled) return false;
-    try {
-      const nas = await this.deps.nas();
-      await this.deps.activity.track('nas', () => nas.cancel(jobId));
-      this.armed.delete(jobId);
-      this.nasReachable = true;
-      return true;
-    } catch (err) {
-      this.noteFailure(err, 'cancel', jobId);
-      return false;
-    }
+  private provision(jobId: string, at: number): Promise<boolean> {
+    return this.serialised(jobId, async () => {
+      // Calls queued behind the one that met invalid_client must not be sent (lesson 8: stop calling NAS).
+      if (this.disabled) return false;
+      if (this.desired.get(jobId) !== at) return true; // superseded: the newer decision makes its own call
+      if (this.armed.get(jobId) === at && !this.failed.has(jobId)) return true;
+      try {
+        const nas = await this.deps.nas();
+        await this.deps.activity.track('nas', () => nas.provision({ job_id: jobId, fire_at: at }));
+        this.armed.set(jobId, at);
+        this.failed.delete(jobId);
+        this.nasReachable = true;
+        this.lastArmAt = this.deps.clock.now();
+        this.deps.logger.info({ job_id: jobId, fire_at: new Date(at).toISOString() }, 'armed at NAS');
+        return true;
+      } catch (err) {
+        if (this.desired.get(jobId) === at) this.failed.add(jobId);
+        this.noteFailure(err, 'provision', jobId);
+        return false;
+      }
+    });
+  }
+
+  private cancel(jobId: string): Promise<boolean> {
+    return this.serialised(jobId, async () => {
+      if (this.disabled) return false;
+      if (this.desired.has(jobId)) return true; // re-armed meanwhile: the provision replaces the arm
+      try {
+        const nas = await this.deps.nas();
+        await this.deps.activity.track('nas', () => nas.cancel(jobId));
+        this.armed.delete(jobId);
+        this.failed.delete(jobId);
+        this.nasReachable = true;
+        return true;
+      } catch (err) {
+        // Retried by reconcile only when we know NAS holds an arm (it then shows as an orphan); a cancel for
+        // an arm we never saw is best effort: if that arm fires, the fire answers `gone` and cancels again.
+        if (this.armed.has(jobId)) this.failed.add(jobId);
+        this.noteFailure(err, 'cancel', jobId);
+        return false;
+      }
+    });
+  }
+
+  private bump(jobId: string): void {
+    this.versions.set(jobId, (this.versions.get(jobId) ?? 0) + 1);
   }
 
   private noteFailure(err: unknown, op: string, jobId?: string): void {

@@ -13,6 +13,8 @@ export class SingleFlight {
     private readonly clock: Clock,
     private readonly delayMs: number,
     private readonly task: () => Promise<void>,
+    /** A failing task must not become an unhandled rejection (it would end the process). */
+    private readonly onError: (err: unknown) => void = () => {},
   ) {}
 
   request(): void {
@@ -41,7 +43,7 @@ export class SingleFlight {
       try {
         do {
           this.again = false;
-          await this.task();
+          await this.task().catch(this.onError);
         } while (this.again);
       } finally {
         this.running = undefined;

@@ -125,10 +125,11 @@ export class Engine {
     for (const job of jobs) {
       const instant = armedInstant(job);
       if (instant === null || now - instant <= job.misfire.grace_seconds * 1000) continue;
-      const entry = await this.deps.store.getLedgerEntry(job.id, instant);
-      if (entry && !isOrphaned(entry, now, isOwnerAlive)) continue;
-      const oneShot = compileSchedule(job).kind === 'once';
+      // One job's problem (unreadable file, a schedule that no longer parses) must not stop the others.
       try {
+        const entry = await this.deps.store.getLedgerEntry(job.id, instant);
+        if (entry && !isOrphaned(entry, now, isOwnerAlive)) continue;
+        const oneShot = compileSchedule(job).kind === 'once';
         if (job.misfire.policy === 'run_once' && !oneShot) {
           const outcome = await this.fireLocal(job.id, instant, 'misfire');
           if (outcome.kind === 'accepted') handled += 1;

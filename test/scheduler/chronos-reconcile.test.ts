@@ -216,6 +216,48 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(provider.isArmed('alpha')).toBe(true);
   });
 
+  it('does not count as settled when the store could not be read, and heals once it can', async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    const listJobs = h.store.listJobs.bind(h.store);
+    let failures = 1;
+    h.store.listJobs = async () => {
+      if (failures-- > 0) throw new Error('EIO: disk went away');
+      return listJobs();
+    };
+    const provider = h.chronos(nasAt(emulator.url), { healBackoff: { base: 1_000, max: 60_000 } });
+    await provider.start();
+    expect(provider.settled()).toBe(false);
+    expect(emulator.armed()).toHaveLength(0);
+    expect(h.clock.pending()).toBe(1);
+
+    await h.clock.advance(1_000);
+    await waitUntil(() => provider.settled());
+    expect(emulator.armed().map((arm) => arm.job_id)).toEqual(['alpha']);
+  });
+
+  it('never lets a reconcile working from an older job list overwrite a newer arm', async () => {
+    const job = await h.addJob(recordSpec('alpha', 'every 15m'));
+    const provider = h.chronos(nasAt(emulator.url));
+    // A fire claims alpha's current instant while the reconcile is between reading the list and arming.
+    const later = { ...job, next_run_at: job.next_run_at! + 15 * MINUTE };
+    const listJobs = h.store.listJobs.bind(h.store);
+    h.store.listJobs = async () => {
+      const jobs = await listJobs();
+      await h.store.updateJob('alpha', () => later);
+      await provider.arm(later);
+      return jobs;
+    };
+    await provider.start();
+
+    expect(emulator.armed().map((arm) => arm.fire_at)).toEqual([formatFireAt(later.next_run_at)]);
+    const provisioned = emulator
+      .provisions()
+      .filter((call) => call.kind === 'provision')
+      .map((call) => (call.body as { fire_at: string }).fire_at);
+    expect(provisioned).toEqual([formatFireAt(later.next_run_at)]);
+    expect(provider.settled()).toBe(true);
+  });
+
   it('hands over to the fallback once on invalid_client and never calls NAS again', async () => {
     await h.addJob(recordSpec('alpha', 'every 15m'));
     await h.addJob(recordSpec('beta', 'every 1h'));
