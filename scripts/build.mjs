@@ -2,7 +2,7 @@
 // modules the fire path does not need (admin API, NAS client, run targets,
 // emulator) load only when first used. Cold start is the product's main
 // performance figure (SPEC §10), and bundling roughly halves it.
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
@@ -23,9 +23,33 @@ export const bundleOptions = {
   logLevel: 'warning',
 };
 
+/**
+ * Dependencies that Chronos's server never executes but that would otherwise be bundled: Fastify's ajv
+ * and fast-json-stringify compilers (src/http/server.ts gives Fastify its own trivial compilers) and
+ * light-my-request (only app.inject(), used by tests against src/). About a third of the bundle's bytes;
+ * V8 compiles every byte of an ES module before running it, so they cost cold-start time for nothing.
+ * Each is replaced by a module that fails loudly if anything ever requires it.
+ */
+export const UNUSED_AT_RUNTIME = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'];
+
+const stubUnused = {
+  name: 'stub-unused',
+  setup(b) {
+    const filter = new RegExp(`^(${UNUSED_AT_RUNTIME.map((m) => m.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'stub-unused' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub-unused' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not part of the Chronos bundle (scripts/build.mjs UNUSED_AT_RUNTIME)`)});`,
+      loader: 'js',
+    }));
+  },
+};
+
 export async function buildProduction() {
-  const outdir = new URL('../dist/', import.meta.url).pathname;
-  await rm(outdir, { recursive: true, force: true });
+  const root = new URL('../', import.meta.url).pathname;
+  const outdir = `${root}dist`;
+  // Build beside dist/ and swap it in with renames, so a process running from dist/ (a test, a bench,
+  // the dev loop) never sees it half-written or missing.
+  const staging = `${root}.dist-${process.pid}-${Date.now()}`;
   await build({
     ...bundleOptions,
     // `emulator` is the in-process NAS emulator for benchmarks and tools; the serve path never imports it.
@@ -35,10 +59,17 @@ export async function buildProduction() {
       index: 'src/index.ts',
       emulator: 'src/emulator/index.ts',
     },
-    outdir,
+    outdir: staging,
     splitting: true,
     chunkNames: 'chunks/[name]-[hash]',
+    plugins: [stubUnused],
   });
+  const retired = `${staging}.old`;
+  await rename(outdir, retired).catch((err) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  await rename(staging, outdir);
+  await rm(retired, { recursive: true, force: true });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await buildProduction();

@@ -65,6 +65,8 @@ export interface FileStoreOptions {
 }
 
 const FORMAT_VERSION = 1;
+/** Job files read at once when listing. */
+const LIST_READ_BATCH = 64;
 
 interface JobDoc {
   version: 1;
@@ -364,10 +366,12 @@ export class FileStore implements Store {
     }
     const fresh = new Map<string, CachedJob>();
     const ids = names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length));
-    const docs = await Promise.all(
-      ids.filter((id) => JOB_ID_PATTERN.test(id)).map((id) => this.readJobDoc(id)),
-    );
-    for (const doc of docs) if (doc) fresh.set(doc.job.id, cacheEntry(doc));
+    const valid = ids.filter((id) => JOB_ID_PATTERN.test(id));
+    // Bounded: opening 10,000 files at once exceeds a container's usual 1024 open-file limit (EMFILE).
+    for (let i = 0; i < valid.length; i += LIST_READ_BATCH) {
+      const docs = await Promise.all(valid.slice(i, i + LIST_READ_BATCH).map((id) => this.readJobDoc(id)));
+      for (const doc of docs) if (doc) fresh.set(doc.job.id, cacheEntry(doc));
+    }
     if (seq === this.writeSeq) {
       this.cache = fresh;
       this.cacheToken = token;

@@ -310,3 +310,47 @@ describe('FileStore', () => {
     });
   });
 });
+
+describe('FileStore listing many jobs', () => {
+  it('lists more jobs than the process may open files at once (no EMFILE)', async () => {
+    const dir = await tempDir();
+    try {
+      // Write the job files directly (as a long-lived store would have): creating 600 jobs through the
+      // store would spend seconds in fsync for nothing this test is about.
+      await FileStore.open({ dir }).then((s) => s.close());
+      await Promise.all(
+        Array.from({ length: 600 }, (_, i) => {
+          const job = makeJob(`job-${i}`);
+          return writeFile(
+            join(dir, 'jobs', `${job.id}.json`),
+            JSON.stringify({ version: 1, job, ledger: [] }),
+          );
+        }),
+      );
+      const entry = join(process.cwd(), 'dist', 'index.js');
+      const script = `const { FileStore } = await import(${JSON.stringify(entry)}); const s = await FileStore.open({ dir: ${JSON.stringify(dir)} }); console.log((await s.listJobs()).length);`;
+      // 256 descriptors: far fewer than the jobs, as in a container with a low limit and many more jobs.
+      const child = spawn(
+        'bash',
+        ['-c', `ulimit -n 256 && exec "${process.execPath}" --input-type=module -e '${script}'`],
+        {
+          env: childEnv(),
+        },
+      );
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(err).not.toContain('EMFILE');
+      expect(code).toBe(0);
+      expect(out.trim()).toBe('600');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
