@@ -1,19 +1,11 @@
 import * as z from 'zod/mini';
 import { ChronosError } from '../errors.js';
 import { parseInlinePublicKey } from '../fire/inline-key.js';
+import { isValidTimeZone } from '../jobs/zone.js';
 import '../validation.js';
 import type { Config, ConfigVariable } from './config.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
-
-function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const text = z.optional(z.string().check(z.trim(), z.minLength(1)));
 const httpUrl = (hint: string) =>

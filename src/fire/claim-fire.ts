@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { advanceJob, armedInstant, isActive, occurrenceKind } from '../jobs/jobs.js';
+import { advanceJob, armedInstant, isActive, occurrenceKind, runTimeoutMs } from '../jobs/jobs.js';
 import type { Job, Trigger } from '../jobs/model.js';
 import { claimOccurrence, isOrphaned } from '../store/claim.js';
 import { isOwnerAlive } from '../store/owner.js';
@@ -81,7 +81,7 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
       trigger,
       owner: req.owner,
       now: req.now,
-      ttl_ms: job.timeout_seconds * 1000 + CLAIM_TTL_MARGIN_MS,
+      ttl_ms: runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS,
       advance: (fresh, recovering) => {
         if (!isActive(fresh)) return { refuse: 'inactive' };
         if (recovering) return { ...fresh, updated_at: req.now };

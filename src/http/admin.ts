@@ -3,9 +3,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import * as z from 'zod/mini';
 import type { Clock } from '../clock.js';
 import { ChronosError } from '../errors.js';
-import { armedInstant, buildJob, compileSchedule, type JobBuildContext } from '../jobs/jobs.js';
+import { armedInstant, buildJob, type JobBuildContext, rescheduleFromNow } from '../jobs/jobs.js';
 import { JOB_ID_PATTERN, type Job, JobSpec, type JobSpecInput } from '../jobs/model.js';
-import { nextOccurrence } from '../jobs/schedule.js';
+import { isOneShotSchedule } from '../jobs/schedule.js';
 import { isoOrNull, jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../scheduler/provider.js';
 import type { Store } from '../store/store.js';
@@ -95,9 +95,6 @@ function tokenMatches(expected: Buffer, header: string | undefined): boolean {
 }
 
 /** One-shot forms of the grammar (SPEC §3): their default `repeat.times` is 1, recurring forms have none. */
-function isOneShotSchedule(schedule: string): boolean {
-  return /^\s*(?:(?:at|in)\s|\+)/i.test(schedule);
-}
 
 function jobIdParam(request: FastifyRequest): string {
   const id = (request.params as { id?: string }).id ?? '';
@@ -339,17 +336,5 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
  */
 export function resumed(job: Job, now: number): Job {
   if (job.state === 'scheduled' || job.state === 'completed') return job;
-  if (job.repeat.times !== null && job.repeat.completed >= job.repeat.times) {
-    return { ...job, state: 'completed', next_run_at: null, updated_at: now };
-  }
-  const next: Job = { ...job, state: 'scheduled', retry_at: null, retry_attempt: 0, updated_at: now };
-  const schedule = compileSchedule(job);
-  // A one-shot keeps its instant even when it passed during the pause: the misfire rule then runs it within
-  // grace or records it missed, as for any overdue one-shot.
-  next.next_run_at = schedule.kind === 'once' ? schedule.at : nextOccurrence(schedule, now);
-  if (next.next_run_at === null) {
-    next.state = 'error';
-    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(now).toISOString()}`;
-  }
-  return next;
+  return rescheduleFromNow(job, now);
 }

@@ -8,8 +8,9 @@ import type { Store } from '../store/store.js';
 import { toFieldProblems } from '../validation.js';
 import { buildJob } from './jobs.js';
 import { type Job, JobSpec } from './model.js';
-import { parseSchedule } from './schedule.js';
+import { isOneShotSchedule, parseSchedule } from './schedule.js';
 import { jobSpecOf } from './view.js';
+import { isValidTimeZone } from './zone.js';
 
 /** Where the digest of the last synced jobs file is kept, in the data directory. */
 export const JOBS_FILE_SYNC_STATE = 'jobs-file.sync.json';
@@ -137,15 +138,6 @@ export function parseJobsFile(text: string, path: string, defaultTimezone = 'UTC
   return specs;
 }
 
-function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function readJobsFileText(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
@@ -176,7 +168,7 @@ export async function loadJobsFile(path: string, defaultTimezone = 'UTC'): Promi
  * value a previous version of the file (or a pause) left in the store.
  */
 function declared(spec: DeclaredJobSpec, defaultTimezone: string): DeclaredJobSpec {
-  const oneShot = /^\s*(?:(?:at|in)\s|\+)/i.test(spec.schedule);
+  const oneShot = isOneShotSchedule(spec.schedule);
   return {
     ...spec,
     timezone: spec.timezone ?? defaultTimezone,

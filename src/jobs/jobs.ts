@@ -3,6 +3,7 @@ import { ChronosError } from '../errors.js';
 import { parseOrThrow } from '../validation.js';
 import { type Job, JobSpec, type JobSpecInput } from './model.js';
 import { nextOccurrence, parseSchedule, type Schedule } from './schedule.js';
+import { isValidTimeZone } from './zone.js';
 
 /** SPEC §3: a one-shot more than this far in the past is rejected at creation. */
 export const ONE_SHOT_PAST_TOLERANCE_MS = 120_000;
@@ -13,15 +14,6 @@ export interface JobBuildContext {
   defaultTimezone: string;
   allowCommands: boolean;
   source: Job['source'];
-}
-
-function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function generateId(name: string | undefined): string {
@@ -76,7 +68,7 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
 
   const scheduleChanged = !existing || existing.schedule !== spec.schedule || existing.timezone !== timezone;
   // Whole seconds: fire_at goes to NAS at second precision (SPEC §1), and interval fires land on the anchor's grid.
-  const anchor = scheduleChanged ? Math.ceil(ctx.now / 1000) * 1000 : existing.anchor_at;
+  const anchor = scheduleChanged ? toWholeSecond(ctx.now) : existing.anchor_at;
   const schedule = parseSchedule(spec.schedule, { timezone, anchor });
   const oneShot = schedule.kind === 'once';
   if (oneShot && scheduleChanged && schedule.at < ctx.now - ONE_SHOT_PAST_TOLERANCE_MS) {
@@ -130,8 +122,51 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
   } else if (existing && base.repeat.times !== null && base.repeat.completed >= base.repeat.times) {
     base.next_run_at = null;
     base.state = 'completed';
+  } else if (existing && !existing.enabled && enabled && base.state === 'scheduled') {
+    // Re-enabled: like a resume, continue from now rather than from where it stopped.
+    return rescheduleFromNow(base, ctx.now);
   }
   return base;
+}
+
+/**
+ * How long one run of the job may take: an http target's own timeout wins over the job's. The claim TTL is
+ * sized from it, so a run is never recovered (and run again) while it may still be going (lesson 9).
+ */
+export function runTimeoutMs(job: Pick<Job, 'target' | 'timeout_seconds'>): number {
+  const own = job.target.type === 'http' ? job.target.timeout_seconds : undefined;
+  return (own ?? job.timeout_seconds) * 1000;
+}
+
+/** Whole seconds, rounded up: every instant sent to NAS has second precision (SPEC §1). */
+export function toWholeSecond(ms: number): number {
+  return Math.ceil(ms / 1000) * 1000;
+}
+
+/**
+ * A job coming back from a pause or a disable continues from now: the slots it slept through are not
+ * replayed. A one-shot keeps its instant even when it passed meanwhile: the misfire rule then runs it within
+ * grace or records it missed, as for any overdue one-shot.
+ */
+export function rescheduleFromNow(job: Job, now: number): Job {
+  if (job.repeat.times !== null && job.repeat.completed >= job.repeat.times) {
+    return {
+      ...job,
+      state: 'completed',
+      next_run_at: null,
+      retry_at: null,
+      retry_attempt: 0,
+      updated_at: now,
+    };
+  }
+  const next: Job = { ...job, state: 'scheduled', retry_at: null, retry_attempt: 0, updated_at: now };
+  const schedule = compileSchedule(job);
+  next.next_run_at = schedule.kind === 'once' ? schedule.at : nextOccurrence(schedule, now);
+  if (next.next_run_at === null) {
+    next.state = 'error';
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(now).toISOString()}`;
+  }
+  return next;
 }
 
 /** Whether the job should have an armed occurrence at all (SPEC §2 row 7 is the negation). */
@@ -167,6 +202,9 @@ export function advanceJob(job: Job, fireAt: number, kind: OccurrenceKind, now: 
     next.retry_at = null;
     return next;
   }
+  // A pending retry at or before this occurrence is overtaken by it; left in place it would stay the armed
+  // instant although already claimed (a duplicate at NAS, a busy loop for the builtin timer).
+  if (next.retry_at !== null && next.retry_at <= fireAt) next.retry_at = null;
   next.repeat.completed += 1;
   if (next.repeat.times !== null && next.repeat.completed >= next.repeat.times) {
     next.next_run_at = null;

@@ -55,6 +55,11 @@ function invalidSchedule(text: string, problem: string): ChronosError {
   });
 }
 
+/** Whether a schedule string is a one-shot (`at …`, `in …`, `+…`), without parsing it fully. */
+export function isOneShotSchedule(text: string): boolean {
+  return /^\s*(?:(?:at|in)\s|\+)/i.test(text);
+}
+
 export function parseSchedule(text: string, ctx: ScheduleContext): Schedule {
   const fail = (problem: string): ChronosError => invalidSchedule(text, problem);
   const trimmed = text.trim();

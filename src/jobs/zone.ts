@@ -47,6 +47,10 @@ export function normalizeTimeZone(zone: string): string | null {
 
 const normalizedZones = new Map<string, string | null>();
 
+export function isValidTimeZone(zone: string): boolean {
+  return normalizeTimeZone(zone) !== null;
+}
+
 function lookUpZone(zone: string): string | null {
   if (zone.trim() === '' || zone !== zone.trim()) return null;
   let resolved: string;

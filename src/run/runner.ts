@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import { isChronosError } from '../errors.js';
+import { runTimeoutMs, toWholeSecond } from '../jobs/jobs.js';
 import type { Job, RunRecord, RunStatus, Trigger } from '../jobs/model.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { LedgerEntry, LedgerStatus, Owner, Store } from '../store/store.js';
@@ -290,8 +291,7 @@ export class JobRunner {
         retryable: false,
       };
     }
-    const timeoutSeconds =
-      (target.type === 'http' ? target.timeout_seconds : undefined) ?? job.timeout_seconds;
+    const timeoutSeconds = runTimeoutMs(job) / 1000;
     try {
       const { executeTarget } = await loadTargets();
       const result = await executeTarget(
@@ -335,8 +335,11 @@ export class JobRunner {
     const policy = job.retry;
     const active = job.enabled && job.state === 'scheduled';
     if (retryable && active && policy && attempt < policy.max_attempts) {
-      const at = (run.finished_at ?? run.started_at) + retryDelayMs(policy, attempt);
-      return { ...next, failure_streak: job.failure_streak + 1, retry_at: at, retry_attempt: attempt + 1 };
+      const at = toWholeSecond((run.finished_at ?? run.started_at) + retryDelayMs(policy, attempt));
+      // A retry due after the next regular occurrence would only repeat what that occurrence does.
+      if (job.next_run_at === null || at < job.next_run_at) {
+        return { ...next, failure_streak: job.failure_streak + 1, retry_at: at, retry_attempt: attempt + 1 };
+      }
     }
     return { ...next, failure_streak: job.failure_streak + 1, retry_at: null, retry_attempt: 0 };
   }

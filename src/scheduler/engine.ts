@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { type AcceptedFire, CLAIM_TTL_MARGIN_MS, claimFire, type FireOutcome } from '../fire/claim-fire.js';
-import { advanceJob, armedInstant, compileSchedule, isActive, occurrenceKind } from '../jobs/jobs.js';
+import {
+  advanceJob,
+  armedInstant,
+  compileSchedule,
+  isActive,
+  occurrenceKind,
+  runTimeoutMs,
+} from '../jobs/jobs.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Occurrence, RunOutcome } from '../run/runner.js';
 import { claimOccurrence, isOrphaned } from '../store/claim.js';
@@ -98,7 +105,7 @@ export class Engine {
       trigger: 'manual',
       owner: this.deps.owner,
       now,
-      ttl_ms: job.timeout_seconds * 1000 + CLAIM_TTL_MARGIN_MS,
+      ttl_ms: runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS,
       advance: (fresh) => fresh,
     });
     if (result.outcome !== 'claimed' && result.outcome !== 'recovered') return null;

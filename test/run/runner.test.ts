@@ -199,6 +199,29 @@ describe('JobRunner: outcomes', () => {
     });
   });
 
+  it('arms a retry on a whole second, and none that the next regular occurrence would overtake', async () => {
+    const h = harness();
+    h.clock.set(T0 + 250);
+    const job = await h.store.createJob(
+      makeJob({
+        target: { type: 'handler', name: 'broken' },
+        retry: { max_attempts: 5, backoff_seconds: 30, max_backoff_seconds: 100 },
+        next_run_at: T0 + 120_000,
+      }),
+    );
+    h.handlers.register('broken', () => {
+      throw new Error('down');
+    });
+    // 30 s after a failure at .250 s: NAS receives fire_at at second precision (SPEC §1).
+    expect((await fire(h, job, T0)).retry_at).toBe(T0 + 31_000);
+
+    await h.store.updateJob(job.id, (j) => ({ ...j, next_run_at: T0 + 20_000, retry_at: null }));
+    const soon = (await h.store.getJob(job.id))!;
+    const outcome = await fire(h, soon, T0 + 1);
+    expect(outcome.retry_at).toBeNull();
+    expect(await h.store.getJob(job.id)).toMatchObject({ retry_at: null, failure_streak: 2 });
+  });
+
   it('computes the backoff delay', () => {
     const policy = { max_attempts: 10, backoff_seconds: 10, max_backoff_seconds: 300 };
     expect([1, 2, 3, 4, 5, 6].map((a) => retryDelayMs(policy, a))).toEqual([
