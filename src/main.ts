@@ -213,19 +213,22 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       idle?.stop();
       logger.info({ reason, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
       await provider.stop();
-      const runnerInstance = runner ? await runner : undefined;
-      if (runnerInstance && runnerInstance.active > 0) {
+      // Accepted fires count from the claim to the post-run arm (Engine.onAccepted), not only while the
+      // runner executes: a fire still arming its next occurrence must not be cut off.
+      if (activity.snapshot().run > 0) {
         let graceTimer: TimerHandle | undefined;
         const graceOver = new Promise<'timeout'>((r) => {
           graceTimer = clock.setTimeout(() => r('timeout'), config.shutdownGraceSeconds * 1000);
         });
-        const ended = await Promise.race([runnerInstance.whenIdle().then(() => 'idle' as const), graceOver]);
+        const ended = await Promise.race([activity.whenIdle('run').then(() => 'idle' as const), graceOver]);
         // Runs that end early must not leave the grace timer holding an embedding process open.
         if (graceTimer) clock.clearTimeout(graceTimer);
         if (ended === 'timeout') {
-          logger.warn({ active: runnerInstance.active }, 'grace period over; aborting runs still going');
-          runnerInstance.abortAll('shutdown grace period over');
-          await runnerInstance.whenIdle();
+          logger.warn({ active: activity.snapshot().run }, 'grace period over; aborting runs still going');
+          if (runner) (await runner).abortAll('shutdown grace period over');
+          // Pending NAS calls (a post-run arm in backoff) end when the client closes.
+          if (nas) await (await nas).close();
+          await activity.whenIdle('run');
         }
       }
       await app.close();

@@ -39,6 +39,19 @@ export class Activity {
     return { ...this.counts };
   }
 
+  /** Resolves once no activity of `kind` is going on. */
+  whenIdle(kind: ActivityKind): Promise<void> {
+    if (this.counts[kind] === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const stop = this.onChange(() => {
+        if (this.counts[kind] === 0) {
+          stop();
+          resolve();
+        }
+      });
+    });
+  }
+
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -2,18 +2,24 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Emulator } from '../../src/emulator/index.js';
+import { type Emulator, startEmulator } from '../../src/emulator/index.js';
 import { buildJob } from '../../src/jobs/jobs.js';
 import { type RunningChronos, startChronos } from '../../src/main.js';
 import { formatFireAt } from '../../src/nas/nas.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-import { startFrozenEmulator, waitUntil } from '../helpers/scheduler-fixtures.js';
+import {
+  type NasProxy,
+  startFrozenEmulator,
+  startNasProxy,
+  waitUntil,
+} from '../helpers/scheduler-fixtures.js';
 
 let dir: string;
 let running: RunningChronos | undefined;
 let emulator: Emulator | undefined;
+let proxy: NasProxy | undefined;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chronos-main-'));
@@ -22,6 +28,9 @@ beforeEach(async () => {
 afterEach(async () => {
   await running?.shutdown('test over');
   running = undefined;
+  proxy?.release();
+  await proxy?.close();
+  proxy = undefined;
   await emulator?.close();
   emulator = undefined;
   await rm(dir, { recursive: true, force: true });
@@ -115,6 +124,58 @@ describe('startChronos (in-process composition root)', () => {
     const [run] = await reopened.listRuns('tick');
     await reopened.close();
     expect(run).toMatchObject({ status: 'succeeded', trigger: 'builtin' });
+  });
+
+  it('shutdown waits for an accepted fire that is still arming its next occurrence before it runs', async () => {
+    // A real clock: the fire token's iat/exp must be current. Nothing is due at NAS within the test.
+    emulator = await startEmulator();
+    const nas = await startNasProxy(emulator.url);
+    proxy = nas;
+    const fireAt = await seedJob({
+      id: 'tick',
+      schedule: 'every 30s',
+      target: { type: 'handler', name: 'mark' },
+    });
+    let ran = false;
+    const handlers = createHandlerRegistry();
+    handlers.register('mark', () => {
+      ran = true;
+    });
+    running = await startChronos({
+      env: chronosEnv(emulator, { CHRONOS_PORTAL_URL: nas.url }),
+      handlers,
+      exit: () => {},
+      handleSignals: false,
+    });
+    const current = running;
+    await waitUntil(() => current.provider().settled());
+
+    nas.hold = true;
+    const token = await emulator.mintFireToken({ iss: nas.url, sub: 'tick' });
+    const reply = await fetch(`${current.url}/api/cron/fire`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ job_id: 'tick', fire_at: formatFireAt(fireAt) }),
+    });
+    expect(reply.status).toBe(202);
+    await waitUntil(() => nas.held() > 0); // the next occurrence is being armed; the run has not started
+
+    let stopped = false;
+    const shutdown = current.shutdown('test').then(() => {
+      stopped = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(stopped).toBe(false);
+    expect(ran).toBe(false);
+
+    nas.release();
+    await shutdown;
+    running = undefined;
+    expect(ran).toBe(true);
+    const reopened = await FileStore.open({ dir });
+    const [run] = await reopened.listRuns('tick');
+    await reopened.close();
+    expect(run).toMatchObject({ status: 'succeeded', trigger: 'nas' });
   });
 
   it('with the chronos provider arms the stored jobs at NAS, then exits 0 when idle', async () => {
