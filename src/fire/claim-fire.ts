@@ -60,6 +60,10 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
 
   const existing = await store.getLedgerEntry(job.id, fireAt);
   if (existing && !isOrphaned(existing, req.now, isAlive)) return { kind: 'duplicate', entry: existing };
+  // A run that had started when its process died is not run again (lesson 16: a one-shot must not fire
+  // twice); boot recovery books it `interrupted`. Only a claim whose run never started is taken over.
+  if (existing && (await store.getRun(job.id, existing.run_id)))
+    return { kind: 'duplicate', entry: existing };
   // An orphaned claim means a process took this occurrence and died before answering NAS (which is why
   // NAS delivers it again): its claim already advanced the job, so the occurrence is no longer "current".
   const kind = existing ? (existing.trigger === 'retry' ? 'retry' : 'regular') : occurrenceKind(job, fireAt);
@@ -72,7 +76,7 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
   const trigger: Trigger = kind === 'retry' ? 'retry' : (existing?.trigger ?? req.trigger);
   const attempt = kind === 'retry' ? Math.max(2, job.retry_attempt) : 1;
   const at = fireAt;
-  const result = await claimOccurrence(
+  const claim = claimOccurrence(
     store,
     {
       job_id: job.id,
@@ -92,6 +96,17 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
     },
     isAlive,
   );
+  let result: Awaited<typeof claim>;
+  try {
+    result = await claim;
+  } catch (err) {
+    // A write can fail after it became durable (the directory fsync after the rename): if our row is there,
+    // the claim stands, and answering 503 would make NAS retry into a `duplicate` that nobody runs.
+    const landed = await store.getLedgerEntry(job.id, at).catch(() => undefined);
+    const advanced = landed?.run_id === runId ? await store.getJob(job.id).catch(() => undefined) : undefined;
+    if (!landed || !advanced) throw err;
+    result = { outcome: existing ? 'recovered' : 'claimed', job: advanced, entry: landed };
+  }
   switch (result.outcome) {
     case 'job_missing':
       return { kind: 'gone' };

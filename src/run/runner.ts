@@ -393,7 +393,7 @@ export class JobRunner {
     if (existing && existing.status !== 'running') {
       // The run was recorded to its end; only the ledger settle was lost.
       await this.attempt('settle recovered occurrence', fields, () =>
-        this.settle(row.job_id, row.fire_at, 'finished'),
+        this.settle(row.job_id, row.fire_at, 'finished', row.run_id),
       );
       return undefined;
     }
@@ -424,7 +424,8 @@ export class JobRunner {
       this.store.transact(row.job_id, (view) => {
         const job = view.job;
         const current = view.entry(row.fire_at);
-        if (job === undefined || current === undefined || current.status !== 'claimed')
+        // Only the claim this run belonged to: another process may have recovered the occurrence since.
+        if (job === undefined || current?.status !== 'claimed' || current.run_id !== row.run_id)
           return { result: undefined };
         // A later run (e.g. by another process) already wrote a newer summary: keep it.
         const newer = job.last_run_at !== null && job.last_run_at > run.started_at;
@@ -447,11 +448,18 @@ export class JobRunner {
     return run;
   }
 
-  /** Settles a row still `claimed`; a row someone else already settled is left as it is. */
-  private settle(jobId: string, fireAt: number, status: LedgerStatus): Promise<void> {
+  /**
+   * Settles a row still `claimed` (by `runId`, when given); a row someone else already settled, or claimed
+   * again since, is left as it is.
+   */
+  private settle(jobId: string, fireAt: number, status: LedgerStatus, runId?: string): Promise<void> {
     return this.store.transact(jobId, (view) => {
       const row = view.entry(fireAt);
-      if (view.job === undefined || row === undefined || row.status !== 'claimed')
+      if (
+        view.job === undefined ||
+        row?.status !== 'claimed' ||
+        (runId !== undefined && row.run_id !== runId)
+      )
         return { result: undefined };
       return { ledger: [{ ...row, status }], result: undefined };
     });

@@ -430,7 +430,14 @@ export class FileStore implements Store {
   }
 
   private async writeJobDoc(doc: JobDoc, pending: PendingCacheChanges): Promise<void> {
-    await writeFileAtomic(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc), this.jobsDirHandle);
+    try {
+      await writeFileAtomic(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc), this.jobsDirHandle);
+    } catch (err) {
+      // A write can fail after its rename (the directory fsync): the file may hold the new content, so
+      // the list cache can no longer be trusted; the next list reads the files again.
+      this.cache = undefined;
+      throw err;
+    }
     // The caller keeps references to what it passed in; the cache must not share them.
     pending.set(doc.job.id, structuredClone(cacheEntry(doc)));
   }

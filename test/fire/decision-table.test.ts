@@ -576,6 +576,67 @@ describe('row 12: accepted', () => {
     expect(f.accepted[0]?.recovered).toBe(true);
   });
 
+  it('does not run again an occurrence whose run had started when its process died (duplicate)', async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'once-only' });
+    f.clock.set(T1);
+    const dead = await deadOwner();
+    const theirs = await claimFire(f.store, {
+      job_id: 'once-only',
+      fire_at: T1,
+      trigger: 'nas',
+      now: T1,
+      owner: dead,
+    });
+    if (theirs.kind !== 'accepted') throw new Error(`setup claim was ${theirs.kind}`);
+    // The dead process had started the run: its record exists (boot recovery books it interrupted).
+    await f.store.appendRun({
+      run_id: theirs.accepted.run_id,
+      job_id: 'once-only',
+      fire_at: T1,
+      trigger: 'nas',
+      status: 'running',
+      attempt: 1,
+      started_at: T1,
+      finished_at: null,
+      output: null,
+      error: null,
+    });
+
+    const res = await f.fire(await bearer(), fireBody('once-only', T1));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'duplicate' });
+    await flushMicrotasks();
+    expect(f.accepted).toHaveLength(0);
+  });
+
+  it('accepts a claim whose write reported an error after it became durable', async () => {
+    // The directory fsync after the rename can fail: the row is there, so answering 503 would send NAS
+    // into a duplicate that nobody runs.
+    const inner = await FileStore.open({ dir: await tempDir() });
+    const lateFailure = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'transact') {
+          return async (...args: Parameters<Store['transact']>) => {
+            await target.transact(...args);
+            throw new ChronosError('store_unavailable', 'EIO: fsync of the jobs directory failed');
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const { f, bearer } = await setup({ store: lateFailure });
+    await seedJob(inner, START, { id: 'landed' });
+    f.clock.set(T1);
+    const res = await f.fire(await bearer(), fireBody('landed', T1));
+    expect(res.statusCode).toBe(202);
+    expect((await inner.getLedgerEntry('landed', T1))?.run_id).toBe(res.json().run_id);
+    await flushMicrotasks();
+    expect(f.accepted).toHaveLength(1);
+    await inner.close();
+  });
+
   it('with a FileStore, the claim is durable: a new store on the same directory sees the row and the advanced job', async () => {
     const dir = await tempDir();
     const store = await FileStore.open({ dir });
