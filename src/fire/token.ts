@@ -76,6 +76,7 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
   let jwks: { set: JSONWebKeySet; resolver: KeyResolver; loadedAt: number } | undefined;
   let refreshing: Promise<boolean> | undefined;
   let lastRefreshAt = Number.NEGATIVE_INFINITY;
+  let lastFailureAt = Number.NEGATIVE_INFINITY;
 
   function install(set: JSONWebKeySet, loadedAt: number): void {
     jwks = { set, resolver: createLocalJWKSet(set), loadedAt };
@@ -111,6 +112,7 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
       opts.log?.({ keys: set.keys.length }, 'fire key set refreshed');
       return true;
     } catch (err) {
+      lastFailureAt = opts.clock.now();
       opts.log?.({ err: (err as Error).message, url: opts.jwksUrl }, 'fire key set could not be fetched');
       return false;
     }
@@ -136,7 +138,8 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
     if (!opts.jwksUrl || jwks) return Promise.resolve();
     // The first load is not an unknown-kid refresh: it does not start the cooldown.
     warming ??= loadCache().then(async (ok) => {
-      if (!ok && !jwks) await fetchOnce();
+      // During an outage, fires are refused without a fetch each until the cooldown has passed (lesson 1).
+      if (!ok && !jwks && opts.clock.now() - lastFailureAt >= cooldownMs) await fetchOnce();
       warming = undefined;
     });
     return warming;

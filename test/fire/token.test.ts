@@ -8,6 +8,8 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -85,6 +87,38 @@ describe('JWKS cache', () => {
     expect(result).toMatchObject({ ok: true, claims: { aud: AUDIENCE, iss: ISSUER, purpose: 'cron_fire' } });
     expect(jwks.requests.length - before).toBe(1);
     expect(cold.jwksAgeMs()).toBe(600_000);
+  });
+
+  it('during a JWKS outage, refuses fires without fetching for each one until the cooldown passes', async () => {
+    let fetches = 0;
+    const down = createServer((_req, res) => {
+      fetches += 1;
+      res.writeHead(503).end();
+    });
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    try {
+      const clock = new ManualClock(START);
+      const verifier = createFireTokenVerifier({
+        audience: AUDIENCE,
+        issuer: ISSUER,
+        jwksUrl: `http://127.0.0.1:${(down.address() as AddressInfo).port}/jwks.json`,
+        cacheFile: await cacheFile(),
+        clock,
+        refreshCooldownMs: 30_000,
+      });
+      for (let i = 0; i < 5; i++) {
+        expect(await verifier.verify(await bearerFor(es, clock))).toMatchObject({
+          ok: false,
+          code: 'jwks_unavailable',
+        });
+      }
+      expect(fetches).toBe(1);
+      clock.advance(30_000);
+      await verifier.verify(await bearerFor(es, clock));
+      expect(fetches).toBe(2);
+    } finally {
+      await new Promise((resolve) => down.close(resolve));
+    }
   });
 
   it('warm() loads the cache ahead of the first fire without a fetch', async () => {
