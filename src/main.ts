@@ -256,7 +256,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   }
 
   // After listening: recover runs a dead process left `running`, then reconcile (which applies misfires).
-  void (async () => {
+  const startUp = async () => {
     try {
       await verifier.warm();
       const recovered = await (await getRunner()).recoverInterrupted();
@@ -277,9 +277,39 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       });
       idle.start();
     }
-  })();
+  };
+  // A woken process exists to answer the fire that woke it: the start-up work (which loads the NAS client,
+  // reads every job and calls NAS) waits until that first reply is out, or until nothing arrived for a moment.
+  deferUntilFirstReply(activity, () => void startUp());
 
   return { config, app, store, provider: () => provider, url, shutdown };
+}
+
+/** How long a fresh process waits for a first request before doing its start-up work anyway. */
+const STARTUP_QUIET_MS = 50;
+
+/**
+ * Real time, not the injected clock: this orders start-up against the arrival of the first request; it
+ * schedules nothing, and tests that drive a ManualClock must still see the service start.
+ */
+function deferUntilFirstReply(activity: Activity, work: () => void): void {
+  let done = false;
+  let sawRequest = activity.snapshot().request > 0;
+  const go = () => {
+    if (done) return;
+    done = true;
+    stop();
+    clearTimeout(timer);
+    work();
+  };
+  const stop = activity.onChange(() => {
+    const requests = activity.snapshot().request;
+    if (requests > 0) sawRequest = true;
+    else if (sawRequest) go();
+  });
+  const timer = setTimeout(() => {
+    if (!sawRequest) go();
+  }, STARTUP_QUIET_MS);
 }
 
 /** Decided without network: the chronos provider needs every NAS setting and a readable token (the key is checked by loadConfig). */

@@ -10,6 +10,7 @@ Commands:
   next        print the next occurrences of a schedule string
   jobs        list, add, remove, pause, resume and run jobs of a running server (admin API)
   emulator    run the local NAS emulator
+  dev         run the whole scale-to-zero loop locally: emulator, wake proxy, Chronos, sample jobs
   help        show this help
 
 Run "chronos <command> --help" for a command's options.`;
@@ -44,6 +45,11 @@ async function main(argv: string[]): Promise<number | undefined> {
     case 'emulator': {
       const { runEmulatorCli } = await import('../emulator/cli.js');
       await runEmulatorCli(rest);
+      return undefined;
+    }
+    case 'dev': {
+      const { runDevLoop } = await import('../emulator/dev-loop.js');
+      await runDevLoop(rest);
       return undefined;
     }
     case undefined:

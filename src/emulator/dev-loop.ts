@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -83,7 +83,18 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
   const dataDir = resolve(values.dataDir);
   // The emulator starts with no arms, so the data dir starts empty too: otherwise every job would look
   // overdue from the last session and the first minute would be misfire catch-up instead of the loop.
-  if (!values.keepData) await rm(dataDir, { recursive: true, force: true });
+  if (!values.keepData) {
+    const foreign = await foreignEntries(dataDir);
+    if (foreign.length > 0) {
+      write(
+        `chronos dev: ${values.dataDir} holds files Chronos did not write (${foreign.slice(0, 3).join(', ')}); ` +
+          'pass another --data-dir, or --keep-data to use it as it is.',
+      );
+      process.exitCode = 1;
+      return;
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  }
   await mkdir(dataDir, { recursive: true });
 
   const app = await startSampleApp(values.appPort, (line) => out('app', line)).catch((err: Error) => {
@@ -233,6 +244,16 @@ function findServeBundle(): string | undefined {
   const here = dirname(fileURLToPath(import.meta.url));
   const candidates = [join(here, 'serve.js'), join(here, '..', 'serve.js'), resolve('dist/serve.js')];
   return candidates.find((path) => existsSync(path));
+}
+
+/** What a data directory may hold (src/store/file-store.ts layout, the JWKS cache, the jobs-file sync state). */
+const DATA_DIR_ENTRIES =
+  /^(jobs|runs|chronos\.lock(\.break)?|write-token|jwks-cache\.json|jobs-file\.sync\.json|\..*\.tmp)$/;
+
+/** Entries that are not Chronos's: the fresh start must never delete a directory the user pointed at by mistake. */
+async function foreignEntries(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.filter((name) => !DATA_DIR_ENTRIES.test(name));
 }
 
 function findJobsFile(given: string, serveJs: string): string | undefined {

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { e2eStacks } from '../helpers/e2e.js';
+
+const startStack = e2eStacks();
+
+describe('e2e: the scale-to-zero loop', () => {
+  it('fires every occurrence exactly once, with the process exiting between fires', async () => {
+    const s = await startStack({
+      jobs: (recorder) => [
+        { id: 'tick', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hit/tick` } },
+      ],
+    });
+
+    await s.wake();
+    await s.waitFor('three runs at the recorder', () => s.recorder.hitsFor('tick').length >= 3, 25_000);
+
+    const fireAts = s.recorder.hitsFor('tick').map((h) => Date.parse(h.fireAt));
+    expect(new Set(fireAts).size).toBe(fireAts.length);
+    for (let i = 1; i < fireAts.length; i++) expect(fireAts[i]! - fireAts[i - 1]!).toBe(4_000);
+
+    // Each fire was answered by a fresh process, and every process exited on its own (idle) before the next one.
+    const accepting = s.logsWith('fire accepted').map((l) => l.pid);
+    expect(accepting.length).toBe(fireAts.length);
+    expect(new Set(accepting).size).toBe(accepting.length);
+    const starts = s.proxy.starts();
+    for (let i = 1; i < starts.length; i++) {
+      const previous = starts[i - 1]!;
+      expect(previous.exitCode, s.transcript()).toBe(0);
+      expect(previous.exitedAt).toBeLessThanOrEqual(starts[i]!.startedAt);
+    }
+    expect(s.logsWith('idle and every job armed; exiting').length).toBeGreaterThanOrEqual(fireAts.length - 1);
+
+    // NAS saw one accepted delivery per occurrence, and history has one succeeded run per occurrence.
+    const accepted = s.nas.deliveries().filter((d) => d.job_id === 'tick' && d.status === 202);
+    expect(accepted.map((d) => Date.parse(d.fire_at))).toEqual(expect.arrayContaining(fireAts));
+    await s.waitFor(
+      'runs recorded',
+      async () => (await s.runs('tick')).filter((r) => r.status === 'succeeded').length >= 3,
+    );
+    const runs = await s.runs('tick');
+    for (const at of fireAts)
+      expect(runs.filter((r) => r.fire_at === at).map((r) => r.status)).toEqual(['succeeded']);
+  });
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { e2eStacks } from '../helpers/e2e.js';
+
+const startStack = e2eStacks();
+
+describe('e2e: a job paused while armed', () => {
+  it('answers its delivery inactive, cancels the arm, and does not run it', async () => {
+    const s = await startStack({
+      jobs: (recorder) => [
+        { id: 'paused', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/paused` } },
+        { id: 'other', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/other` } },
+      ],
+    });
+
+    await s.wake();
+    await s.waitFor(
+      'both armed and the process asleep',
+      () => s.nas.armed().length === 2 && !s.proxy.running(),
+      15_000,
+    );
+
+    // Paused behind Chronos's back (another replica, or an API call whose cancel never reached NAS).
+    const store = await s.store();
+    await store.updateJob('paused', (job) => ({ ...job, state: 'paused', updated_at: Date.now() }));
+
+    const delivery = await s.nas.fireNow('paused');
+    expect(delivery.status).toBe(200);
+    expect(delivery.body).toEqual({ status: 'inactive' });
+    await s.waitFor('the arm cancelled', () =>
+      s.nas
+        .provisions()
+        .some(
+          (p) =>
+            p.kind === 'cancel' && (p.body as { job_id?: string }).job_id === 'paused' && p.status === 200,
+        ),
+    );
+    expect(s.nas.armed().map((a) => a.job_id)).toEqual(['other']);
+    await s.waitFor('the process asleep again', () => !s.proxy.running(), 10_000);
+
+    expect(s.recorder.hits()).toHaveLength(0);
+    expect(await s.runs('paused')).toHaveLength(0);
+    expect((await store.getJob('paused'))!.state).toBe('paused');
+  });
+});
