@@ -38,25 +38,28 @@ export async function startChronosServer({ jobs, env = {} }) {
   const fireAt = new Date(dueAt).toISOString();
 
   let runsStarted = 0;
+  let runsFinished = 0;
   let reconciles = 0;
   const serveJs = fileURLToPath(new URL('serve.js', await distDir()));
   const proc = spawnServer(
     process.execPath,
-    [serveJs],
+    // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    [...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), serveJs],
     childEnv({ ...chronosEnv(emulator, dataDir), CHRONOS_FIRE_RATE_LIMIT: '1000000', ...env }),
     chronosPort,
     (line) => {
       if (line.includes('"msg":"run started"')) runsStarted += 1;
+      else if (line.includes('"msg":"run finished"')) runsFinished += 1;
       else if (line.includes('"msg":"reconcile: ')) reconciles += 1;
     },
   );
   const { port } = await proc.listening;
-  const waitUntil = async (predicate, timeoutMs, what) => {
+  const waitUntil = async (predicate, timeoutMs, what, pollMs = 20) => {
     const deadline = performance.now() + timeoutMs;
     while (!predicate()) {
       if (performance.now() > deadline)
         throw new Error(`timed out waiting for ${what}\n${proc.output().slice(-4000)}`);
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   };
   // The start-up reconcile arms every job at the emulator; measuring during it would measure it.
@@ -74,10 +77,12 @@ export async function startChronosServer({ jobs, env = {} }) {
       };
     },
     runsStarted: () => runsStarted,
+    runsFinished: () => runsFinished,
     waitUntil,
     output: proc.output,
     async close() {
-      await stop(proc);
+      // SIGTERM when profiling: --cpu-prof writes its file only on a normal exit.
+      await stop(proc, process.env.BENCH_SERVER_NODE_ARGS ? 'SIGTERM' : 'SIGKILL');
       await recorder.close();
       await emulator.close();
       await rm(work, { recursive: true, force: true });

@@ -47,7 +47,8 @@ export interface ClaimFireRequest {
  */
 export async function claimFire(store: Store, req: ClaimFireRequest): Promise<FireOutcome> {
   const isAlive = req.isAlive ?? isOwnerAlive;
-  const job = await store.getJob(req.job_id);
+  const view = await store.peek(req.job_id);
+  const job = view.job;
   if (!job) return { kind: 'gone' };
   if (!isActive(job)) return { kind: 'inactive', job };
 
@@ -58,7 +59,7 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
     fireAt = armed;
   }
 
-  const existing = await store.getLedgerEntry(job.id, fireAt);
+  const existing = view.entry(fireAt);
   if (existing && !isOrphaned(existing, req.now, isAlive)) return { kind: 'duplicate', entry: existing };
   // A run that had started when its process died is not run again (lesson 16: a one-shot must not fire
   // twice); boot recovery books it `interrupted`. Only a claim whose run never started is taken over.
@@ -86,6 +87,7 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
       owner: req.owner,
       now: req.now,
       ttl_ms: runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS,
+      checked: true,
       advance: (fresh, recovering) => {
         if (!isActive(fresh)) return { refuse: 'inactive' };
         if (recovering) return { ...fresh, updated_at: req.now };

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { closeSync, fsync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { type FileHandle, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { ChronosError } from '../errors.js';
 
 /** Files are private to the service user: job targets may carry credentials in headers or env. */
@@ -35,7 +37,14 @@ export function unavailable(action: string, path: string, err: unknown): Chronos
   );
 }
 
+const fsyncAsync = promisify(fsync);
+
 /**
+ * Why some calls here are synchronous: the store's files are small (a job and its ledger, a run history)
+ * and stay in the page cache, so creating, writing, renaming and reading them takes microseconds, while
+ * each async call costs a round trip through libuv's thread pool. A fire makes a dozen such calls; only
+ * the fsyncs, which wait for the disk, stay asynchronous.
+ *
  * Replaces `dir/name` with `data` so that a reader, or a restart after a crash at any instant, sees
  * either the old file or the new one, never a mix: write a temp file, fsync it, rename it over the
  * target, then fsync the directory so the rename itself is durable. `dirHandle`, when given, is an
@@ -45,14 +54,16 @@ export async function writeFileAtomic(dir: string, name: string, data: string, d
   const target = join(dir, name);
   const temp = join(dir, tempName(name));
   try {
-    const handle = await open(temp, 'wx', FILE_MODE);
+    const fd = openSync(temp, 'wx', FILE_MODE);
     try {
-      await handle.writeFile(data, 'utf8');
-      await handle.sync();
+      const bytes = Buffer.from(data, 'utf8');
+      let written = 0;
+      while (written < bytes.length) written += writeSync(fd, bytes, written);
+      await fsyncAsync(fd);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
-    await rename(temp, target);
+    renameSync(temp, target);
   } catch (err) {
     await rm(temp, { force: true }).catch(() => {});
     throw unavailable('write', target, err);
@@ -80,7 +91,7 @@ export async function syncDir(dir: string, dirHandle?: FileHandle): Promise<void
 /** The file's text, or undefined when it does not exist. */
 export async function readTextIfExists(path: string): Promise<string | undefined> {
   try {
-    return await readFile(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
     throw unavailable('read', path, err);

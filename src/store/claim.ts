@@ -11,6 +11,8 @@ export interface ClaimRequest {
   now: number;
   /** How long the claim protects the run even if its owner looks alive; size it from the run timeout. */
   ttl_ms: number;
+  /** The caller already looked the row up lock-free (the fire path): skip that read here. */
+  checked?: boolean;
   /**
    * Given the fresh job under the store's lock, return the advanced job (next_run_at, repeat count,
    * state), or `{ refuse: reason }` to write nothing. Must be synchronous and side-effect free.
@@ -44,33 +46,39 @@ export async function claimOccurrence(
   req: ClaimRequest,
   isAlive: (owner: Owner) => boolean = isOwnerAlive,
 ): Promise<ClaimResult> {
-  const seen = await store.getLedgerEntry(req.job_id, req.fire_at);
-  if (seen && !isOrphaned(seen, req.now, isAlive)) return { outcome: 'duplicate', entry: seen };
+  if (!req.checked) {
+    const seen = await store.getLedgerEntry(req.job_id, req.fire_at);
+    if (seen && !isOrphaned(seen, req.now, isAlive)) return { outcome: 'duplicate', entry: seen };
+  }
 
-  return store.transact<ClaimResult>(req.job_id, (view) => {
-    const job = view.job;
-    if (job === undefined) return { result: { outcome: 'job_missing' } };
-    const previous = view.entry(req.fire_at);
-    if (previous && !isOrphaned(previous, req.now, isAlive)) {
-      return { result: { outcome: 'duplicate', entry: previous } };
-    }
-    const advanced = req.advance(job, previous);
-    if ('refuse' in advanced) return { result: { outcome: 'refused', reason: advanced.refuse, job } };
-    const entry: LedgerEntry = {
-      job_id: req.job_id,
-      fire_at: req.fire_at,
-      status: 'claimed',
-      trigger: req.trigger,
-      run_id: req.run_id,
-      owner: req.owner,
-      claimed_at: req.now,
-      expires_at: req.now + req.ttl_ms,
-    };
-    const result: ClaimResult = previous
-      ? { outcome: 'recovered', job: advanced, entry, previous }
-      : { outcome: 'claimed', job: advanced, entry };
-    return { job: advanced, ledger: [entry], result };
-  });
+  return store.transact<ClaimResult>(
+    req.job_id,
+    (view) => {
+      const job = view.job;
+      if (job === undefined) return { result: { outcome: 'job_missing' } };
+      const previous = view.entry(req.fire_at);
+      if (previous && !isOrphaned(previous, req.now, isAlive)) {
+        return { result: { outcome: 'duplicate', entry: previous } };
+      }
+      const advanced = req.advance(job, previous);
+      if ('refuse' in advanced) return { result: { outcome: 'refused', reason: advanced.refuse, job } };
+      const entry: LedgerEntry = {
+        job_id: req.job_id,
+        fire_at: req.fire_at,
+        status: 'claimed',
+        trigger: req.trigger,
+        run_id: req.run_id,
+        owner: req.owner,
+        claimed_at: req.now,
+        expires_at: req.now + req.ttl_ms,
+      };
+      const result: ClaimResult = previous
+        ? { outcome: 'recovered', job: advanced, entry, previous }
+        : { outcome: 'claimed', job: advanced, entry };
+      return { job: advanced, ledger: [entry], result };
+    },
+    { urgent: true },
+  );
 }
 
 /**

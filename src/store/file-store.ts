@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ChronosError } from '../errors.js';
 import { JOB_ID_PATTERN, type Job, type RunRecord } from '../jobs/model.js';
@@ -26,7 +27,8 @@ import {
 } from './ledger.js';
 import { FileLock } from './lock.js';
 import { currentOwner } from './owner.js';
-import type { JobTxnView, JobTxnWrite, LedgerEntry, Store } from './store.js';
+import type { JobTxnView, JobTxnWrite, LedgerEntry, Store, TransactOptions } from './store.js';
+import { WriteQueue } from './write-queue.js';
 
 /*
  * Data directory layout (format version 1):
@@ -104,7 +106,7 @@ export class FileStore implements Store {
   private readonly runRetention: number;
   private readonly ledgerRetention: number;
   private readonly lock: FileLock;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue: WriteQueue<PendingCacheChanges>;
   private closed = false;
 
   private cache: Map<string, CachedJob> | undefined;
@@ -125,6 +127,7 @@ export class FileStore implements Store {
     this.runRetention = options.runRetention ?? DEFAULT_RUN_RETENTION;
     this.ledgerRetention = options.ledgerRetention ?? DEFAULT_LEDGER_RETENTION;
     this.lock = new FileLock(join(this.dir, 'chronos.lock'), currentOwner(), options.lockTimeoutMs ?? 5000);
+    this.queue = new WriteQueue((round) => this.commitRound(round));
   }
 
   /**
@@ -148,7 +151,7 @@ export class FileStore implements Store {
     }
     const store = new FileStore(options, jobsHandle, runsHandle);
     try {
-      await store.exclusive(async () => {
+      await store.exclusive('*', async () => {
         await removeTempFiles(jobsDir);
         await removeTempFiles(runsDir);
       });
@@ -177,7 +180,7 @@ export class FileStore implements Store {
     if (!JOB_ID_PATTERN.test(job.id)) {
       throw new ChronosError('validation_failed', `invalid job id "${job.id}"`, { job_id: job.id });
     }
-    return this.exclusive(async (pending) => {
+    return this.exclusive(job.id, async (pending) => {
       if (await this.readJobDoc(job.id)) throw jobExists(job.id);
       // History of an earlier job with this id whose removal was cut short must not be inherited.
       await removeIfExists(this.runsPath(job.id));
@@ -187,7 +190,7 @@ export class FileStore implements Store {
   }
 
   async updateJob(id: string, mutate: (job: Job) => Job): Promise<Job> {
-    return this.exclusive(async (pending) => {
+    return this.exclusive(id, async (pending) => {
       const doc = await this.readJobDoc(id);
       if (!doc) throw jobNotFound(id);
       const next = mutate(doc.job);
@@ -199,7 +202,7 @@ export class FileStore implements Store {
 
   async removeJob(id: string): Promise<boolean> {
     if (!JOB_ID_PATTERN.test(id)) return false;
-    return this.exclusive(async (pending) => {
+    return this.exclusive(id, async (pending) => {
       // Parsing first: a corrupt file is the operator's to recover, never silently deleted.
       const doc = await this.readJobDoc(id);
       // Job file first: a crash between the two leaves only orphaned history, which createJob clears.
@@ -213,19 +216,33 @@ export class FileStore implements Store {
     });
   }
 
-  async transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T> {
-    return this.exclusive(async (pending) => {
-      const doc = await this.readJobDoc(jobId);
-      const write = fn(makeView(doc?.job, doc?.ledger ?? []));
-      const job = resolveTxnWrite(jobId, doc?.job, write);
-      if (job === undefined) return write.result;
-      if (!JOB_ID_PATTERN.test(jobId)) {
-        throw new ChronosError('validation_failed', `invalid job id "${jobId}"`, { job_id: jobId });
-      }
-      const ledger = mergeLedger(doc?.ledger ?? [], write.ledger ?? [], this.ledgerRetention);
-      await this.writeJobDoc({ version: FORMAT_VERSION, job, ledger }, pending);
-      return write.result;
-    });
+  async transact<T>(
+    jobId: string,
+    fn: (view: JobTxnView) => JobTxnWrite<T>,
+    options?: TransactOptions,
+  ): Promise<T> {
+    return this.exclusive(
+      jobId,
+      async (pending) => {
+        const doc = await this.readJobDoc(jobId);
+        const write = fn(makeView(doc?.job, doc?.ledger ?? []));
+        const job = resolveTxnWrite(jobId, doc?.job, write);
+        if (job === undefined) return write.result;
+        if (!JOB_ID_PATTERN.test(jobId)) {
+          throw new ChronosError('validation_failed', `invalid job id "${jobId}"`, { job_id: jobId });
+        }
+        const ledger = mergeLedger(doc?.ledger ?? [], write.ledger ?? [], this.ledgerRetention);
+        await this.writeJobDoc({ version: FORMAT_VERSION, job, ledger }, pending);
+        return write.result;
+      },
+      options?.urgent,
+    );
+  }
+
+  async peek(jobId: string): Promise<JobTxnView> {
+    this.assertOpen();
+    const doc = await this.readJobDoc(jobId);
+    return makeView(doc?.job, doc?.ledger ?? []);
   }
 
   async getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined> {
@@ -241,7 +258,7 @@ export class FileStore implements Store {
   // ---- runs ----
 
   async appendRun(run: RunRecord): Promise<void> {
-    await this.exclusive(async () => {
+    await this.exclusive(run.job_id, async () => {
       if (!(await this.readJobDoc(run.job_id))) throw jobNotFound(run.job_id);
       const runs = (await this.readRunsDoc(run.job_id))?.runs ?? [];
       const next = [run, ...runs.filter((r) => r.run_id !== run.run_id)].slice(0, this.runRetention);
@@ -250,7 +267,7 @@ export class FileStore implements Store {
   }
 
   async updateRun(jobId: string, runId: string, mutate: (run: RunRecord) => RunRecord): Promise<RunRecord> {
-    return this.exclusive(async () => {
+    return this.exclusive(jobId, async () => {
       const runs = (await this.readRunsDoc(jobId))?.runs ?? [];
       const index = runs.findIndex((r) => r.run_id === runId);
       if (index < 0) throw runNotFound(jobId, runId);
@@ -278,7 +295,7 @@ export class FileStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.queue;
+    await this.queue.whenIdle();
     this.cache = undefined;
     await this.jobsDirHandle.close().catch(() => {});
     await this.runsDirHandle.close().catch(() => {});
@@ -299,34 +316,40 @@ export class FileStore implements Store {
   }
 
   /**
-   * Runs `fn` with this process's writers queued and the cross-process lock held. `pending` collects
-   * job-file changes; afterwards the write token is replaced and the list cache patched or dropped.
+   * Runs `fn` (a write to one job's files, `key` = its id) in the next group commit: with the cross-process
+   * lock held and concurrently with writes to other jobs. `pending` collects the round's job-file changes;
+   * afterwards the write token is replaced and the list cache patched or dropped.
    */
-  private exclusive<T>(fn: (pending: PendingCacheChanges) => Promise<T>): Promise<T> {
+  private exclusive<T>(
+    key: string,
+    fn: (pending: PendingCacheChanges) => Promise<T>,
+    urgent = false,
+  ): Promise<T> {
     this.assertOpen();
-    const run = this.queue.then(async () => {
-      await this.lock.acquire();
+    return this.queue.run(key, fn, urgent);
+  }
+
+  /** One group commit: the lock held once for the round's writes, the token published once after them. */
+  private async commitRound(round: (pending: PendingCacheChanges) => Promise<void>): Promise<void> {
+    await this.lock.acquire();
+    try {
+      const tokenBefore = this.cache ? await this.readToken() : undefined;
+      const pending: PendingCacheChanges = new Map();
       try {
-        const tokenBefore = this.cache ? await this.readToken() : undefined;
-        const pending: PendingCacheChanges = new Map();
-        try {
-          return await fn(pending);
-        } finally {
-          if (pending.size > 0) await this.publishWrite(tokenBefore, pending);
-        }
+        await round(pending);
       } finally {
-        await this.lock.release();
+        if (pending.size > 0) await this.publishWrite(tokenBefore, pending);
       }
-    });
-    this.queue = run.catch(() => {});
-    return run;
+    } finally {
+      await this.lock.release();
+    }
   }
 
   private async publishWrite(tokenBefore: string | undefined, pending: PendingCacheChanges): Promise<void> {
     const token = randomUUID();
     let published = true;
     try {
-      await writeFile(this.tokenPath, token, { mode: FILE_MODE });
+      writeFileSync(this.tokenPath, token, { mode: FILE_MODE });
     } catch {
       // The job write itself is durable; failing it now would turn a claim that exists into a 503
       // and the occurrence would never run. Other processes may list stale data until the next

@@ -1,4 +1,5 @@
-import { open, readFile, stat } from 'node:fs/promises';
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChronosError } from '../errors.js';
 import { errnoCode, FILE_MODE, removeIfExists, unavailable } from './atomic-file.js';
@@ -78,29 +79,32 @@ export class FileLock {
   }
 
   async release(): Promise<void> {
-    await removeIfExists(this.path).catch(() => {
+    try {
+      unlinkSync(this.path);
+    } catch {
       // Nothing useful to do: the write it protected is already durable, and a lock we cannot
-      // delete is reported to the next writer as store_locked naming the file.
-    });
+      // delete (or one already gone) is reported to the next writer as store_locked naming the file.
+    }
   }
 
+  /** Synchronous: creating and unlinking a small file is faster than a thread-pool round trip (atomic-file.ts). */
   private async tryCreate(path: string): Promise<boolean> {
-    let handle: Awaited<ReturnType<typeof open>>;
+    let fd: number;
     try {
-      handle = await open(path, 'wx', FILE_MODE);
+      fd = openSync(path, 'wx', FILE_MODE);
     } catch (err) {
       if (errnoCode(err) === 'EEXIST') return false;
       throw unavailable('create lock file', path, err);
     }
     try {
       const content: LockContent = { ...this.owner, acquired_at: new Date().toISOString() };
-      await handle.writeFile(JSON.stringify(content));
+      writeSync(fd, JSON.stringify(content));
     } catch (err) {
-      await handle.close().catch(() => {});
+      closeSync(fd);
       await removeIfExists(path).catch(() => {});
       throw unavailable('write lock file', path, err);
     }
-    await handle.close();
+    closeSync(fd);
     return true;
   }
 

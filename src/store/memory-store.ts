@@ -85,6 +85,11 @@ export class MemoryStore implements Store {
     return write.result;
   }
 
+  async peek(jobId: string): Promise<JobTxnView> {
+    const record = this.records.get(jobId);
+    return makeView(record && copy(record.job), record ? copy(record.ledger) : []);
+  }
+
   async getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined> {
     const row = this.records.get(jobId)?.ledger.find((r) => r.fire_at === fireAt);
     return row && copy(row);

@@ -38,6 +38,11 @@ export interface JobTxnView {
   claimed(): LedgerEntry[];
 }
 
+export interface TransactOptions {
+  /** Go ahead of queued ordinary writes: claims, which a run's start and NAS's 202 wait for. */
+  urgent?: boolean;
+}
+
 export interface JobTxnWrite<T> {
   /** Replace the job (it must exist in the view, or be created by this write). */
   job?: Job;
@@ -70,10 +75,15 @@ export interface Store {
    * synchronous and free of side effects; its return value's `result` is passed through. When `fn`
    * returns neither `job` nor `ledger`, nothing is written.
    */
-  transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T>;
+  transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>, options?: TransactOptions): Promise<T>;
 
   /** Ledger row lookup without taking a lock (fast path for duplicates; the claim re-checks under lock). */
   getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined>;
+  /**
+   * The job and its ledger in one lock-free read: the fire path's first look, which decides most replies
+   * (gone, inactive, duplicate, stale, early) without a write. A claim re-decides under the lock.
+   */
+  peek(jobId: string): Promise<JobTxnView>;
   /** Every `claimed` row across all jobs (boot recovery of runs left by a dead process). */
   listClaimed(): Promise<LedgerEntry[]>;
 

@@ -113,6 +113,24 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
           expect((await store.getRun('a', 'r1'))?.status).toBe('running');
         }));
 
+      it('peeks at a job and its ledger in one read, as copies', () =>
+        withStore(async ({ store }) => {
+          expect((await store.peek('a')).job).toBeUndefined();
+          await store.createJob(makeJob('a'));
+          const result = await claimOccurrence(store, claimReq('a', T0 + 60_000));
+          if (result.outcome !== 'claimed') throw new Error(result.outcome);
+          const view = await store.peek('a');
+          expect(view.job?.next_run_at).toBe(T0 + 120_000);
+          expect(view.entry(T0 + 60_000)).toMatchObject({ status: 'claimed', run_id: result.entry.run_id });
+          expect(view.entry(T0)).toBeUndefined();
+          expect(view.claimed()).toHaveLength(1);
+          view.job!.next_run_at = 1;
+          view.entry(T0 + 60_000)!.status = 'missed';
+          expect((await store.getJob('a'))?.next_run_at).toBe(T0 + 120_000);
+          expect((await store.getLedgerEntry('a', T0 + 60_000))?.status).toBe('claimed');
+          expect((await store.peek('../x')).job).toBeUndefined();
+        }));
+
       it('returns nothing for ids that cannot be job ids', () =>
         withStore(async ({ store }) => {
           expect(await store.getJob('../etc/passwd')).toBeUndefined();
