@@ -121,6 +121,27 @@ describe('JWKS cache', () => {
     }
   });
 
+  it('accepts a replay of a verified token from memory, and never past its exp', async () => {
+    const clock = new ManualClock(START);
+    const verifier = verifierFor(await cacheFile(), clock);
+    const replayed = await bearerFor(es, clock);
+    expect(await verifier.verify(replayed)).toMatchObject({ ok: true });
+
+    // NAS drops the es key, and an unknown kid makes the verifier refresh its set: a fresh es token now
+    // fails, but the very token already verified is known.
+    jwks.publish(jwksOf(rs));
+    clock.advance(60_000); // past the refresh cooldown
+    const stranger = await generateFireKey('ES256', 'stranger');
+    expect(await verifier.verify(await bearerFor(stranger, clock))).toMatchObject({ ok: false });
+    const fresh = await bearerFor(es, clock);
+    expect(await verifier.verify(fresh)).toMatchObject({ ok: false, code: 'kid_unknown' });
+    expect(await verifier.verify(replayed)).toMatchObject({ ok: true, claims: { purpose: 'cron_fire' } });
+
+    // exp (90 s) plus the 30 s leeway have passed: the memory does not outlive the token.
+    clock.advance(61_000);
+    expect(await verifier.verify(replayed)).toMatchObject({ ok: false });
+  });
+
   it('warm() loads the cache ahead of the first fire without a fetch', async () => {
     const file = await cacheFile();
     const clock = new ManualClock(START);
