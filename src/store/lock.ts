@@ -1,4 +1,4 @@
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChronosError } from '../errors.js';
@@ -43,7 +43,8 @@ function parseOwner(raw: string): LockContent | undefined {
 /**
  * Cross-process mutual exclusion with a lock file created by `open(path, 'wx')` (atomic create-or-fail
  * on local file systems), holding the owner. A lock whose owner is dead is broken; waiting for a live
- * one is bounded. Not re-entrant: callers serialise their own use (FileStore queues in-process).
+ * one is bounded. Not re-entrant: callers serialise their own use (FileStore queues in-process), and may
+ * keep the lock across several writes (acquire again is then a check that the file still names us).
  *
  * Breaking is guarded by a second file (`<lock>.break`) so that two waiters who both saw the same dead
  * owner cannot have the slower one delete the lock the faster one has just taken: the lock is only
@@ -51,6 +52,8 @@ function parseOwner(raw: string): LockContent | undefined {
  */
 export class FileLock {
   private readonly guardPath: string;
+  /** We created the lock file and have not released it. */
+  private held = false;
 
   constructor(
     readonly path: string,
@@ -61,11 +64,17 @@ export class FileLock {
     this.guardPath = `${path}.break`;
   }
 
+  /** Takes the lock, or keeps it when still held by us (the file still names this process). */
   async acquire(): Promise<void> {
+    if (this.held && this.stillOurs()) return;
+    this.held = false;
     const deadline = Date.now() + this.timeoutMs;
     let pause = 1;
     for (;;) {
-      if (await this.tryCreate(this.path)) return;
+      if (await this.tryCreate(this.path)) {
+        this.held = true;
+        return;
+      }
       const holder = await this.readHolder(this.path);
       if (holder === undefined) continue; // released between our attempt and our read
       if (this.isStale(holder)) {
@@ -79,6 +88,10 @@ export class FileLock {
   }
 
   async release(): Promise<void> {
+    if (!this.held) return;
+    this.held = false;
+    // Only our own lock: never a file someone else wrote at that path.
+    if (!this.stillOurs()) return;
     try {
       unlinkSync(this.path);
     } catch {
@@ -106,6 +119,15 @@ export class FileLock {
     }
     closeSync(fd);
     return true;
+  }
+
+  private stillOurs(): boolean {
+    try {
+      const owner = parseOwner(readFileSync(this.path, 'utf8'));
+      return owner?.boot_id === this.owner.boot_id && owner.pid === this.owner.pid;
+    } catch {
+      return false;
+    }
   }
 
   private async readHolder(path: string): Promise<Holder | undefined> {
