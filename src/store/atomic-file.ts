@@ -51,6 +51,16 @@ const fsyncAsync = promisify(fsync);
  * open handle on `dir` reused for that last fsync.
  */
 export async function writeFileAtomic(dir: string, name: string, data: string, dirHandle?: FileHandle) {
+  await replaceFile(dir, name, data);
+  await syncDir(dir, dirHandle);
+}
+
+/**
+ * The first half of writeFileAtomic: the new content is complete and fsynced under the target's name,
+ * but the rename is durable only once the directory is fsynced. The file store syncs each directory once
+ * for a whole group commit instead of once per file.
+ */
+export async function replaceFile(dir: string, name: string, data: string): Promise<void> {
   const target = join(dir, name);
   const temp = join(dir, tempName(name));
   try {
@@ -68,7 +78,6 @@ export async function writeFileAtomic(dir: string, name: string, data: string, d
     await rm(temp, { force: true }).catch(() => {});
     throw unavailable('write', target, err);
   }
-  await syncDir(dir, dirHandle);
 }
 
 export async function syncDir(dir: string, dirHandle?: FileHandle): Promise<void> {

@@ -10,9 +10,9 @@ import {
   readTextIfExists,
   removeIfExists,
   removeTempFiles,
+  replaceFile,
   syncDir,
   unavailable,
-  writeFileAtomic,
 } from './atomic-file.js';
 import {
   assertSameId,
@@ -112,6 +112,8 @@ export class FileStore implements Store {
   private tokenFd: number | undefined;
   private readonly lockLingerMs: number;
   private lingering: NodeJS.Timeout | undefined;
+  /** Directories renamed into during the current round, fsynced once at its end. */
+  private readonly unsyncedDirs = new Set<FileHandle>();
   private readonly runRetention: number;
   private readonly ledgerRetention: number;
   private readonly lock: FileLock;
@@ -352,7 +354,15 @@ export class FileStore implements Store {
       const pending: PendingCacheChanges = new Map();
       try {
         await round(pending);
+        // One directory fsync per directory for the whole round makes its renames durable; callers
+        // resume only after it (WriteQueue settles them when this session ends).
+        const dirs = [...this.unsyncedDirs];
+        this.unsyncedDirs.clear();
+        await Promise.all(
+          dirs.map((handle) => syncDir(handle === this.jobsDirHandle ? this.jobsDir : this.runsDir, handle)),
+        );
       } finally {
+        this.unsyncedDirs.clear();
         if (pending.size > 0) await this.publishWrite(tokenBefore, pending);
       }
     } finally {
@@ -475,7 +485,8 @@ export class FileStore implements Store {
 
   private async writeJobDoc(doc: JobDoc, pending: PendingCacheChanges): Promise<void> {
     try {
-      await writeFileAtomic(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc), this.jobsDirHandle);
+      await replaceFile(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc));
+      this.unsyncedDirs.add(this.jobsDirHandle);
     } catch (err) {
       // A write can fail after its rename (the directory fsync): the file may hold the new content, so
       // the list cache can no longer be trusted; the next list reads the files again.
@@ -488,6 +499,7 @@ export class FileStore implements Store {
 
   private async writeRunsDoc(jobId: string, runs: RunRecord[]): Promise<void> {
     const doc: RunsDoc = { version: FORMAT_VERSION, runs };
-    await writeFileAtomic(this.runsDir, `${jobId}.json`, JSON.stringify(doc), this.runsDirHandle);
+    await replaceFile(this.runsDir, `${jobId}.json`, JSON.stringify(doc));
+    this.unsyncedDirs.add(this.runsDirHandle);
   }
 }
