@@ -3,7 +3,7 @@ export { type Clock, systemClock } from './clock.js';
 export type { Config } from './config/config.js';
 export { loadConfig } from './config/load.js';
 export { ChronosError, type ErrorCode, isChronosError } from './errors.js';
-export { buildJob } from './jobs/jobs.js';
+export { buildJob } from './jobs/build.js';
 export type { Job, JobSpec, RunRecord, Target } from './jobs/model.js';
 export { nextOccurrence, parseSchedule } from './jobs/schedule.js';
 export { type RunningChronos, type StartOptions, startChronos } from './main.js';

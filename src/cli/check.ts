@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { loadConfig } from '../config/load.js';
 import { isChronosError } from '../errors.js';
-import { buildJob, compileSchedule } from '../jobs/jobs.js';
+import { buildJob } from '../jobs/build.js';
+import { compileSchedule } from '../jobs/jobs.js';
 import { loadJobsFile } from '../jobs/jobs-file.js';
 import type { Job } from '../jobs/model.js';
 import {

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { Concurrency, JobId, JobSpec, MisfirePolicy, RetryPolicy, Target } from '../jobs/model.js';
+import { Concurrency, JobId, JobSpec, MisfirePolicy, RetryPolicy, Target } from '../jobs/spec.js';
 import { VERSION } from '../version.js';
 import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin.js';
 

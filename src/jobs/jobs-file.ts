@@ -6,9 +6,10 @@ import { ChronosError, isChronosError } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
 import { toFieldProblems } from '../validation.js';
-import { buildJob } from './jobs.js';
-import { type Job, JobSpec } from './model.js';
+import { buildJob } from './build.js';
+import type { Job } from './model.js';
 import { isOneShotSchedule, parseSchedule } from './schedule.js';
+import { JobSpec } from './spec.js';
 import { jobSpecOf } from './view.js';
 import { isValidTimeZone } from './zone.js';
 

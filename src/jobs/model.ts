@@ -1,80 +1,19 @@
-import * as z from 'zod/mini';
-
 /** SPEC §3: ids are user-visible, used in file names and NAS dedup keys. */
 export const JOB_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-export const JobId = z
-  .string()
-  .check(
-    z.regex(JOB_ID_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63} (lower-case letters, digits, _ and -)'),
-  );
 
-const HeaderMap = z.record(z.string(), z.string());
+export type {
+  CommandTarget,
+  Concurrency,
+  HandlerTarget,
+  HttpTarget,
+  JobSpec,
+  JobSpecInput,
+  MisfirePolicy,
+  RetryPolicy,
+  Target,
+} from './spec.js';
 
-export const HttpTarget = z.strictObject({
-  type: z.literal('http'),
-  url: z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' }),
-  method: z._default(z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']), 'POST'),
-  headers: z._default(HeaderMap, {}),
-  body: z.optional(z.unknown()),
-  timeout_seconds: z.optional(z.number().check(z.positive(), z.maximum(86_400))),
-});
-
-export const CommandTarget = z.strictObject({
-  type: z.literal('command'),
-  argv: z
-    .array(z.string().check(z.minLength(1)))
-    .check(z.minLength(1, 'needs the program and its arguments')),
-  cwd: z.optional(z.string()),
-  env: z._default(z.record(z.string(), z.string()), {}),
-});
-
-export const HandlerTarget = z.strictObject({
-  type: z.literal('handler'),
-  name: z.string().check(z.minLength(1)),
-  payload: z.optional(z.unknown()),
-});
-
-export const Target = z.discriminatedUnion('type', [HttpTarget, CommandTarget, HandlerTarget]);
-export type Target = z.output<typeof Target>;
-export type HttpTarget = z.output<typeof HttpTarget>;
-export type CommandTarget = z.output<typeof CommandTarget>;
-export type HandlerTarget = z.output<typeof HandlerTarget>;
-
-export const RetryPolicy = z.strictObject({
-  max_attempts: z.int().check(z.minimum(1), z.maximum(100)),
-  backoff_seconds: z._default(z.number().check(z.positive()), 30),
-  max_backoff_seconds: z._default(z.number().check(z.positive()), 3600),
-});
-export type RetryPolicy = z.output<typeof RetryPolicy>;
-
-export const Concurrency = z.enum(['forbid', 'allow', 'replace']);
-export type Concurrency = z.output<typeof Concurrency>;
-
-export const MisfirePolicy = z.strictObject({
-  policy: z._default(z.enum(['run_once', 'skip']), 'run_once'),
-  grace_seconds: z._default(z.int().check(z.minimum(0)), 300),
-});
-export type MisfirePolicy = z.output<typeof MisfirePolicy>;
-
-/**
- * What a user writes (API body, jobs file entry). Defaults that depend on the schedule
- * (repeat.times for one-shots) or on configuration (timezone) are resolved in src/jobs/jobs.ts.
- */
-export const JobSpec = z.strictObject({
-  id: z.optional(JobId),
-  name: z.optional(z.string().check(z.minLength(1), z.maxLength(200))),
-  schedule: z.string().check(z.minLength(1, 'is required, e.g. "*/15 * * * *" or "every 15m"')),
-  timezone: z.optional(z.string().check(z.minLength(1))),
-  target: Target,
-  enabled: z.optional(z.boolean()),
-  repeat: z.optional(z.strictObject({ times: z.nullable(z.int().check(z.minimum(1))) })),
-  retry: z.optional(z.nullable(RetryPolicy)),
-  concurrency: z.optional(Concurrency),
-  misfire: z.optional(MisfirePolicy),
-  timeout_seconds: z.optional(z.number().check(z.positive(), z.maximum(7 * 86_400))),
-});
-export type JobSpecInput = z.input<typeof JobSpec>;
-export type JobSpec = z.output<typeof JobSpec>;
+import type { Concurrency, MisfirePolicy, RetryPolicy, Target } from './spec.js';
 
 export type JobState = 'scheduled' | 'paused' | 'completed' | 'error';
 export type RunStatus =

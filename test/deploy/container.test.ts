@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
-import { buildJob } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
 import { FileStore } from '../../src/store/file-store.js';
 import {
   type DockerStage,

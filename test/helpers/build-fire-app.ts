@@ -8,7 +8,7 @@ import {
   type VerifierOptions,
 } from '../../src/fire/token.js';
 import { buildServer, type ServerDeps } from '../../src/http/server.js';
-import { buildJob } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
 import type { Job, JobSpecInput } from '../../src/jobs/model.js';
 import { formatFireAt } from '../../src/nas/nas.js';
 import { Activity } from '../../src/scheduler/activity.js';

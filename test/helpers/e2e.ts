@@ -13,7 +13,7 @@ import {
   startWakeProxy,
   type WakeProxy,
 } from '../../src/emulator/index.js';
-import { buildJob } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
 import type { JobSpecInput, RunRecord } from '../../src/jobs/model.js';
 import { FileStore } from '../../src/store/file-store.js';
 

@@ -2,7 +2,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
-import { buildJob } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
 import type { Job, JobSpecInput } from '../../src/jobs/model.js';
 import { createHttpNasClient } from '../../src/nas/http-client.js';
 import type { NasClient } from '../../src/nas/nas.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isChronosError } from '../../src/errors.js';
-import { buildJob } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
 import {
   JOBS_FILE_SYNC_STATE,
   loadJobsFile,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { advanceJob, armedInstant, buildJob, runTimeoutMs } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
+import { advanceJob, armedInstant, runTimeoutMs } from '../../src/jobs/jobs.js';
 import type { JobSpecInput } from '../../src/jobs/model.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00.250Z');

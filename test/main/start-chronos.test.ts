@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
-import { buildJob } from '../../src/jobs/jobs.js';
+import { buildJob } from '../../src/jobs/build.js';
 import { type RunningChronos, startChronos } from '../../src/main.js';
 import { formatFireAt } from '../../src/nas/nas.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';
