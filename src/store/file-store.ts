@@ -11,6 +11,7 @@ import {
   removeIfExists,
   removeTempFiles,
   replaceFile,
+  SyncBatcher,
   syncDir,
   unavailable,
 } from './atomic-file.js';
@@ -112,6 +113,7 @@ export class FileStore implements Store {
   private tokenFd: number | undefined;
   private readonly lockLingerMs: number;
   private lingering: NodeJS.Timeout | undefined;
+  private readonly syncs = new SyncBatcher();
   /** Directories renamed into during the current round, fsynced once at its end. */
   private readonly unsyncedDirs = new Set<FileHandle>();
   private readonly runRetention: number;
@@ -485,7 +487,7 @@ export class FileStore implements Store {
 
   private async writeJobDoc(doc: JobDoc, pending: PendingCacheChanges): Promise<void> {
     try {
-      await replaceFile(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc));
+      await replaceFile(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc), this.syncs);
       this.unsyncedDirs.add(this.jobsDirHandle);
     } catch (err) {
       // A write can fail after its rename (the directory fsync): the file may hold the new content, so
@@ -499,7 +501,7 @@ export class FileStore implements Store {
 
   private async writeRunsDoc(jobId: string, runs: RunRecord[]): Promise<void> {
     const doc: RunsDoc = { version: FORMAT_VERSION, runs };
-    await replaceFile(this.runsDir, `${jobId}.json`, JSON.stringify(doc));
+    await replaceFile(this.runsDir, `${jobId}.json`, JSON.stringify(doc), this.syncs);
     this.unsyncedDirs.add(this.runsDirHandle);
   }
 }
