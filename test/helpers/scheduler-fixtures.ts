@@ -140,7 +140,7 @@ export function recordSpec(id: string, schedule: string, extra: Partial<JobSpecI
  */
 export async function waitUntil(
   predicate: () => boolean | Promise<boolean>,
-  timeoutMs = 5_000,
+  timeoutMs = 15_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
