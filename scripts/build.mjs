@@ -50,19 +50,21 @@ export async function buildProduction() {
   // Build beside dist/ and swap it in with renames, so a process running from dist/ (a test, a bench,
   // the dev loop) never sees it half-written or missing.
   const staging = `${root}.dist-${process.pid}-${Date.now()}`;
-  await build({
+  const shared = {
     ...bundleOptions,
-    // `emulator` is the in-process NAS emulator for benchmarks and tools; the serve path never imports it.
-    entryPoints: {
-      serve: 'src/serve.ts',
-      cli: 'src/cli/main.ts',
-      index: 'src/index.ts',
-      emulator: 'src/emulator/index.ts',
-    },
     outdir: staging,
     splitting: true,
     chunkNames: 'chunks/[name]-[hash]',
     plugins: [stubUnused],
+  };
+  // The server is built on its own: everything its start needs lands in serve.js itself, and only what
+  // it loads later (NAS client, runner, admin API) is split off. Built together with the other entries,
+  // its code was spread over ~20 chunks shared with them, each one more module to resolve at start.
+  await build({ ...shared, entryPoints: { serve: 'src/serve.ts' } });
+  // `emulator` is the in-process NAS emulator for benchmarks and tools; the serve path never imports it.
+  await build({
+    ...shared,
+    entryPoints: { cli: 'src/cli/main.ts', index: 'src/index.ts', emulator: 'src/emulator/index.ts' },
   });
   const retired = `${staging}.old`;
   await rename(outdir, retired).catch((err) => {
