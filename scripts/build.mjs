@@ -30,7 +30,11 @@ export const bundleOptions = {
  * V8 compiles every byte of an ES module before running it, so they cost cold-start time for nothing.
  * Each is replaced by a module that fails loudly if anything ever requires it.
  */
-export const UNUSED_AT_RUNTIME = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'];
+export const UNUSED_AT_RUNTIME = [
+  '@fastify/ajv-compiler',
+  '@fastify/fast-json-stringify-compiler',
+  'light-my-request',
+];
 
 const stubUnused = {
   name: 'stub-unused',
