@@ -4,12 +4,25 @@
 // Usage: npm run build && node bench/memory.mjs
 //   BENCH_MEMORY_JOBS=1000    accepted fires (one per job); the rest of the 10,000 are duplicates
 //   BENCH_MEMORY_NODE_OPTIONS='--max-semi-space-size=2'   NODE_OPTIONS for the spawned server
+//   BENCH_MEMORY_ENV='MALLOC_TRIM_THRESHOLD_=65536'   extra environment for the server (space-separated K=V)
+//   BENCH_SERVER_NODE_ARGS='--optimize-for-size'       node flags NODE_OPTIONS refuses (read by the fixture)
+//   BENCH_NODE=/path/to/node  Node binary for the server (and this script, which re-runs itself under it)
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
 import { isMain, table, writeResult } from './lib/common.mjs';
 import { startChronosServer } from './lib/server-fixture.mjs';
 
 const TOTAL_FIRES = 10_000;
+
+function parseEnv(text) {
+  return Object.fromEntries(
+    text
+      .split(' ')
+      .filter(Boolean)
+      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
+}
 
 async function rssMiB(pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -21,8 +34,10 @@ export async function run({
   log = console.log,
   jobs = Number(process.env.BENCH_MEMORY_JOBS ?? 1000),
   nodeOptions = process.env.BENCH_MEMORY_NODE_OPTIONS ?? '',
+  extraEnv = parseEnv(process.env.BENCH_MEMORY_ENV ?? ''),
 } = {}) {
-  const server = await startChronosServer({ jobs, env: nodeOptions ? { NODE_OPTIONS: nodeOptions } : {} });
+  const env = { ...extraEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
+  const server = await startChronosServer({ jobs, env });
   const pool = new Pool(server.url, { connections: 8 });
   try {
     const afterStart = await rssMiB(server.pid);
@@ -43,8 +58,14 @@ export async function run({
     await new Promise((r) => setTimeout(r, 5000));
     const afterIdle = await rssMiB(server.pid);
 
+    const serverArgs = process.env.BENCH_SERVER_NODE_ARGS ?? '';
+    const variant = [
+      nodeOptions && `NODE_OPTIONS=${nodeOptions}`,
+      serverArgs && `node args ${serverArgs}`,
+      ...Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`),
+    ].filter(Boolean);
     log(
-      `memory (RSS, MiB) of a spawned Chronos, node ${process.version}, ${jobs} jobs${nodeOptions ? `, NODE_OPTIONS=${nodeOptions}` : ''}`,
+      `memory (RSS, MiB) of a spawned Chronos, node ${process.version}, ${jobs} jobs${variant.length ? `, ${variant.join(', ')}` : ''}`,
     );
     log(
       table([
@@ -66,11 +87,13 @@ export async function run({
       measured_at: new Date().toISOString(),
       jobs,
       node_options: nodeOptions || null,
+      server_node_args: serverArgs || null,
+      env: extraEnv,
       fires: TOTAL_FIRES,
       answers: Object.fromEntries(answers),
       rss_mib: { after_start: afterStart, after_fires: afterFires, after_idle: afterIdle },
     };
-    await writeResult(nodeOptions ? 'memory-node-options' : 'memory', result);
+    await writeResult(variant.length ? 'memory-variant' : 'memory', result);
     return result;
   } finally {
     await pool.close();
@@ -78,4 +101,12 @@ export async function run({
   }
 }
 
-if (isMain(import.meta)) await run();
+if (isMain(import.meta)) {
+  const node = process.env.BENCH_NODE;
+  // The server fixture spawns process.execPath, so the simplest way to measure another Node is to be it.
+  if (node && node !== process.execPath) {
+    const { status } = spawnSync(node, process.argv.slice(1), { stdio: 'inherit' });
+    process.exit(status ?? 1);
+  }
+  await run();
+}
