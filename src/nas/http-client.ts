@@ -37,8 +37,6 @@ export interface HttpNasClientOptions {
   logger?: NasLogger;
   /** Socket cap toward NAS; reconcile bounds its own concurrency, this is a backstop. Default 16. */
   connections?: number;
-  /** Called whenever `inFlight` changes, so idle exit can wait for 0 without polling. */
-  onInFlightChange?: (inFlight: number) => void;
 }
 
 type Operation = 'provision' | 'cancel' | 'list';
@@ -134,12 +132,6 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
   const lifetime = new AbortController();
   const pending = new Set<Promise<unknown>>();
   let closing: Promise<void> | undefined;
-  let inFlight = 0;
-
-  const setInFlight = (delta: number): void => {
-    inFlight += delta;
-    options.onInFlightChange?.(inFlight);
-  };
 
   const closedError = (): NasError =>
     new NasError('nas_unreachable', 'NAS client is closed', { retryable: false, details: { closed: true } });
@@ -291,7 +283,7 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
     return result;
   }
 
-  /** A logical call: counted in `inFlight` from start to end, backoff waits included. */
+  /** A logical call, from its first attempt to its last (backoff waits included); close() ends it. */
   function run<T>(spec: CallSpec<T>, signal: AbortSignal | undefined): Promise<T> {
     if (closing) return Promise.reject(closedError());
     const call = new AbortController();
@@ -300,22 +292,16 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
     if (signal?.aborted) call.abort(signal.reason);
     signal?.addEventListener('abort', onCallerAbort, { once: true });
     lifetime.signal.addEventListener('abort', onClose, { once: true });
-    setInFlight(1);
     const promise = perform(spec, call.signal).finally(() => {
       signal?.removeEventListener('abort', onCallerAbort);
       lifetime.signal.removeEventListener('abort', onClose);
       pending.delete(promise);
-      setInFlight(-1);
     });
     pending.add(promise);
     return promise;
   }
 
   return {
-    get inFlight() {
-      return inFlight;
-    },
-
     provision(req: ArmRequest, signal?: AbortSignal) {
       const fireAt = formatFireAt(req.fire_at);
       return run(

@@ -22,8 +22,6 @@ export interface NasClient {
   provision(req: ArmRequest, signal?: AbortSignal): Promise<{ schedule_id: string }>;
   cancel(jobId: string, signal?: AbortSignal): Promise<void>;
   list(signal?: AbortSignal): Promise<ArmedEntry[]>;
-  /** Number of calls currently in flight (idle exit waits for 0). */
-  readonly inFlight: number;
   close(): Promise<void>;
 }
 

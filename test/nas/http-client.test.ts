@@ -403,47 +403,7 @@ describe('authorization', () => {
   });
 });
 
-describe('inFlight, abort and close', () => {
-  it('counts logical calls from start to end, backoff waits included', async () => {
-    const clock = new ObservedClock(false);
-    const changes: number[] = [];
-    const c = client({ clock, onInFlightChange: (n) => changes.push(n) });
-    let release: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    nas.reply(
-      async (_req, res) => {
-        await held;
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{"armed":[]}');
-      },
-      { status: 503, text: 'busy' },
-      { status: 200, json: { ok: true } },
-    );
-    expect(c.inFlight).toBe(0);
-    const listing = c.list();
-    await nas.nthRequest(0);
-    const cancelling = c.cancel('a');
-    expect(c.inFlight).toBe(2);
-    await clock.nextSleep();
-    // The cancel is waiting out its backoff: still in flight.
-    expect(c.inFlight).toBe(2);
-    release();
-    await listing;
-    expect(c.inFlight).toBe(1);
-    await clock.advance(clock.nextTimerAt()! - clock.now());
-    await cancelling;
-    expect(c.inFlight).toBe(0);
-    expect(changes).toEqual([1, 2, 1, 0]);
-  });
-
-  it('a failed call also returns inFlight to 0', async () => {
-    const c = client();
-    nas.reply({ status: 400, text: 'no' });
-    await failure(c.list());
-    expect(c.inFlight).toBe(0);
-  });
-
+describe('abort and close', () => {
   it('the caller signal stops retries during a backoff sleep', async () => {
     const clock = new ObservedClock(false);
     nas.fallback = { status: 503, text: 'busy' };
@@ -456,7 +416,6 @@ describe('inFlight, abort and close', () => {
     await expect(pending).rejects.toBe(reason);
     expect(nas.requests).toHaveLength(1);
     expect(clock.pending()).toBe(0);
-    expect(c.inFlight).toBe(0);
   });
 
   it('the caller signal aborts a request in flight', async () => {
@@ -468,7 +427,6 @@ describe('inFlight, abort and close', () => {
     const reason = new Error('stop');
     controller.abort(reason);
     await expect(pending).rejects.toBe(reason);
-    expect(c.inFlight).toBe(0);
     expect(nas.requests).toHaveLength(1);
   });
 
@@ -489,7 +447,6 @@ describe('inFlight, abort and close', () => {
     const err = await failure(pending);
     expect(err.code).toBe('nas_unreachable');
     expect(err.retryable).toBe(false);
-    expect(c.inFlight).toBe(0);
     expect((await failure(c.cancel('a'))).message).toContain('closed');
   });
 
