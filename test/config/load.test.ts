@@ -263,3 +263,23 @@ describe('inline fire key', () => {
     );
   });
 });
+
+describe('.env.example', () => {
+  it('documents every variable loadConfig reads, and only those', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(new URL('../../.env.example', import.meta.url), 'utf8');
+    // Lines like `NAME=value` or `# NAME=value` (an optional variable shown commented out).
+    const documented = new Set([...text.matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]));
+    expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
+  });
+
+  it('shows each uncommented default as the value loadConfig uses when the variable is unset', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(new URL('../../.env.example', import.meta.url), 'utf8');
+    const defaults = Object.fromEntries(
+      [...text.matchAll(/^([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.trim()]),
+    );
+    // Loading the example's own uncommented values must give exactly the defaults.
+    expect(loadConfig(defaults)).toEqual(loadConfig({}));
+  });
+});
