@@ -68,12 +68,16 @@ export interface FileStoreOptions {
   /**
    * How long the write lock is kept after the last write (default 50 ms): writes that follow each other
    * closely (a fire's claim, its run record, its summary) then skip creating and deleting the lock file,
-   * which costs ~0.2 ms here. Another process waits at most this much longer.
+   * which costs ~0.2 ms here. Another process waits at most this much longer after a quiet moment, and
+   * at most ~200 ms under a steady stream of writes (the lock is then released between rounds).
    */
   lockLingerMs?: number;
 }
 
 const FORMAT_VERSION = 1;
+/** Longest the write lock is kept across consecutive rounds before it is released for others. */
+const LOCK_MAX_HOLD_MS = 200;
+const LOCK_YIELD_MS = 30;
 /** Job files read at once when listing. */
 const LIST_READ_BATCH = 64;
 
@@ -113,6 +117,7 @@ export class FileStore implements Store {
   private tokenFd: number | undefined;
   private readonly lockLingerMs: number;
   private lingering: NodeJS.Timeout | undefined;
+  private yieldUntil = 0;
   private readonly syncs = new SyncBatcher();
   /** Directories renamed into during the current round, fsynced once at its end. */
   private readonly unsyncedDirs = new Set<FileHandle>();
@@ -350,6 +355,8 @@ export class FileStore implements Store {
   private async commitRound(round: (pending: PendingCacheChanges) => Promise<void>): Promise<void> {
     if (this.lingering) clearTimeout(this.lingering);
     this.lingering = undefined;
+    const wait = this.yieldUntil - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     await this.lock.acquire();
     try {
       const tokenBefore = this.cache ? await this.readToken() : undefined;
@@ -368,8 +375,14 @@ export class FileStore implements Store {
         if (pending.size > 0) await this.publishWrite(tokenBefore, pending);
       }
     } finally {
-      if (this.lockLingerMs <= 0) await this.lock.release();
-      else {
+      // Kept for close writes, but never for long: under a steady stream of writes another process must
+      // still get its turn within about LOCK_MAX_HOLD_MS.
+      const heldFor = Date.now() - (this.lock.heldSince ?? Date.now());
+      if (this.lockLingerMs <= 0 || heldFor >= LOCK_MAX_HOLD_MS) {
+        await this.lock.release();
+        // Leave a waiting process a moment to take it (it polls at most every 25 ms).
+        if (heldFor >= LOCK_MAX_HOLD_MS) this.yieldUntil = Date.now() + LOCK_YIELD_MS;
+      } else {
         this.lingering = setTimeout(() => void this.lock.release(), this.lockLingerMs);
         this.lingering.unref();
       }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +9,8 @@ import type { Owner } from './store.js';
 
 interface LockContent extends Owner {
   acquired_at: string;
+  /** Which FileLock took it: two stores in one process (tests, an embedding app) share boot id and pid. */
+  lock_id?: string;
 }
 
 interface Holder {
@@ -52,8 +55,11 @@ function parseOwner(raw: string): LockContent | undefined {
  */
 export class FileLock {
   private readonly guardPath: string;
+  private readonly lockId = randomUUID();
   /** We created the lock file and have not released it. */
   private held = false;
+  /** When this hold began (Date.now()), or null when not held. */
+  heldSince: number | null = null;
 
   constructor(
     readonly path: string,
@@ -66,17 +72,25 @@ export class FileLock {
 
   /** Takes the lock, or keeps it when still held by us (the file still names this process). */
   async acquire(): Promise<void> {
-    if (this.held && this.stillOurs()) return;
+    if (this.held && this.holderOfFile() === 'self') return;
     this.held = false;
+    this.heldSince = null;
     const deadline = Date.now() + this.timeoutMs;
     let pause = 1;
     for (;;) {
       if (await this.tryCreate(this.path)) {
         this.held = true;
+        this.heldSince = Date.now();
         return;
       }
       const holder = await this.readHolder(this.path);
       if (holder === undefined) continue; // released between our attempt and our read
+      if (holder.owner && this.isSelf(holder.owner)) {
+        // Our own file, left by a release that could not tell it was ours: it is ours again.
+        this.held = true;
+        this.heldSince = Date.now();
+        return;
+      }
       if (this.isStale(holder)) {
         if (await this.breakStale(holder.raw)) continue;
       }
@@ -90,8 +104,9 @@ export class FileLock {
   async release(): Promise<void> {
     if (!this.held) return;
     this.held = false;
-    // Only our own lock: never a file someone else wrote at that path.
-    if (!this.stillOurs()) return;
+    this.heldSince = null;
+    // Never a file someone else wrote at that path; a file we cannot read is ours (we created it).
+    if (this.holderOfFile() === 'other') return;
     try {
       unlinkSync(this.path);
     } catch {
@@ -110,7 +125,11 @@ export class FileLock {
       throw unavailable('create lock file', path, err);
     }
     try {
-      const content: LockContent = { ...this.owner, acquired_at: new Date().toISOString() };
+      const content: LockContent = {
+        ...this.owner,
+        acquired_at: new Date().toISOString(),
+        lock_id: this.lockId,
+      };
       writeSync(fd, JSON.stringify(content));
     } catch (err) {
       closeSync(fd);
@@ -121,13 +140,24 @@ export class FileLock {
     return true;
   }
 
-  private stillOurs(): boolean {
+  /**
+   * Who the lock file names, as far as this process can tell. A read that fails for another reason than
+   * the file being gone (too many open files, say) counts as ours: we created it and nobody can take it
+   * while it exists; treating it as lost would lock this process out of its own store.
+   */
+  private holderOfFile(): 'self' | 'other' | 'missing' {
+    let raw: string;
     try {
-      const owner = parseOwner(readFileSync(this.path, 'utf8'));
-      return owner?.boot_id === this.owner.boot_id && owner.pid === this.owner.pid;
-    } catch {
-      return false;
+      raw = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      return errnoCode(err) === 'ENOENT' ? 'missing' : 'self';
     }
+    const owner = parseOwner(raw);
+    return owner && this.isSelf(owner) ? 'self' : 'other';
+  }
+
+  private isSelf(owner: LockContent): boolean {
+    return owner.lock_id === this.lockId;
   }
 
   private async readHolder(path: string): Promise<Holder | undefined> {

@@ -391,3 +391,31 @@ describe('FileStore lock lingering', () => {
     }
   });
 });
+
+describe('FileStore under a steady stream of writes', () => {
+  it('still lets another process write: the lingering lock is released at least every ~200 ms', async () => {
+    const dir = await tempDir();
+    try {
+      const busy = await FileStore.open({ dir, lockLingerMs: 50 });
+      const other = await FileStore.open({ dir, lockLingerMs: 0, lockTimeoutMs: 1000 });
+      await busy.createJob(makeJob('busy'));
+      let stop = false;
+      const stream = (async () => {
+        for (let i = 0; !stop; i++) {
+          await busy.updateJob('busy', (j) => ({ ...j, name: `n${i}` }));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      await other.createJob(makeJob('other'));
+      expect(Date.now() - started).toBeLessThan(1000);
+      stop = true;
+      await stream;
+      await busy.close();
+      await other.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
