@@ -257,6 +257,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
 
   // After listening: recover runs a dead process left `running`, then reconcile (which applies misfires).
   const startUp = async () => {
+    if (shuttingDown) return; // stopping already: starting the provider now would undo its stop()
     try {
       await verifier.warm();
       const recovered = await (await getRunner()).recoverInterrupted();
@@ -287,6 +288,8 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
 
 /** How long a fresh process waits for a first request before doing its start-up work anyway. */
 const STARTUP_QUIET_MS = 50;
+/** Start-up work begins at the latest this long after listening, whatever requests are in flight. */
+const STARTUP_LATEST_MS = 1_000;
 
 /**
  * Real time, not the injected clock: this orders start-up against the arrival of the first request; it
@@ -299,7 +302,8 @@ function deferUntilFirstReply(activity: Activity, work: () => void): void {
     if (done) return;
     done = true;
     stop();
-    clearTimeout(timer);
+    clearTimeout(quiet);
+    clearTimeout(latest);
     work();
   };
   const stop = activity.onChange(() => {
@@ -307,9 +311,11 @@ function deferUntilFirstReply(activity: Activity, work: () => void): void {
     if (requests > 0) sawRequest = true;
     else if (sawRequest) go();
   });
-  const timer = setTimeout(() => {
+  const quiet = setTimeout(() => {
     if (!sawRequest) go();
   }, STARTUP_QUIET_MS);
+  // A request that never ends (a client that stalls its body) must not hold start-up back for good.
+  const latest = setTimeout(go, STARTUP_LATEST_MS);
 }
 
 /** Decided without network: the chronos provider needs every NAS setting and a readable token (the key is checked by loadConfig). */

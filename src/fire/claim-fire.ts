@@ -38,6 +38,8 @@ export interface ClaimFireRequest {
   now: number;
   owner: Owner;
   isAlive?: (owner: Owner) => boolean;
+  /** Where to report a claim whose durability could not be confirmed. */
+  log?: (obj: Record<string, unknown>, msg: string) => void;
 }
 
 /**
@@ -102,11 +104,13 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
   try {
     result = await claim;
   } catch (err) {
-    // A write can fail after it became durable (the directory fsync after the rename): if our row is there,
-    // the claim stands, and answering 503 would make NAS retry into a `duplicate` that nobody runs.
+    // The write can fail after its rename, when the directory fsync fails: our row is then in place but
+    // may not survive a crash. Answering 503 would make NAS retry into our own live claim (`duplicate`),
+    // and nobody would ever run the occurrence; so the claim is kept and run, and the risk is logged.
     const landed = await store.getLedgerEntry(job.id, at).catch(() => undefined);
     const advanced = landed?.run_id === runId ? await store.getJob(job.id).catch(() => undefined) : undefined;
     if (!landed || !advanced) throw err;
+    req.log?.({ err, job_id: job.id, fire_at: at }, 'claim written but its durability is not confirmed');
     result = { outcome: existing ? 'recovered' : 'claimed', job: advanced, entry: landed };
   }
   switch (result.outcome) {

@@ -103,6 +103,7 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
             trigger: 'nas',
             now,
             owner: deps.owner,
+            log: (obj, msg) => log.error(obj, msg),
           });
         } catch (err) {
           log.error({ err, job_id: fire.job_id, fire_at: fireAtIso }, 'fire not claimed: store write failed');

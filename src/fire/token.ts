@@ -208,8 +208,9 @@ class RecentTokens {
   check(token: string, now: number): JWTPayload | undefined {
     const claims = this.entries.get(token);
     if (!claims) return undefined;
-    const seconds = now / 1000;
-    const expired = typeof claims.exp !== 'number' || claims.exp + CLOCK_TOLERANCE_SECONDS < seconds;
+    // The same boundaries as jose's own checks: whole seconds, expired at exp + tolerance.
+    const seconds = Math.floor(now / 1000);
+    const expired = typeof claims.exp !== 'number' || claims.exp + CLOCK_TOLERANCE_SECONDS <= seconds;
     const early = typeof claims.nbf === 'number' && claims.nbf - CLOCK_TOLERANCE_SECONDS > seconds;
     if (expired || early) {
       this.entries.delete(token);

@@ -102,6 +102,8 @@ export class JobRunner {
   private readonly handlers: HandlerRegistry;
   private readonly allowCommands: boolean;
   private readonly outputLimitBytes: number;
+  /** Set by abortAll: the process is stopping, and runs that start now are aborted at once. */
+  private closing: string | undefined;
   /** Runs whose target is executing (or about to), by run id, for the concurrency policy and abortAll. */
   private readonly executing = new Map<string, ActiveRun>();
   private inProgress = 0;
@@ -132,8 +134,12 @@ export class JobRunner {
     return () => this.idleListeners.delete(listener);
   }
 
-  /** Aborts every executing run; each is recorded `failed` with `aborted: <reason>`. */
+  /**
+   * Aborts every executing run, and every run started from now on (a fire still arming its next
+   * occurrence when the grace period ended); each is recorded `failed` with `aborted: <reason>`.
+   */
   abortAll(reason: string): void {
+    this.closing = reason;
     for (const active of this.executing.values()) {
       if (!active.controller.signal.aborted) active.controller.abort(reason);
     }
@@ -166,6 +172,7 @@ export class JobRunner {
     }
 
     const controller = new AbortController();
+    if (this.closing !== undefined) controller.abort(this.closing);
     let markDone: () => void = () => {};
     const active: ActiveRun = {
       run_id: occ.run_id,

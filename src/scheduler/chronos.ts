@@ -127,7 +127,7 @@ export class ChronosProvider implements SchedulerProvider {
     const calls: Array<() => Promise<'armed' | 'cancelled' | 'failed'>> = [];
     for (const [jobId, at] of this.desired) {
       // Instants, not strings: an arm NAS lists as 02:00-05:00 is the same as our 07:00Z.
-      if (this.armed.get(jobId) === at && !this.failed.has(jobId)) summary.unchanged += 1;
+      if (this.confirmed(jobId, at)) summary.unchanged += 1;
       else calls.push(() => this.provision(jobId, at).then((ok) => (ok ? 'armed' : 'failed')));
     }
     // Only arms we know of can be orphans; an untrusted (failed) list leaves NAS-only arms alone,
@@ -154,7 +154,7 @@ export class ChronosProvider implements SchedulerProvider {
     if (at === null) return this.disarm(job.id);
     this.bump(job.id);
     this.desired.set(job.id, at);
-    if (this.disabled || (this.armed.get(job.id) === at && !this.failed.has(job.id))) return;
+    if (this.disabled || this.confirmed(job.id, at)) return;
     if (!(await this.provision(job.id, at))) this.scheduleHeal();
   }
 
@@ -263,6 +263,15 @@ export class ChronosProvider implements SchedulerProvider {
         return false;
       }
     });
+  }
+
+  /**
+   * NAS holds `at` for the job and no call for it is pending. A call in flight (a cancel, say) may still
+   * change what NAS holds, so `armed` cannot be trusted until it lands: provision then, and let its turn
+   * in the job's queue decide whether a call is needed.
+   */
+  private confirmed(jobId: string, at: number): boolean {
+    return this.armed.get(jobId) === at && !this.failed.has(jobId) && !this.perJob.has(jobId);
   }
 
   private bump(jobId: string): void {

@@ -78,6 +78,7 @@ export class Engine {
       trigger,
       now: this.deps.clock.now(),
       owner: this.deps.owner,
+      log: (obj, msg) => this.deps.logger.error(obj, msg),
     });
     if (outcome.kind === 'accepted') {
       this.deps.logger.info(

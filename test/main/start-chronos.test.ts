@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -80,6 +81,25 @@ describe('startChronos (in-process composition root)', () => {
     await running.shutdown('test');
     running = undefined;
     expect(exits).toEqual([]);
+  });
+
+  it('starts its provider even while a client stalls a request forever', async () => {
+    running = await startChronos({
+      env: { PORT: '0', LOG_LEVEL: 'silent', CHRONOS_PROVIDER: 'builtin', CHRONOS_DATA_DIR: dir },
+      exit: () => {},
+      handleSignals: false,
+    });
+    const url = new URL(running.url);
+    // A fire whose body never arrives: the request stays in flight.
+    const socket = connect(Number(url.port), url.hostname);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('POST /api/cron/fire HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"job');
+    const current = running;
+    try {
+      await waitUntil(() => current.provider().status().lastReconcile !== null, 5_000);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('shutdown waits for a running handler and leaves no timer behind once it ended', async () => {

@@ -222,6 +222,19 @@ describe('JobRunner: outcomes', () => {
     expect(await h.store.getJob(job.id)).toMatchObject({ retry_at: null, failure_streak: 2 });
   });
 
+  it('aborts at once a run that starts after abortAll (the process is stopping)', async () => {
+    const h = harness();
+    let executed = false;
+    const job = await h.store.createJob(makeJob({ target: { type: 'handler', name: 'late' } }));
+    h.handlers.register('late', () => {
+      executed = true;
+    });
+    h.runner.abortAll('shutdown grace period over');
+    const outcome = await fire(h, job, T0);
+    expect(executed).toBe(false);
+    expect(outcome.run).toMatchObject({ status: 'failed', error: 'aborted: shutdown grace period over' });
+  });
+
   it('computes the backoff delay', () => {
     const policy = { max_attempts: 10, backoff_seconds: 10, max_backoff_seconds: 300 };
     expect([1, 2, 3, 4, 5, 6].map((a) => retryDelayMs(policy, a))).toEqual([

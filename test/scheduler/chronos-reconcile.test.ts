@@ -258,6 +258,28 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(provider.settled()).toBe(true);
   });
 
+  it('re-arms a job resumed while its cancel is still on the way to NAS', async () => {
+    const job = await h.addJob(recordSpec('alpha', 'every 15m'));
+    proxy = await startNasProxy(emulator.url);
+    const nas = proxy;
+    const provider = h.chronos(nasAt(nas.url));
+    await provider.start();
+    expect(emulator.armed().map((arm) => arm.job_id)).toEqual(['alpha']);
+
+    // Paused: the cancel is held at NAS. Resumed at the same instant before the cancel lands.
+    nas.hold = true;
+    const cancelling = provider.disarm('alpha');
+    await waitUntil(() => nas.held() === 1);
+    const arming = provider.arm(job);
+    nas.release();
+    await Promise.all([cancelling, arming]);
+
+    await waitUntil(() => provider.settled());
+    expect(emulator.armed().map((arm) => [arm.job_id, arm.fire_at])).toEqual([
+      ['alpha', formatFireAt(job.next_run_at!)],
+    ]);
+  });
+
   it('hands over to the fallback once on invalid_client and never calls NAS again', async () => {
     await h.addJob(recordSpec('alpha', 'every 15m'));
     await h.addJob(recordSpec('beta', 'every 1h'));
