@@ -239,6 +239,14 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     return shuttingDown;
   };
 
+  // pino writes stdout asynchronously: flush before exiting, or the last lines (a fire's reply, 'stopped')
+  // can be lost with the process.
+  const stopAndExit = async (reason: string): Promise<void> => {
+    await shutdown(reason);
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    exit(0);
+  };
+
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const url =
@@ -250,7 +258,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   if (options.handleSignals ?? true) {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
-        void shutdown(signal).then(() => exit(0));
+        void stopAndExit(signal);
       });
     }
   }
@@ -274,7 +282,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
         logger,
         provider: () => provider,
         idleMs: config.idleExitSeconds * 1000,
-        onIdle: () => void shutdown('idle').then(() => exit(0)),
+        onIdle: () => void stopAndExit('idle'),
       });
       idle.start();
     }
