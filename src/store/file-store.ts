@@ -69,15 +69,15 @@ export interface FileStoreOptions {
    * How long the write lock is kept after the last write (default 50 ms): writes that follow each other
    * closely (a fire's claim, its run record, its summary) then skip creating and deleting the lock file,
    * which costs ~0.2 ms here. Another process waits at most this much longer after a quiet moment, and
-   * at most ~200 ms under a steady stream of writes (the lock is then released between rounds).
+   * at most ~500 ms under a steady stream of writes (the lock is then released between rounds).
    */
   lockLingerMs?: number;
 }
 
 const FORMAT_VERSION = 1;
 /** Longest the write lock is kept across consecutive rounds before it is released for others. */
-const LOCK_MAX_HOLD_MS = 200;
-const LOCK_YIELD_MS = 30;
+const LOCK_MAX_HOLD_MS = 500;
+const LOCK_YIELD_MS = 10;
 /** Job files read at once when listing. */
 const LIST_READ_BATCH = 64;
 
@@ -380,7 +380,7 @@ export class FileStore implements Store {
       const heldFor = Date.now() - (this.lock.heldSince ?? Date.now());
       if (this.lockLingerMs <= 0 || heldFor >= LOCK_MAX_HOLD_MS) {
         await this.lock.release();
-        // Leave a waiting process a moment to take it (it polls at most every 25 ms).
+        // Leave a waiting process a moment to take it (it polls at most every 5 ms).
         if (heldFor >= LOCK_MAX_HOLD_MS) this.yieldUntil = Date.now() + LOCK_YIELD_MS;
       } else {
         this.lingering = setTimeout(() => void this.lock.release(), this.lockLingerMs);

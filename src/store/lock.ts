@@ -24,7 +24,7 @@ interface Holder {
  * after this long belongs to a process that died in between.
  */
 const UNREADABLE_LOCK_GRACE_MS = 1000;
-const MAX_POLL_MS = 25;
+const MAX_POLL_MS = 5;
 
 function parseOwner(raw: string): LockContent | undefined {
   try {
