@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ChronosError } from '../errors.js';
@@ -201,8 +201,9 @@ export class FileStore implements Store {
     }
     return this.exclusive(job.id, async (pending) => {
       if (await this.readJobDoc(job.id)) throw jobExists(job.id);
-      // History of an earlier job with this id whose removal was cut short must not be inherited.
-      await removeIfExists(this.runsPath(job.id));
+      // History of an earlier job with this id whose removal was cut short must not be inherited, nor
+      // come back after a crash: the removal is made durable like any other change.
+      if (await removeIfExists(this.runsPath(job.id))) this.unsyncedDirs.add(this.runsDirHandle);
       await this.writeJobDoc({ version: FORMAT_VERSION, job, ledger: [] }, pending);
       return structuredClone(job);
     });
@@ -393,7 +394,12 @@ export class FileStore implements Store {
     const token = randomUUID();
     let published = true;
     try {
-      // A descriptor kept open, rewritten in place (tokens have one length): no open per write.
+      // A descriptor kept open, rewritten in place (tokens have one length): no open per write. If the
+      // file was deleted meanwhile, writing to the open descriptor would reach nobody: open it again.
+      if (this.tokenFd !== undefined && fstatSync(this.tokenFd).nlink === 0) {
+        closeSync(this.tokenFd);
+        this.tokenFd = undefined;
+      }
       this.tokenFd ??= openSync(this.tokenPath, 'w', FILE_MODE);
       writeSync(this.tokenFd, token, 0);
     } catch {

@@ -419,3 +419,24 @@ describe('FileStore under a steady stream of writes', () => {
     }
   });
 });
+
+describe('FileStore write token', () => {
+  it('still tells other processes about its writes after the token file was deleted', async () => {
+    const dir = await tempDir();
+    try {
+      const writer = await FileStore.open({ dir, lockLingerMs: 0 });
+      const reader = await FileStore.open({ dir, lockLingerMs: 0 });
+      await writer.createJob(makeJob('one'));
+      expect((await reader.listJobs()).map((j) => j.id)).toEqual(['one']);
+      await rm(join(dir, 'write-token'));
+      await writer.createJob(makeJob('two'));
+      expect((await reader.listJobs()).map((j) => j.id)).toEqual(['one', 'two']);
+      await writer.createJob(makeJob('three'));
+      expect((await reader.listJobs()).map((j) => j.id)).toEqual(['one', 'three', 'two']);
+      await writer.close();
+      await reader.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
