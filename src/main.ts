@@ -170,7 +170,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     log: (obj, msg) => logger.info(obj, msg),
   });
 
-  let drainingSince: number | null = null;
+  let draining = false;
   const app = await buildServer({
     logger,
     activity,
@@ -181,7 +181,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       verifier,
       owner,
       rateLimit: { max: config.fireRateLimit, timeWindowMs: 1_000 },
-      draining: () => (drainingSince === null ? null : Math.max(1, config.shutdownGraceSeconds)),
+      draining: () => (draining ? Math.max(1, config.shutdownGraceSeconds) : null),
       onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
       onStale: (job) => void provider.arm(job).catch(() => {}),
       onAccepted: (fire) => void engine.onAccepted(fire),
@@ -209,7 +209,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     shuttingDown ??= (async () => {
-      drainingSince = clock.now();
+      draining = true;
       idle?.stop();
       logger.info({ reason, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
       await provider.stop();

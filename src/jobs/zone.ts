@@ -141,31 +141,6 @@ export function wallTime(zone: string, instant: number): number {
   return instant + zoneOffset(zone, instant);
 }
 
-export interface LocalFields {
-  year: number;
-  month: number;
-  day: number;
-  hour: number;
-  minute: number;
-  second: number;
-  /** 0 = Sunday. */
-  weekday: number;
-}
-
-/** The local calendar fields of `instant` in `zone`. */
-export function localFields(zone: string, instant: number): LocalFields {
-  const wall = new Date(wallTime(zone, instant));
-  return {
-    year: wall.getUTCFullYear(),
-    month: wall.getUTCMonth() + 1,
-    day: wall.getUTCDate(),
-    hour: wall.getUTCHours(),
-    minute: wall.getUTCMinutes(),
-    second: wall.getUTCSeconds(),
-    weekday: wall.getUTCDay(),
-  };
-}
-
 export interface ResolvedWallTime {
   /**
    * The earliest instant whose wall time is at or after the requested one. For an ordinary wall time

@@ -8,6 +8,7 @@ import { toFieldProblems } from '../validation.js';
 import {
   type ArmedEntry,
   type ArmRequest,
+  dedupKey,
   formatFireAt,
   type NasClient,
   NasError,
@@ -313,7 +314,7 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
             job_id: req.job_id,
             fire_at: fireAt,
             agent_callback_url: callbackUrl,
-            dedup_key: `${req.job_id}:${fireAt}`,
+            dedup_key: dedupKey(req.job_id, req.fire_at),
           },
           parse: (text) => {
             const parsed = z.safeParse(ProvisionReply, parseJsonReply('provision', text));

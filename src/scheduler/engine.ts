@@ -12,7 +12,7 @@ import {
 } from '../jobs/jobs.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Occurrence, RunOutcome } from '../run/runner.js';
-import { claimOccurrence, isOrphaned } from '../store/claim.js';
+import { claimOccurrence, isOrphaned, recordOccurrence } from '../store/claim.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { Owner, Store } from '../store/store.js';
 import type { Activity } from './activity.js';
@@ -153,33 +153,30 @@ export class Engine {
 
   private async recordMissed(jobId: string, instant: number, now: number): Promise<boolean> {
     const runId = randomUUID();
-    const recorded = await this.deps.store.transact(jobId, (view) => {
-      const fresh = view.job;
-      if (!fresh || !isActive(fresh) || view.entry(instant)) return { result: false };
-      const kind = occurrenceKind(fresh, instant);
-      if (kind === null) return { result: false };
-      const next = advanceJob(fresh, instant, kind, now);
-      next.last_status = 'missed';
-      next.last_error = `occurrence ${new Date(instant).toISOString()} was not delivered in time`;
-      if (next.next_run_at === null && next.retry_at === null && next.state === 'scheduled')
-        next.state = 'completed';
-      return {
-        job: next,
-        ledger: [
-          {
-            job_id: jobId,
-            fire_at: instant,
-            status: 'missed',
-            trigger: 'misfire',
-            run_id: runId,
-            owner: this.deps.owner,
-            claimed_at: now,
-            expires_at: now,
-          },
-        ],
-        result: true,
-      };
-    });
+    const result = await recordOccurrence(
+      this.deps.store,
+      {
+        job_id: jobId,
+        fire_at: instant,
+        status: 'missed',
+        trigger: 'misfire',
+        run_id: runId,
+        owner: this.deps.owner,
+        claimed_at: now,
+        expires_at: now,
+      },
+      (fresh) => {
+        const kind = isActive(fresh) ? occurrenceKind(fresh, instant) : null;
+        if (kind === null) return { refuse: 'no longer the current occurrence' };
+        const next = advanceJob(fresh, instant, kind, now);
+        next.last_status = 'missed';
+        next.last_error = `occurrence ${new Date(instant).toISOString()} was not delivered in time`;
+        if (next.next_run_at === null && next.retry_at === null && next.state === 'scheduled')
+          next.state = 'completed';
+        return next;
+      },
+    );
+    const recorded = result.outcome === 'recorded';
     if (!recorded) return false;
     const run: RunRecord = {
       run_id: runId,
