@@ -13,6 +13,8 @@ export interface DockerInstruction {
   raw: string;
   /** ENV only: name → value, in order. */
   env?: Array<[string, string]>;
+  /** LABEL only: name → value, in order. */
+  labels?: Array<[string, string]>;
 }
 
 export interface DockerStage {
@@ -56,6 +58,7 @@ export function readDockerfile(path = `${REPO_ROOT}Dockerfile`): {
     }
     const entry: DockerInstruction = { keyword, args, raw };
     if (keyword === 'ENV') entry.env = envProperties(instruction);
+    if (keyword === 'LABEL') entry.labels = envProperties(instruction);
     const stage = stages[stages.length - 1];
     if (stage) stage.instructions.push(entry);
     else if (keyword === 'ARG') globalArgs.push(...args);

@@ -21,15 +21,27 @@ const NODE_SETTINGS = new Set(['NODE_ENV', 'NODE_COMPILE_CACHE']);
 describe('Dockerfile: stages', () => {
   it('is multi-stage, and both stages use the NODE_IMAGE build argument (default node:24-slim)', () => {
     expect(dockerfile.stages.length).toBeGreaterThanOrEqual(2);
-    expect(dockerfile.globalArgs).toContain('NODE_IMAGE=node:24-slim');
+    // The tag, or the tag pinned to a full digest: never a digest that is not one.
+    const nodeImage = dockerfile.globalArgs.find((a) => a.startsWith('NODE_IMAGE='));
+    expect(nodeImage).toMatch(/^NODE_IMAGE=node:24-slim(@sha256:[0-9a-f]{64})?$/);
     for (const stage of dockerfile.stages) expect(stage.image).toBe(`\${NODE_IMAGE}`);
+  });
+
+  it('says how to pin the base image by digest', () => {
+    expect(dockerfile.text).toContain('--build-arg NODE_IMAGE=node:24-slim@sha256:<digest>');
   });
 
   it('builds with npm ci and the production build in the build stage', () => {
     const build = dockerfile.stages[0] as DockerStage;
     const runs = build.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args.join(' '));
     expect(runs.some((r) => r.startsWith('npm ci'))).toBe(true);
-    expect(runs).toContain('npm run build');
+    expect(runs.some((r) => r.startsWith('npm run build'))).toBe(true);
+  });
+
+  it('leaves the source maps out of what the runtime stage copies', () => {
+    const build = dockerfile.stages[0] as DockerStage;
+    const buildRun = build.instructions.find((i) => i.keyword === 'RUN' && i.raw.includes('npm run build'));
+    expect(buildRun?.raw).toMatch(/npm run build && find dist -name '\*\.map' -delete/);
   });
 
   it('generates the compile cache in the build stage and ships it where NODE_COMPILE_CACHE points', () => {
@@ -44,7 +56,31 @@ describe('Dockerfile: stages', () => {
     expect(copies).toContain(`--from=${dockerfile.stages[0]?.name} ${cacheDir} ./.cache`);
   });
 
-  it('runtime stage copies the build output and installs nothing', () => {
+  it('generates the compile cache as the runtime user, and leaves it readable once copied as root’s', () => {
+    // Node keeps the cache in a subdirectory named after the writer's uid: a cache written by root is
+    // never looked up by the runtime user (npm run test:image checks the real image reads it).
+    const build = dockerfile.stages[0] as DockerStage;
+    const warmAt = build.instructions.findIndex(
+      (i) => i.keyword === 'RUN' && i.raw.includes('NODE_COMPILE_CACHE='),
+    );
+    const userAtWarm = build.instructions
+      .slice(0, warmAt)
+      .filter((i) => i.keyword === 'USER')
+      .at(-1)?.args[0];
+    expect(userAtWarm).toBe(lastInstruction(runtime, 'USER')?.args[0]);
+    const cacheDir = runtimeEnv['NODE_COMPILE_CACHE'];
+    const chown = build.instructions.findIndex(
+      (i) => i.keyword === 'RUN' && i.raw.includes(`chown ${userAtWarm}:${userAtWarm} ${cacheDir}`),
+    );
+    expect(chown).toBeGreaterThanOrEqual(0);
+    expect(chown).toBeLessThan(warmAt);
+    // Node writes its cache files mode 0600; COPY --from gives them to root.
+    expect(build.instructions[warmAt]?.raw).toMatch(new RegExp(`chmod -R a\\+rX ${cacheDir}\\s*$`));
+    const cacheCopy = runtime.instructions.find((i) => i.keyword === 'COPY' && i.args.includes(cacheDir!));
+    expect(cacheCopy?.args.some((a) => a.startsWith('--chown'))).toBe(false);
+  });
+
+  it('runtime stage copies the build output and installs no npm package', () => {
     const copies = runtime.instructions.filter((i) => i.keyword === 'COPY').map((i) => i.args.join(' '));
     expect(copies.every((c) => c.startsWith('--from='))).toBe(true);
     expect(copies.some((c) => / \.\/dist$/.test(c))).toBe(true);
@@ -100,11 +136,42 @@ describe('Dockerfile: runtime stage', () => {
     expect(runtimeEnv).not.toHaveProperty('NODE_EXTRA_CA_CERTS');
   });
 
-  it('starts the built server directly with an exec-form CMD', () => {
+  it('starts the built server with an exec-form CMD under tini, which reaps orphans and passes signals on', () => {
     const cmd = lastInstruction(runtime, 'CMD');
     const argv = cmd ? execForm(cmd) : null;
     expect(argv).toEqual(['node', 'dist/serve.js']);
-    expect(lastInstruction(runtime, 'ENTRYPOINT')).toBeUndefined();
+    const entrypoint = execForm(lastInstruction(runtime, 'ENTRYPOINT')!);
+    // -s: still the reaper of the server's orphans when tini is not PID 1 (docker run --init, a platform init).
+    expect(entrypoint).toEqual(['/usr/bin/tini', '-s', '--']);
+    const userAt = runtime.instructions.findIndex((i) => i.keyword === 'USER');
+    const install = runtime.instructions.findIndex(
+      (i) => i.keyword === 'RUN' && /apt-get install .*\btini\b/.test(i.raw),
+    );
+    expect(install).toBeGreaterThanOrEqual(0);
+    expect(install).toBeLessThan(userAt);
+    // The package lists are not left in the layer.
+    expect(runtime.instructions[install]?.raw).toContain('rm -rf /var/lib/apt/lists/*');
+  });
+
+  it('carries OCI labels, its version the package’s', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as Record<string, string>;
+    const args = Object.fromEntries(
+      runtime.instructions
+        .filter((i) => i.keyword === 'ARG')
+        .flatMap((i) => i.args)
+        .map((a) => [a.split('=')[0], a.includes('=') ? a.slice(a.indexOf('=') + 1) : undefined]),
+    );
+    expect(args['VERSION']).toBe(pkg['version']);
+    // Re-declared without a value, so the label records the image the build actually used.
+    expect(args).toHaveProperty('NODE_IMAGE', undefined);
+    const labels = Object.fromEntries(runtime.instructions.flatMap((i) => i.labels ?? []));
+    expect(labels).toMatchObject({
+      'org.opencontainers.image.title': pkg['name'],
+      'org.opencontainers.image.description': pkg['description'],
+      'org.opencontainers.image.version': `\${VERSION}`,
+      'org.opencontainers.image.licenses': pkg['license'],
+      'org.opencontainers.image.base.name': `\${NODE_IMAGE}`,
+    });
   });
 
   it('CMD points at a file the production build produces', () => {
