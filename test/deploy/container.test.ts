@@ -225,7 +225,7 @@ describe('container simulation: the runtime stage started as CMD, with the image
     }
   });
 
-  it('answers /healthz, accepts a fire from NAS with 202, runs the job, re-arms it, and exits 0 when idle', async () => {
+  it('answers /healthz, accepts a fire from NAS with 202, runs the job, re-arms it, and exits 0 when idle despite health checks', async () => {
     // The job exists before the process starts, as on a volume that already holds state.
     const now = Date.now();
     const store = await FileStore.open({ dir: dataDir });
@@ -264,9 +264,21 @@ describe('container simulation: the runtime stage started as CMD, with the image
       expect(delivery.status).toBe(202);
       expect(delivery.body).toMatchObject({ status: 'accepted', job_id: JOB_ID });
 
+      // Fly's health check meanwhile, far more often than the 2 s idle limit: were it counted as
+      // activity, the countdown would restart at every check and the process would never exit.
+      let healthAnswers = 0;
+      const checking = (async () => {
+        while (chronos.child.exitCode === null) {
+          if (await healthy(port, chronos).catch(() => false)) healthAnswers += 1;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      })();
+
       // Exit 0 on its own once idle, with the next occurrence armed at NAS.
       const exit = await withTimeout('idle exit', chronos.exited, 15_000);
       expect(exit).toEqual({ code: 0, signal: null });
+      await checking;
+      expect(healthAnswers).toBeGreaterThanOrEqual(3);
     } finally {
       if (chronos.child.exitCode === null) chronos.child.kill('SIGKILL');
     }

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES } from '../../src/config/config.js';
 import { loadConfig } from '../../src/config/load.js';
+import { HEALTH_PATH } from '../../src/http/server.js';
 import {
   durationSeconds,
+  REPO_ROOT,
   readDockerfile,
   readFlyToml,
   SECRET_NAME,
@@ -64,13 +66,12 @@ describe('fly.toml: shutdown, service and storage', () => {
     expect(concurrency['hard_limit']).toBeGreaterThanOrEqual(concurrency['soft_limit'] as number);
   });
 
-  it('checks /healthz less often than the idle exit, so checks cannot keep the Machine awake', () => {
+  it('checks exactly the path the server leaves out of the idle countdown, so checks cannot keep the Machine awake', () => {
     const checks = http['checks'] as Toml[];
-    const check = checks.find((c) => c['path'] === '/healthz');
-    expect(check, 'an HTTP check on /healthz').toBeDefined();
+    // The exemption compares the whole request URL: `/healthz?from=fly` would count as activity.
+    const check = checks.find((c) => c['path'] === HEALTH_PATH);
+    expect(check, `an HTTP check on ${HEALTH_PATH}`).toBeDefined();
     expect(String(check?.['method'] ?? 'GET').toUpperCase()).toBe('GET');
-    const idle = Number(env['CHRONOS_IDLE_EXIT_SECONDS']);
-    expect(durationSeconds(check?.['interval'])).toBeGreaterThan(idle);
     expect(durationSeconds(check?.['timeout'])).toBeLessThan(durationSeconds(check?.['interval']));
   });
 
@@ -114,5 +115,47 @@ describe('fly.toml: [env] agrees with the configuration schema', () => {
 
   it('keeps every value a string, as Fly passes them to the process', () => {
     for (const [name, value] of Object.entries(env)) expect(typeof value, name).toBe('string');
+  });
+});
+
+describe('fly.builtin.toml: always on, without NAS', () => {
+  const builtin = readFlyToml(`${REPO_ROOT}fly.builtin.toml`);
+  const builtinEnv = table(builtin['env']) as Record<string, string>;
+  const builtinHttp = table(builtin['http_service']);
+
+  it('keeps one Machine running and never lets the proxy stop it', () => {
+    expect(builtinHttp['auto_stop_machines']).toBe('off');
+    expect(builtinHttp['auto_start_machines']).toBe(true);
+    expect(builtinHttp['min_machines_running']).toBe(1);
+  });
+
+  it('asks for the builtin provider and sets no NAS variable and no secret', () => {
+    expect(builtinEnv['CHRONOS_PROVIDER']).toBe('builtin');
+    const nas = Object.keys(builtinEnv).filter((name) =>
+      /^CHRONOS_(PORTAL|CALLBACK|JWKS|EXPECTED_AUDIENCE|FIRE_PUBLIC_KEY|ACCESS_TOKEN)/.test(name),
+    );
+    expect(nas).toEqual([]);
+    expect(Object.keys(builtinEnv).filter((name) => SECRET_NAME.test(name))).toEqual([]);
+    const known = new Set<string>(CONFIG_VARIABLES);
+    expect(Object.keys(builtinEnv).filter((name) => !known.has(name))).toEqual([]);
+  });
+
+  it('is a valid configuration on its own, with the builtin provider and no idle exit', () => {
+    const dockerEnv = stageEnv(readDockerfile().stages.at(-1)!);
+    const config = loadConfig({ ...dockerEnv, ...builtinEnv });
+    expect(config.provider).toBe('builtin');
+    expect(config.host).toBe('0.0.0.0');
+    expect(config.idleExitSeconds).toBe(0);
+  });
+
+  it('shares the image, the port, the volume, the health check and the shutdown timing with fly.toml', () => {
+    expect(table(builtin['build'])['dockerfile']).toBe(table(fly['build'])['dockerfile']);
+    expect(builtinHttp['internal_port']).toBe(http['internal_port']);
+    expect(builtin['mounts']).toEqual(fly['mounts']);
+    expect((builtinHttp['checks'] as Toml[]).map((c) => c['path'])).toEqual([HEALTH_PATH]);
+    expect(builtin['kill_signal']).toBe('SIGTERM');
+    const grace = Number(builtinEnv['CHRONOS_SHUTDOWN_GRACE_SECONDS'] ?? DEFAULT_GRACE_SECONDS);
+    expect(durationSeconds(builtin['kill_timeout'])).toBeGreaterThanOrEqual(grace + 5);
+    expect(builtin['restart']).toEqual(fly['restart']);
   });
 });
