@@ -229,3 +229,24 @@ describe('.dockerignore', () => {
     }
   });
 });
+
+describe('.env.example beside the image', () => {
+  const example = readFileSync(join(REPO_ROOT, '.env.example'), 'utf8');
+  const active = Object.fromEntries(
+    [...example.matchAll(/^([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]),
+  );
+
+  it('leaves uncommented nothing that would undo what the image sets, if given to it as an env file', () => {
+    const imageConfig = Object.entries(runtimeEnv).filter(([name]) =>
+      (CONFIG_VARIABLES as readonly string[]).includes(name),
+    );
+    expect(imageConfig.length).toBeGreaterThan(0);
+    for (const [name, value] of imageConfig) if (name in active) expect(active[name], name).toBe(value);
+  });
+
+  it('reads the same under `docker run --env-file` as under `node --env-file`: bare values only', () => {
+    for (const [name, value] of Object.entries(active)) {
+      expect(value, name).not.toMatch(/^["']|\s#|^\s|\s$/);
+    }
+  });
+});
