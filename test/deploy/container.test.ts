@@ -21,7 +21,8 @@ import {
 } from './deploy-files.js';
 
 /**
- * The image cannot be built here (no Docker engine), so this reproduces what it would run: the files
+ * The normal suite needs no container engine (`npm run test:image` builds and checks the real image), so
+ * this reproduces what the image would run: the files
  * the runtime stage copies, laid out under a temp directory standing in for WORKDIR, started with the
  * CMD's argv from that directory, with the Dockerfile's ENV and fly.toml's [env]. Only what must differ
  * on a developer machine is overridden: the data directory, the port, loopback, and the NAS settings
