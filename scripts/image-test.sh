@@ -12,7 +12,9 @@
 #   CHRONOS_IMAGE_RUNNER  docker (default), podman, or a script that runs the image like `docker run`:
 #                         called as RUNNER [-e K=V]... [-v HOSTDIR:DIR] [-- ARGV...] with the image in
 #                         $IMAGE, ARGV replacing both ENTRYPOINT and CMD, none meaning the image's own
-#   CHRONOS_IMAGE_INSPECT command printing the image's JSON config (default: RUNNER image inspect)
+#   CHRONOS_IMAGE_INSPECT command printing the image's JSON config (default `RUNNER image inspect`,
+#                         which a script runner must replace, e.g. `buildah inspect --type image`)
+#   IMAGE_TEST_TIMEOUT    seconds one container run may take before it counts as hung (default 180)
 #   PROBE_ROUNDS          starts timed with and without the compile cache (default 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +74,10 @@ if [ "${SKIP_BUILD:-}" != 1 ]; then
   if [ -n "${CHRONOS_IMAGE_BUILD:-}" ]; then $CHRONOS_IMAGE_BUILD; else "$RUNNER" build -t "$IMAGE" .; fi
 fi
 CONFIG=$(inspect)
+export CONFIG RUNNER
+export -f run_image engine entrypoint config_field
+# A run that never ends (a job that never fired, a signal that was lost) fails instead of hanging.
+bounded_run() { timeout "${IMAGE_TEST_TIMEOUT:-180}" bash -c 'run_image "$@"' run_image "$@"; }
 
 echo "--- labels"
 version=$(node -p 'require("./package.json").version')
@@ -86,7 +92,7 @@ for name in title licenses base.name; do
 done
 
 echo "--- files"
-files=$(run_image --entrypoint -- sh -c 'find /app -name "*.map" | wc -l; find /app -name node_modules | wc -l; du -sk /app | cut -f1')
+files=$(bounded_run --entrypoint -- sh -c 'find /app -name "*.map" | wc -l; find /app -name node_modules | wc -l; du -sk /app | cut -f1')
 read -r maps modules appkb <<<"$(echo $files)"
 [ "$maps" = 0 ] && pass "no source maps under /app" || fail "$maps source maps under /app"
 [ "$modules" = 0 ] && pass "no node_modules under /app" || fail "node_modules under /app"
@@ -94,7 +100,7 @@ echo "      /app holds ${appkb} KiB"
 
 echo "--- compile cache, read as the image's user (NODE_DEBUG_NATIVE=COMPILE_CACHE)"
 # Passed as a data: URL, so that no runner has to quote a multi-line argument.
-probe=$(run_image -e "PROBE_ROUNDS=${PROBE_ROUNDS:-7}" --entrypoint -- \
+probe=$(bounded_run -e "PROBE_ROUNDS=${PROBE_ROUNDS:-7}" --entrypoint -- \
   node -e "import('data:text/javascript;base64,$(base64 -w0 scripts/image-probe.mjs)')")
 echo "      $probe"
 check() { node -e "const p = JSON.parse(process.argv[1]); process.exit(($1) ? 0 : 1)" "$probe"; }
@@ -126,7 +132,7 @@ zombie_run() {
 EOF
   chown -R 1000:1000 "$dir" 2>/dev/null || chmod -R a+rwX "$dir"
   local status=0
-  run_image -e CHRONOS_PROVIDER=builtin -e CHRONOS_JOBS_FILE=/data/jobs.json -e LOG_LEVEL=warn \
+  bounded_run -e CHRONOS_PROVIDER=builtin -e CHRONOS_JOBS_FILE=/data/jobs.json -e LOG_LEVEL=warn \
     -v "$dir:/data" "$@" >"$dir/log" 2>&1 || status=$?
   echo "$status $(cat "$dir/zombies" 2>/dev/null || echo '?') $(cat "$dir/pid1" 2>/dev/null)"
   rm -rf "$dir"
