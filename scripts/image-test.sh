@@ -106,7 +106,7 @@ echo "      $probe"
 check() { node -e "const p = JSON.parse(process.argv[1]); process.exit(($1) ? 0 : 1)" "$probe"; }
 check 'p.uid !== 0' && pass "runs as a non-root uid" || fail "probe ran as root"
 check 'p.debugExit.code === 0' && pass "server exits 0 on SIGTERM" || fail "server exit: $(node -p 'JSON.stringify(JSON.parse(process.argv[1]).debugExit)' "$probe")"
-check 'p.cache.dir && p.cache.dir.endsWith("-" + p.uid)' && pass "cache directory is the one for uid's cache: $(node -p 'JSON.parse(process.argv[1]).cache.dir' "$probe")" \
+check 'p.cache.dir && p.cache.dir.endsWith("-" + p.uid)' && pass "cache directory is the image user's: $(node -p 'JSON.parse(process.argv[1]).cache.dir' "$probe")" \
   || fail "cache directory is not the image user's"
 check 'p.cache.problems.length === 0' && pass "no compile cache errors" || fail "compile cache errors: $(node -p 'JSON.parse(process.argv[1]).cache.problems.join("; ")' "$probe")"
 check 'p.cache.accepted.some((u) => u.endsWith("/dist/serve.js"))' && pass "dist/serve.js compiled from the cache" \
