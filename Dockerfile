@@ -91,7 +91,8 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
-# Liveness only (no I/O behind /healthz). Exec form, so PORT is read by Node, not by a shell.
+# Liveness only: no I/O behind /healthz, and the server leaves it out of the idle countdown, so
+# checks cannot keep a scale-to-zero Chronos awake. Exec form, so PORT is read by Node, not a shell.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
