@@ -7,6 +7,7 @@ import { missingNasSettings } from './config/config.js';
 import { loadConfig } from './config/load.js';
 import { isChronosError } from './errors.js';
 import { createFireTokenVerifier } from './fire/token.js';
+import { connectionCap, descriptorLimit } from './http/limits.js';
 import { buildServer } from './http/server.js';
 import type { NasClient } from './nas/nas.js';
 import { checkTokenSourceSync } from './nas/token-source.js';
@@ -171,15 +172,19 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   });
 
   let draining = false;
+  const maxConnections = connectionCap(descriptorLimit());
   const app = await buildServer({
     logger,
     activity,
+    trustProxy: config.trustProxy,
+    maxConnections,
     fire: {
       store,
       clock,
       logger,
       verifier,
       owner,
+      expectedToken: { audience: config.expectedAudience, issuer: config.portalUrl },
       rateLimit: { max: config.fireRateLimit, timeWindowMs: 1_000 },
       draining: () => (draining ? Math.max(1, config.shutdownGraceSeconds) : null),
       onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
@@ -253,7 +258,10 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     typeof address === 'object' && address
       ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
       : String(address);
-  logger.info({ url, provider: provider.name, version: VERSION, data_dir: dataDir }, 'chronos listening');
+  logger.info(
+    { url, provider: provider.name, version: VERSION, data_dir: dataDir, max_connections: maxConnections },
+    'chronos listening',
+  );
 
   if (options.handleSignals ?? true) {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {

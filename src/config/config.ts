@@ -19,8 +19,10 @@ export interface Config {
   idleExitSeconds: number;
   shutdownGraceSeconds: number;
   allowCommands: boolean;
-  /** Fire requests per second accepted from one client address (SPEC §2 row 2); benchmarks raise it. */
+  /** Verified fires per second accepted from one client address (docs/contract.md, row 3); benchmarks raise it. */
   fireRateLimit: number;
+  /** Which proxies' X-Forwarded-For names the client (false: the TCP peer is the client). */
+  trustProxy: boolean | number | string[];
 }
 
 /** Every variable loadConfig reads, with its default and meaning; .env.example and docs are checked against it. */
@@ -44,6 +46,7 @@ export const CONFIG_VARIABLES = [
   'CHRONOS_SHUTDOWN_GRACE_SECONDS',
   'CHRONOS_ALLOW_COMMANDS',
   'CHRONOS_FIRE_RATE_LIMIT',
+  'CHRONOS_TRUST_PROXY',
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 

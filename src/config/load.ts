@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import * as z from 'zod/mini';
 import { ChronosError } from '../errors.js';
 import { parseInlinePublicKey } from '../fire/inline-key.js';
@@ -54,7 +55,45 @@ const EnvSchema = z.object({
   CHRONOS_SHUTDOWN_GRACE_SECONDS: wholeNumber(0, 3_600, '(seconds)'),
   CHRONOS_ALLOW_COMMANDS: flag,
   CHRONOS_FIRE_RATE_LIMIT: wholeNumber(1, 1_000_000, '(fire requests per second per client address)'),
+  CHRONOS_TRUST_PROXY: z.optional(
+    z.pipe(
+      z.string(),
+      z.transform((value, ctx) => {
+        const parsed = parseTrustProxy(value);
+        if (typeof parsed === 'string') {
+          ctx.issues.push({ code: 'custom', input: value, message: parsed });
+          return z.NEVER;
+        }
+        return parsed;
+      }),
+    ),
+  ),
 });
+
+/**
+ * true/false, a hop count, or comma-separated proxy addresses and CIDRs (what Fastify's trustProxy takes).
+ * Returns the setting, or a message saying what is wrong.
+ */
+export function parseTrustProxy(value: string): boolean | number | string[] | string {
+  const v = value.trim().toLowerCase();
+  // "1" is a hop count here, not a boolean: Fastify reads a number as hops.
+  if (v === 'true' || v === 'yes') return true;
+  if (v === 'false' || v === 'no' || v === '0') return false;
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    return hops >= 1 && hops <= 32 ? hops : 'a hop count must be between 1 and 32';
+  }
+  const entries = value.split(',').map((e) => e.trim());
+  for (const entry of entries) {
+    const [address, prefix, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    const max = family === 4 ? 32 : 128;
+    const prefixOk = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= max);
+    if (family === 0 || !prefixOk || extra !== undefined)
+      return `"${entry}" is not an IP address or CIDR; use true, false, a hop count, or comma-separated addresses/CIDRs (e.g. 10.0.0.0/8,fdaa::/16)`;
+  }
+  return entries;
+}
 
 export const DEFAULT_DATA_DIR = '.chronos-data';
 /** Generous because NAS is one client that may burst. */
@@ -140,6 +179,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     shutdownGraceSeconds: e.CHRONOS_SHUTDOWN_GRACE_SECONDS ?? 30,
     allowCommands: e.CHRONOS_ALLOW_COMMANDS ?? false,
     fireRateLimit: e.CHRONOS_FIRE_RATE_LIMIT ?? DEFAULT_FIRE_RATE_LIMIT,
+    trustProxy: e.CHRONOS_TRUST_PROXY ?? false,
   };
 
   return Object.freeze(config);

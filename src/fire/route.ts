@@ -1,4 +1,3 @@
-import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
@@ -7,10 +6,11 @@ import { JOB_ID_PATTERN } from '../jobs/model.js';
 import { formatFireAt, parseFireAt } from '../nas/nas.js';
 import type { Owner, Store } from '../store/store.js';
 import { type AcceptedFire, claimFire } from './claim-fire.js';
+import { FixedWindowCounter, precheckFireToken, RATE_LIMITED_MSG, RefusalLog } from './guard.js';
 import type { FireTokenVerifier } from './token.js';
 
 export const FIRE_PATH = '/api/cron/fire';
-/** SPEC §2 row 1. */
+/** Row 1 of the reply table in docs/contract.md. */
 export const FIRE_BODY_LIMIT = 16 * 1024;
 export const INVALID_TOKEN_BODY = { error: 'invalid fire token' } as const;
 
@@ -20,7 +20,17 @@ export interface FireRouteDeps {
   logger: Logger;
   verifier: FireTokenVerifier;
   owner: Owner;
+  /** The claims a fire token must carry; the cheap pre-check (row 2) compares them before any signature work. */
+  expectedToken: { audience: string | undefined; issuer: string | undefined };
+  /** Row 3: verified fires accepted per client address and window; refused requests never count. */
   rateLimit: { max: number; timeWindowMs: number };
+  /**
+   * Row 2: refused requests an address may send per window before its next ones are pre-checked: those
+   * that cannot be a token NAS minted for us are refused without a signature check. Default 10 per second.
+   */
+  refusalLimit?: { max: number; timeWindowMs: number };
+  /** Where refusals are logged (aggregated); one is made from `logger` when absent and flushed on close. */
+  refusalLog?: RefusalLog;
   /** Row 5: the service is shutting down; NAS should retry after this many seconds. */
   draining(): number | null;
   /** Rows 6, 7: the job is gone or inactive; cancel its arm at NAS in the background. */
@@ -55,111 +65,131 @@ export function parseFireBody(
 
 export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDeps): Promise<void> {
   await app.register(async (scope) => {
-    // Keep the body raw: JSON is parsed in the handler, after the token check (rows 3 before 4).
+    // Keep the body raw: JSON is parsed in the handler, after the token check (rows 2 and 3 before 4).
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: FIRE_BODY_LIMIT }, (_req, body, done) =>
       done(null, body),
     );
-    await scope.register(rateLimit, {
-      global: false,
-      hook: 'preHandler',
-      addHeadersOnExceeding: {
-        'x-ratelimit-limit': false,
-        'x-ratelimit-remaining': false,
-        'x-ratelimit-reset': false,
-      },
-    });
+    const verified = new FixedWindowCounter(deps.clock, deps.rateLimit.timeWindowMs);
+    const refusalLimit = deps.refusalLimit ?? DEFAULT_REFUSAL_LIMIT;
+    const refused = new FixedWindowCounter(deps.clock, refusalLimit.timeWindowMs);
+    const refusalLog =
+      deps.refusalLog ??
+      new RefusalLog({ clock: deps.clock, warn: (obj, msg) => deps.logger.warn(obj, msg) });
+    scope.addHook('onClose', async () => refusalLog.close());
 
-    scope.post(
-      FIRE_PATH,
-      {
-        bodyLimit: FIRE_BODY_LIMIT,
-        config: { rateLimit: { max: deps.rateLimit.max, timeWindow: deps.rateLimit.timeWindowMs } },
-      },
-      async (request, reply) => {
-        const log = deps.logger;
-        const verdict = await deps.verifier.verify(request.headers.authorization);
-        if (!verdict.ok) {
-          log.warn(
-            { code: verdict.code, detail: verdict.detail, ip: request.ip },
-            'fire refused: invalid token',
+    scope.post(FIRE_PATH, { bodyLimit: FIRE_BODY_LIMIT }, async (request, reply) => {
+      const log = deps.logger;
+      const ip = request.ip;
+      const authorization = request.headers.authorization;
+      // Row 2. An address that keeps sending refused tokens has its next implausible ones refused from
+      // their text alone; a plausible token is still verified, so NAS's own fires from a shared address
+      // (a proxy, a NAT) always reach the signature check.
+      if (refused.count(ip) >= refusalLimit.max) {
+        const cause = precheckFireToken(authorization, { ...deps.expectedToken, now: deps.clock.now() });
+        if (cause !== null) {
+          refused.hit(ip);
+          refusalLog.record(
+            cause,
+            ip,
+            'refused without a signature check: too many refusals from this address',
           );
           return reply.code(401).send(INVALID_TOKEN_BODY);
         }
-        const fire = parseFireBody(request.body as Buffer | undefined);
-        if (typeof fire === 'string') return reply.code(400).send({ error: 'bad_request', message: fire });
+      }
+      const verdict = await deps.verifier.verify(authorization);
+      if (!verdict.ok) {
+        refused.hit(ip);
+        refusalLog.record(verdict.code, ip, verdict.detail);
+        return reply.code(401).send(INVALID_TOKEN_BODY);
+      }
+      // Row 3: only verified fires spend this budget; junk from the same address cannot exhaust it.
+      if (verified.hit(ip) > deps.rateLimit.max) {
+        const seconds = Math.ceil(verified.remainingMs() / 1000);
+        refusalLog.record('rate_limited', ip, undefined, RATE_LIMITED_MSG);
+        reply.header('retry-after', String(seconds));
+        return reply.code(429).send({
+          error: 'rate_limited',
+          message: `more than ${deps.rateLimit.max} fires from this address in ${formatWindow(deps.rateLimit.timeWindowMs)}; deliver again in ${seconds} s`,
+        });
+      }
+      const fire = parseFireBody(request.body as Buffer | undefined);
+      if (typeof fire === 'string') return reply.code(400).send({ error: 'bad_request', message: fire });
 
-        const retryAfter = deps.draining();
-        if (retryAfter !== null)
-          return busy(reply, retryAfter, 'draining', 'shutting down; deliver again later');
+      const retryAfter = deps.draining();
+      if (retryAfter !== null)
+        return busy(reply, retryAfter, 'draining', 'shutting down; deliver again later');
 
-        const fireAtIso = fire.fire_at === undefined ? undefined : formatFireAt(fire.fire_at);
-        const now = deps.clock.now();
-        let outcome: Awaited<ReturnType<typeof claimFire>>;
-        try {
-          outcome = await claimFire(deps.store, {
-            job_id: fire.job_id,
-            fire_at: fire.fire_at,
-            trigger: 'nas',
-            now,
-            owner: deps.owner,
-            log: (obj, msg) => log.error(obj, msg),
-          });
-        } catch (err) {
-          log.error({ err, job_id: fire.job_id, fire_at: fireAtIso }, 'fire not claimed: store write failed');
-          return busy(reply, 5, 'claim_failed', 'the occurrence could not be recorded; deliver again later');
+      const fireAtIso = fire.fire_at === undefined ? undefined : formatFireAt(fire.fire_at);
+      const now = deps.clock.now();
+      let outcome: Awaited<ReturnType<typeof claimFire>>;
+      try {
+        outcome = await claimFire(deps.store, {
+          job_id: fire.job_id,
+          fire_at: fire.fire_at,
+          trigger: 'nas',
+          now,
+          owner: deps.owner,
+          log: (obj, msg) => log.error(obj, msg),
+        });
+      } catch (err) {
+        log.error({ err, job_id: fire.job_id, fire_at: fireAtIso }, 'fire not claimed: store write failed');
+        return busy(reply, 5, 'claim_failed', 'the occurrence could not be recorded; deliver again later');
+      }
+
+      const ctx = { job_id: fire.job_id, fire_at: fireAtIso };
+      switch (outcome.kind) {
+        case 'gone':
+          log.info({ ...ctx, status: 'gone' }, 'fire for an unknown job; cancelling its arm');
+          deps.onInactive(fire.job_id);
+          return reply.code(200).send({ status: 'gone' });
+        case 'inactive':
+          log.info({ ...ctx, status: 'inactive', state: outcome.job.state }, 'fire for an inactive job');
+          deps.onInactive(fire.job_id);
+          return reply.code(200).send({ status: 'inactive' });
+        case 'duplicate':
+          log.info({ ...ctx, status: 'duplicate', run_id: outcome.entry.run_id }, 'duplicate fire');
+          return reply.code(200).send({ status: 'duplicate' });
+        case 'stale':
+          log.info(
+            { ...ctx, status: 'stale', next_run_at: iso(outcome.job.next_run_at) },
+            'stale fire; re-arming',
+          );
+          deps.onStale(outcome.job);
+          return reply.code(200).send({ status: 'stale' });
+        case 'early':
+          log.info({ ...ctx, status: 'early', retry_after: outcome.retryAfterSeconds }, 'fire arrived early');
+          reply.header('retry-after', String(outcome.retryAfterSeconds));
+          return reply.code(425).send({ error: 'too_early', retry_after: outcome.retryAfterSeconds });
+        case 'accepted': {
+          const { accepted } = outcome;
+          const atIso = formatFireAt(accepted.fire_at);
+          log.info(
+            {
+              job_id: accepted.job.id,
+              fire_at: atIso,
+              run_id: accepted.run_id,
+              recovered: accepted.recovered,
+            },
+            'fire accepted',
+          );
+          reply
+            .code(202)
+            .send({ status: 'accepted', job_id: accepted.job.id, fire_at: atIso, run_id: accepted.run_id });
+          // Arm-then-run happens after the reply is on the wire; NAS must not wait for the run.
+          setImmediate(() => deps.onAccepted(accepted));
+          return reply;
         }
-
-        const ctx = { job_id: fire.job_id, fire_at: fireAtIso };
-        switch (outcome.kind) {
-          case 'gone':
-            log.info({ ...ctx, status: 'gone' }, 'fire for an unknown job; cancelling its arm');
-            deps.onInactive(fire.job_id);
-            return reply.code(200).send({ status: 'gone' });
-          case 'inactive':
-            log.info({ ...ctx, status: 'inactive', state: outcome.job.state }, 'fire for an inactive job');
-            deps.onInactive(fire.job_id);
-            return reply.code(200).send({ status: 'inactive' });
-          case 'duplicate':
-            log.info({ ...ctx, status: 'duplicate', run_id: outcome.entry.run_id }, 'duplicate fire');
-            return reply.code(200).send({ status: 'duplicate' });
-          case 'stale':
-            log.info(
-              { ...ctx, status: 'stale', next_run_at: iso(outcome.job.next_run_at) },
-              'stale fire; re-arming',
-            );
-            deps.onStale(outcome.job);
-            return reply.code(200).send({ status: 'stale' });
-          case 'early':
-            log.info(
-              { ...ctx, status: 'early', retry_after: outcome.retryAfterSeconds },
-              'fire arrived early',
-            );
-            reply.header('retry-after', String(outcome.retryAfterSeconds));
-            return reply.code(425).send({ error: 'too_early', retry_after: outcome.retryAfterSeconds });
-          case 'accepted': {
-            const { accepted } = outcome;
-            const atIso = formatFireAt(accepted.fire_at);
-            log.info(
-              {
-                job_id: accepted.job.id,
-                fire_at: atIso,
-                run_id: accepted.run_id,
-                recovered: accepted.recovered,
-              },
-              'fire accepted',
-            );
-            reply
-              .code(202)
-              .send({ status: 'accepted', job_id: accepted.job.id, fire_at: atIso, run_id: accepted.run_id });
-            // Arm-then-run happens after the reply is on the wire; NAS must not wait for the run.
-            setImmediate(() => deps.onAccepted(accepted));
-            return reply;
-          }
-        }
-      },
-    );
+      }
+    });
   });
+}
+
+/** Row 2's default: ten refusals per address and second are verified in full before pre-checking starts. */
+export const DEFAULT_REFUSAL_LIMIT = { max: 10, timeWindowMs: 1_000 } as const;
+
+function formatWindow(ms: number): string {
+  return ms === 1_000 ? '1 s' : `${ms / 1000} s`;
 }
 
 function busy(reply: FastifyReply, seconds: number, error: string, message: string): FastifyReply {

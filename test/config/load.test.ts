@@ -60,6 +60,7 @@ describe('loadConfig defaults', () => {
       shutdownGraceSeconds: 30,
       allowCommands: false,
       fireRateLimit: DEFAULT_FIRE_RATE_LIMIT,
+      trustProxy: false,
     } satisfies Config);
   });
 
@@ -103,6 +104,7 @@ describe('loadConfig parses every variable', () => {
       CHRONOS_SHUTDOWN_GRACE_SECONDS: '15',
       CHRONOS_ALLOW_COMMANDS: 'true',
       CHRONOS_FIRE_RATE_LIMIT: '5000',
+      CHRONOS_TRUST_PROXY: '10.0.0.0/8, fdaa::/16,127.0.0.1',
     };
     // Every variable loadConfig owns is exercised here or, for the two either-or alternatives, in the next test.
     const alternatives = ['CHRONOS_FIRE_PUBLIC_KEY', 'CHRONOS_ACCESS_TOKEN'];
@@ -127,6 +129,7 @@ describe('loadConfig parses every variable', () => {
       shutdownGraceSeconds: 15,
       allowCommands: true,
       fireRateLimit: 5000,
+      trustProxy: ['10.0.0.0/8', 'fdaa::/16', '127.0.0.1'],
     } satisfies Config);
   });
 
@@ -187,10 +190,28 @@ describe('loadConfig refuses bad values, naming the variable and the fix', () =>
     ],
     ['CHRONOS_ALLOW_COMMANDS', 'maybe', /CHRONOS_ALLOW_COMMANDS="maybe": must be true or false/],
     ['CHRONOS_FIRE_RATE_LIMIT', '0', /CHRONOS_FIRE_RATE_LIMIT="0": must be between 1 and 1000000/],
+    ['CHRONOS_TRUST_PROXY', 'fly', /CHRONOS_TRUST_PROXY="fly": "fly" is not an IP address or CIDR; use true/],
+    [
+      'CHRONOS_TRUST_PROXY',
+      '10.0.0.0/33',
+      /CHRONOS_TRUST_PROXY=.*"10.0.0.0\/33" is not an IP address or CIDR/,
+    ],
+    ['CHRONOS_TRUST_PROXY', '64', /CHRONOS_TRUST_PROXY="64": a hop count must be between 1 and 32/],
   ])('%s=%s', (name, value, pattern) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(pattern);
+  });
+
+  it.each([
+    ['true', true],
+    ['no', false],
+    ['0', false],
+    ['1', 1],
+    ['2', 2],
+    ['::1', ['::1']],
+  ] as const)('CHRONOS_TRUST_PROXY=%s is read as %j', (value, expected) => {
+    expect(loadConfig({ CHRONOS_TRUST_PROXY: value }).trustProxy).toEqual(expected);
   });
 
   it('never echoes a secret in the message', () => {

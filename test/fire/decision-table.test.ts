@@ -2,8 +2,9 @@
  * SPEC §2, the fire endpoint's decision table, through app.inject() against the real route, a real
  * verifier fed by a loopback JWKS server, and real stores. Rows → describe blocks:
  *   row 1  "row 1: body over 16 KiB"            row 7  "row 7: inactive job"
- *   row 2  "row 2: rate limit"                  row 8  "row 8: duplicate occurrence"
- *   row 3  "row 3: token before body" (every cause: token-refusals.test.ts)
+ *   row 2  "row 2: token before body", "row 2: refused tokens are limited on their own"
+ *          (every cause: token-refusals.test.ts)  row 8  "row 8: duplicate occurrence"
+ *   row 3  "row 3: rate limit on verified fires"
  *   row 4  "row 4: bad body"                    row 9  "row 9: stale fire"
  *   row 5  "row 5: draining"                    row 10 "row 10: early fire"
  *   row 6  "row 6: unknown job"                 row 11 "row 11: claim cannot be written"
@@ -15,7 +16,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChronosError } from '../../src/errors.js';
 import { claimFire } from '../../src/fire/claim-fire.js';
+import { DEFAULT_REFUSAL_LOG_INTERVAL_MS, REFUSALS_SUMMARY_MSG, REFUSED_MSG } from '../../src/fire/guard.js';
 import { FIRE_BODY_LIMIT } from '../../src/fire/route.js';
+import { createFireTokenVerifier, type FireTokenVerifier } from '../../src/fire/token.js';
 import type { Job } from '../../src/jobs/model.js';
 import { settleOccurrence } from '../../src/store/claim.js';
 import { FileStore } from '../../src/store/file-store.js';
@@ -32,14 +35,17 @@ import {
 } from '../helpers/build-fire-app.js';
 import {
   type FireKey,
+  fireClaims,
   generateFireKey,
+  hmacToken,
   type JwksServer,
   jwksOf,
   type MintOptions,
   mintFireToken,
   startJwksServer,
+  unsignedToken,
 } from '../helpers/fire-keys.js';
-import { flushMicrotasks } from '../helpers/manual-clock.js';
+import { flushMicrotasks, ManualClock } from '../helpers/manual-clock.js';
 import { deadOwner } from '../store/fixtures.js';
 
 /** The first `every 1m` occurrence of a job seeded at START. */
@@ -103,7 +109,7 @@ describe('row 1: body over 16 KiB', () => {
     await expectNoCallbacks(f);
   });
 
-  it('answers 413 before looking at the token (row 1 before row 3)', async () => {
+  it('answers 413 before looking at the token (row 1 before row 2)', async () => {
     const { f } = await setup();
     const res = await f.fire(undefined, 'x'.repeat(FIRE_BODY_LIMIT + 1));
     expect(res.statusCode).toBe(413);
@@ -122,36 +128,151 @@ describe('row 1: body over 16 KiB', () => {
   });
 });
 
-describe('row 2: rate limit', () => {
-  it('answers 429 with Retry-After past the limit, before the token check, and writes nothing', async () => {
-    const { f, bearer } = await setup({ rateLimit: { max: 2, timeWindowMs: 60_000 } });
-    const job = await seedJob(f.store, START, { id: 'busy' });
-    f.clock.set(T1);
-    expect((await f.fire(undefined, fireBody('busy', T1))).statusCode).toBe(401);
-    expect((await f.fire(undefined, fireBody('busy', T1))).statusCode).toBe(401);
-
-    const limited = await f.fire(await bearer(), fireBody('busy', T1));
-    expect(limited.statusCode).toBe(429);
-    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-    expect(limited.json()).toEqual({
-      error: 'rate_limited',
-      message: 'Rate limit exceeded, retry in 1 minute',
+describe('row 2: refused tokens are limited on their own', () => {
+  /** The app's verifier, counting the requests that reached a signature check. */
+  async function countingSetup(opts: FireAppOptions = {}) {
+    const clock = new ManualClock(START);
+    const verifier = createFireTokenVerifier({
+      audience: AUDIENCE,
+      issuer: ISSUER,
+      jwksUrl: jwks.url,
+      clock,
     });
+    let verified = 0;
+    const counting: FireTokenVerifier = {
+      ...verifier,
+      verify: (authorization) => {
+        verified += 1;
+        return verifier.verify(authorization);
+      },
+    };
+    const { f, bearer } = await setup({ verifier: counting, clock, ...opts });
+    return { f, bearer, verifiedCount: () => verified };
+  }
 
-    // Row 2 before row 3: a missing token is not even looked at.
-    const noToken = await f.fire(undefined, fireBody('busy', T1));
-    expect(noToken.statusCode).toBe(429);
-    expect(f.refusalCodes()).toEqual(['token_missing', 'token_missing']);
+  it('never spends the budget of verified fires: junk from the same address leaves NAS its every fire', async () => {
+    const { f, bearer } = await setup({ rateLimit: { max: 2, timeWindowMs: 60_000 } });
+    await seedJob(f.store, START, { id: 'busy' });
+    f.clock.set(T1);
+    for (let i = 0; i < 30; i++) expect((await f.fire(undefined, fireBody('busy', T1))).statusCode).toBe(401);
+    expect((await f.fire(await bearer(), fireBody('busy', T1))).statusCode).toBe(202);
+    expect((await f.fire(await bearer(), fireBody('busy', T1))).statusCode).toBe(200);
+    await flushMicrotasks();
+    expect(f.accepted).toHaveLength(1);
+  });
 
-    // Row 1 before row 2: the size check comes first.
-    expect((await f.fire(await bearer(), 'x'.repeat(FIRE_BODY_LIMIT + 1))).statusCode).toBe(413);
+  it('past the refusal budget, refuses implausible tokens without a signature check and still verifies plausible ones', async () => {
+    const { f, bearer, verifiedCount } = await countingSetup({
+      refusalLimit: { max: 3, timeWindowMs: 60_000 },
+    });
+    const job = await seedJob(f.store, START, { id: 'flood' });
+    f.clock.set(T1);
+    for (let i = 0; i < 3; i++)
+      expect((await f.fire('Bearer junk', fireBody('flood', T1))).statusCode).toBe(401);
+    expect(verifiedCount()).toBe(3);
 
+    const now = f.clock.now();
+    const implausible = [
+      undefined,
+      'Bearer junk',
+      'Basic dXNlcjpwYXNz',
+      await bearer({ aud: 'agent:someone-else' }),
+      await bearer({ iss: 'https://evil.test' }),
+      await bearer({ purpose: 'admin' }),
+      await bearer({ exp: Math.floor(now / 1000) - 3600 }),
+      await bearer({ exp: null }),
+      `Bearer ${await hmacToken(fireClaims(now, AUDIENCE, ISSUER), 'secret')}`,
+      `Bearer ${unsignedToken(fireClaims(now, AUDIENCE, ISSUER))}`,
+    ];
+    for (const authorization of implausible) {
+      const res = await f.fire(authorization, fireBody('flood', T1));
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toEqual({ error: 'invalid fire token' });
+    }
+    expect(verifiedCount()).toBe(3);
+
+    // Right claims, wrong key: it could be NAS's, so its signature is checked, and refused.
+    const stranger = await generateFireKey('ES256', key.kid);
+    const forged = `Bearer ${await mintFireToken(stranger, { now, aud: AUDIENCE, iss: ISSUER })}`;
+    expect((await f.fire(forged, fireBody('flood', T1))).statusCode).toBe(401);
+    expect(verifiedCount()).toBe(4);
     await expectNothingWritten(f.store, job);
-    await expectNoCallbacks(f);
+
+    // NAS's own fire from the same address is verified and accepted.
+    expect((await f.fire(await bearer(), fireBody('flood', T1))).statusCode).toBe(202);
+    expect(verifiedCount()).toBe(5);
+    await flushMicrotasks();
+    expect(f.accepted).toHaveLength(1);
+
+    // A new window verifies in full again.
+    await f.clock.advance(60_000);
+    await f.fire('Bearer junk', fireBody('flood', T1));
+    expect(verifiedCount()).toBe(6);
+  });
+
+  it('logs the first refusal of each cause at once and the rest as counts per interval, not a line each', async () => {
+    const { f } = await setup();
+    await seedJob(f.store, START, { id: 'noisy' });
+    f.clock.set(T1);
+    for (let i = 0; i < 200; i++) await f.fire(undefined, fireBody('noisy', T1));
+    for (let i = 0; i < 50; i++) await f.fire('Bearer junk', fireBody('noisy', T1));
+    const refusalLines = () => f.logs.filter((l) => l.msg === REFUSED_MSG || l.msg === REFUSALS_SUMMARY_MSG);
+    expect(refusalLines().map((l) => [l.msg, l.code])).toEqual([
+      [REFUSED_MSG, 'token_missing'],
+      [REFUSED_MSG, 'token_malformed'],
+    ]);
+    expect(refusalLines()[0]).toMatchObject({ level: 40, ip: '127.0.0.1' });
+
+    // The interval ends on the injected clock: one summary with every count.
+    await f.clock.advance(DEFAULT_REFUSAL_LOG_INTERVAL_MS);
+    const summary = f.logs.filter((l) => l.msg === REFUSALS_SUMMARY_MSG);
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toMatchObject({
+      refused: 250,
+      by_cause: [
+        { code: 'token_missing', ip: '127.0.0.1', count: 200 },
+        { code: 'token_malformed', ip: '127.0.0.1', count: 50 },
+      ],
+    });
+    // A new interval logs its first refusal at once again.
+    await f.fire(undefined, fireBody('noisy', T1));
+    expect(refusalLines()).toHaveLength(4);
   });
 });
 
-describe('row 3: token before body', () => {
+describe('row 3: rate limit on verified fires', () => {
+  it('answers 429 with Retry-After past the limit, after the token check, and writes nothing', async () => {
+    const { f, bearer } = await setup({ rateLimit: { max: 2, timeWindowMs: 60_000 } });
+    const job = await seedJob(f.store, START, { id: 'busy' });
+    f.clock.set(T1 - 61_000);
+    // Two verified fires (early: 425, nothing written) spend the budget.
+    expect((await f.fire(await bearer(), fireBody('busy', T1))).statusCode).toBe(425);
+    expect((await f.fire(await bearer(), fireBody('busy', T1))).statusCode).toBe(425);
+
+    await f.clock.advance(20_000);
+    const limited = await f.fire(await bearer(), fireBody('busy', T1));
+    expect(limited.statusCode).toBe(429);
+    expect(limited.headers['retry-after']).toBe('40');
+    expect(limited.json()).toEqual({
+      error: 'rate_limited',
+      message: 'more than 2 fires from this address in 60 s; deliver again in 40 s',
+    });
+    expect(f.logs.filter((l) => l.msg === 'fire refused: rate limit')).toHaveLength(1);
+
+    // Row 2 before row 3: a bad token is refused as such, not limited.
+    expect((await f.fire(undefined, fireBody('busy', T1))).statusCode).toBe(401);
+    // Row 1 before row 3: the size check comes first.
+    expect((await f.fire(await bearer(), 'x'.repeat(FIRE_BODY_LIMIT + 1))).statusCode).toBe(413);
+    await expectNothingWritten(f.store, job);
+    await expectNoCallbacks(f);
+
+    // The next window has a fresh budget.
+    f.clock.set(T1);
+    expect((await f.fire(await bearer(), fireBody('busy', T1))).statusCode).toBe(202);
+  });
+});
+
+describe('row 2: token before body', () => {
   it('answers 401 (not 400) to a bad token with a bad body, and writes nothing', async () => {
     const { f } = await setup();
     const job = await seedJob(f.store, START, { id: 'order' });
@@ -227,7 +348,7 @@ describe('row 5: draining', () => {
     await expectNoCallbacks(f);
   });
 
-  it('checks the token and the body first, and answers 503 even for an unknown job (rows 3, 4 before 5 before 6)', async () => {
+  it('checks the token and the body first, and answers 503 even for an unknown job (rows 2, 4 before 5 before 6)', async () => {
     const { f, bearer } = await setup();
     f.setDraining(3);
     expect((await f.fire(undefined, fireBody('x', T1))).statusCode).toBe(401);

@@ -1,12 +1,12 @@
 /*
- * SPEC §2 row 3: every token failure answers 401 with the same body `{"error":"invalid fire token"}`,
- * logs its cause under a stable code, and changes nothing. Through app.inject() against the real route,
- * with a real verifier reading the JWKS from a loopback server (RS256 key), plus the inline-key source
- * (EdDSA PEM, ES256 JWK) for the key-confusion attacks.
- *   "row 3: refused tokens"         one test per cause (it.each)
- *   "row 3: clock leeway"           exp / nbf accepted within 30 s, refused beyond
- *   "row 3: unknown kid"            one refresh, cooldown, single flight, rotation
- *   "row 3: inline key source"      HS256 with the PEM/JWK as secret, alg none, no key source
+ * Row 2 of the reply table (docs/contract.md): every token failure answers 401 with the same body
+ * `{"error":"invalid fire token"}`, logs its cause under a stable code, and changes nothing. Through
+ * app.inject() against the real route, with a real verifier reading the JWKS from a loopback server
+ * (RS256 key), plus the inline-key source (EdDSA PEM, ES256 JWK) for the key-confusion attacks.
+ *   "row 2: refused tokens"         one test per cause (it.each)
+ *   "row 2: clock leeway"           exp / nbf accepted within 30 s, refused beyond
+ *   "row 2: unknown kid"            one refresh, cooldown, single flight, rotation
+ *   "row 2: inline key source"      HS256 with the PEM/JWK as secret, alg none, no key source
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FIRE_PATH } from '../../src/fire/route.js';
@@ -147,7 +147,7 @@ const cases: TokenCase[] = [
   ['purpose missing', 'purpose_mismatch', async (now) => bearer(await mint(now, { purpose: null }))],
 ];
 
-describe('row 3: refused tokens', () => {
+describe('row 2: refused tokens', () => {
   it.each(cases)('refuses %s with 401 and logs %s', async (_name, code, token) => {
     const { f, job } = await dueApp();
     await expectRefused(f, job, await token(f.clock.now()), code);
@@ -185,7 +185,7 @@ describe('row 3: refused tokens', () => {
   });
 });
 
-describe('row 3: clock leeway', () => {
+describe('row 2: clock leeway', () => {
   it('accepts a token that expired 29 s ago', async () => {
     const { f } = await dueApp();
     const now = f.clock.now();
@@ -215,7 +215,7 @@ describe('row 3: clock leeway', () => {
   });
 });
 
-describe('row 3: unknown kid', () => {
+describe('row 2: unknown kid', () => {
   const rotated = () => generateFireKey('RS256', `rotated-${Math.random().toString(36).slice(2)}`);
 
   it('refreshes the JWKS exactly once, then refuses; a burst within the cooldown fetches nothing more', async () => {
@@ -290,7 +290,7 @@ describe('row 3: unknown kid', () => {
   });
 });
 
-describe('row 3: inline key source', () => {
+describe('row 2: inline key source', () => {
   let ed: FireKey;
   let es: FireKey;
   beforeAll(async () => {

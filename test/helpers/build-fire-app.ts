@@ -1,6 +1,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
 import type { AcceptedFire } from '../../src/fire/claim-fire.js';
+import { REFUSALS_SUMMARY_MSG, REFUSED_MSG, RefusalLog } from '../../src/fire/guard.js';
 import { FIRE_PATH } from '../../src/fire/route.js';
 import {
   createFireTokenVerifier,
@@ -37,6 +38,8 @@ export interface FireAppOptions {
   verifierOptions?: Partial<Omit<VerifierOptions, 'clock'>>;
   /** Default: large enough never to trigger. */
   rateLimit?: { max: number; timeWindowMs: number };
+  /** Row 2; default: the route's own. */
+  refusalLimit?: { max: number; timeWindowMs: number };
   plugins?: ServerDeps['plugins'];
   owner?: Owner;
   activity?: Activity;
@@ -65,8 +68,13 @@ export interface FireApp {
     body: unknown,
     headers?: Record<string, string>,
   ): Promise<LightMyRequestResponse>;
-  /** The stable codes logged for refused tokens, oldest first. */
+  /**
+   * The stable codes of refused tokens, oldest first: the first of each cause is logged at once, the rest are
+   * counted in the interval summary, which this flushes (so codes after the first come grouped by cause).
+   */
   refusalCodes(): string[];
+  /** Writes the pending refusal summary now, as the interval timer would. */
+  flushRefusals(): void;
   close(): Promise<void>;
 }
 
@@ -92,6 +100,7 @@ export async function buildFireApp(options: FireAppOptions = {}): Promise<FireAp
   const accepted: AcceptedFire[] = [];
   const events: string[] = [];
   let drainingSeconds: number | null = null;
+  const refusalLog = new RefusalLog({ clock, warn: (obj, msg) => logger.warn(obj, msg) });
 
   const app = await buildServer({
     logger,
@@ -102,7 +111,13 @@ export async function buildFireApp(options: FireAppOptions = {}): Promise<FireAp
       logger,
       verifier,
       owner,
+      expectedToken: {
+        audience: options.verifierOptions?.audience ?? AUDIENCE,
+        issuer: options.verifierOptions?.issuer ?? ISSUER,
+      },
       rateLimit: options.rateLimit ?? { max: 100_000, timeWindowMs: 60_000 },
+      ...(options.refusalLimit ? { refusalLimit: options.refusalLimit } : {}),
+      refusalLog,
       draining: () => drainingSeconds,
       onInactive: (jobId) => void inactive.push(jobId),
       onStale: (job) => void stale.push(job),
@@ -147,8 +162,19 @@ export async function buildFireApp(options: FireAppOptions = {}): Promise<FireAp
       });
     },
     refusalCodes() {
-      return logs.filter((l) => l.msg === 'fire refused: invalid token').map((l) => String(l.code));
+      refusalLog.flush();
+      const codes: string[] = [];
+      for (const line of logs) {
+        if (line.msg === REFUSED_MSG) codes.push(String(line.code));
+        if (line.msg === REFUSALS_SUMMARY_MSG) {
+          // Each cause's first refusal of the interval was logged on its own line already.
+          for (const c of line['by_cause'] as Array<{ code: string; count: number }>)
+            if (c.code !== 'rate_limited') codes.push(...Array<string>(c.count - 1).fill(c.code));
+        }
+      }
+      return codes;
     },
+    flushRefusals: () => refusalLog.flush(),
     close: () => app.close(),
   };
 }

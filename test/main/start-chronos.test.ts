@@ -134,7 +134,7 @@ describe('startChronos (in-process composition root)', () => {
     await clock.advance(1_000);
     expect(stopped).toBe(false);
     const refused = await fetch(`${current.url}/api/cron/fire`, { method: 'POST' }).catch(() => undefined);
-    expect(refused?.status).toBe(401); // authentication (row 3) is checked before the drain (row 5)
+    expect(refused?.status).toBe(401); // authentication (row 2) is checked before the drain (row 5)
 
     release?.();
     await shutdown;
