@@ -45,6 +45,13 @@ export const COMMANDS_REFUSED_ERROR =
   'command targets are disabled: set CHRONOS_ALLOW_COMMANDS=true or declare the job in the jobs file';
 export const JOB_REMOVED_ERROR = 'job was removed before the run started';
 const ERROR_LIMIT_BYTES = 2048;
+/**
+ * A target that could not start for a reason inside Chronos (EMFILE, ENFILE, ENOMEM, EAGAIN) is started
+ * again after 250 ms, 500 ms, 1 s… (at most 5 s apart) for as long as the run's own timeout allows.
+ */
+export const LOCAL_RETRY_BASE_MS = 250;
+export const LOCAL_RETRY_MAX_MS = 5_000;
+export const LOCAL_RETRY_MSG = 'run could not start for a reason inside Chronos; retrying';
 
 interface ActiveRun {
   run_id: string;
@@ -298,7 +305,55 @@ export class JobRunner {
         retryable: false,
       };
     }
-    const timeoutSeconds = runTimeoutMs(job) / 1000;
+    const deadline = this.clock.now() + runTimeoutMs(job);
+    const fields = { job_id: job.id, fire_at: iso(occ.fire_at), run_id: occ.run_id };
+    for (let local = 1; ; local++) {
+      const outcome = await this.executeOnce(occ, active, Math.max(1, deadline - this.clock.now()));
+      const code = outcome.result.internal;
+      if (code === undefined) {
+        if (local > 1)
+          this.logger.info({ ...fields, local_attempts: local }, 'run started after local retries');
+        return outcome;
+      }
+      // Descriptors or memory ran out in this process: the job did nothing wrong, and the occurrence is
+      // already claimed, so giving up now would lose it. Start it again while its timeout allows.
+      const delay = Math.min(LOCAL_RETRY_MAX_MS, LOCAL_RETRY_BASE_MS * 2 ** (local - 1));
+      const signal = active.controller.signal;
+      if (signal.aborted || this.clock.now() + delay >= deadline) {
+        this.logger.error(
+          { ...fields, code, local_attempts: local },
+          'run could not start inside Chronos; giving up',
+        );
+        const error = `${outcome.result.error ?? code} (inside Chronos: ${local} local attempts within the run timeout)`;
+        return { result: { ...outcome.result, error }, retryable: true };
+      }
+      this.logger.warn({ ...fields, code, local_attempt: local, retry_in_ms: delay }, LOCAL_RETRY_MSG);
+      await this.pause(delay, signal);
+    }
+  }
+
+  /** Waits `ms` on the run clock; an abort (replace, shutdown) ends the wait at once. */
+  private pause(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const onAbort = () => {
+        this.clock.clearTimeout(timer);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private async executeOnce(
+    occ: Occurrence,
+    active: ActiveRun,
+    timeoutMs: number,
+  ): Promise<{ result: TargetResult; retryable: boolean }> {
+    const { job } = occ;
+    const { target } = job;
     try {
       const { executeTarget } = await loadTargets();
       const result = await executeTarget(
@@ -309,7 +364,7 @@ export class JobRunner {
           run_id: occ.run_id,
           attempt: occ.attempt,
           signal: active.controller.signal,
-          timeoutMs: timeoutSeconds * 1000,
+          timeoutMs,
           outputLimitBytes: this.outputLimitBytes,
           clock: this.clock,
         },

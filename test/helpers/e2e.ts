@@ -161,6 +161,8 @@ export interface StackOptions {
   emulator?: Omit<EmulatorOptions, 'log' | 'deliverVia'>;
   /** Applied before anything starts. */
   faults?: Partial<FaultSwitches>;
+  /** The argv that starts Chronos, from node and the bundle (default `[node, bundle]`), e.g. to lower a ulimit. */
+  command?: (node: string, bundle: string) => string[];
 }
 
 export interface Stack {
@@ -170,6 +172,8 @@ export interface Stack {
   dataDir: string;
   /** The proxy's URL: Chronos's public (callback) URL. */
   url: string;
+  /** Where the Chronos process itself listens (while it runs), bypassing the wake proxy. */
+  direct: { host: string; port: number };
   logs(): ChronosLog[];
   logsWith(msg: string): ChronosLog[];
   /** GET requests the JWKS endpoint received (it is served through a counting relay). */
@@ -289,7 +293,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
   const proxy = await startWakeProxy({
     target: { host: '127.0.0.1', port: targetPort },
-    command: [process.execPath, await bundleSnapshot()],
+    command: (options.command ?? ((node, bundle) => [node, bundle]))(
+      process.execPath,
+      await bundleSnapshot(),
+    ),
     env,
     cwd: dataDir,
     listenPort: proxyPort,
@@ -311,6 +318,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     recorder,
     dataDir,
     url,
+    direct: { host: '127.0.0.1', port: targetPort },
     logs: () => [...logs],
     logsWith: (msg) => logs.filter((l) => l.msg === msg),
     jwksRequests: () => jwksCount,

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -10,6 +11,8 @@ import {
   INTERRUPTED_ERROR,
   JOB_REMOVED_ERROR,
   JobRunner,
+  LOCAL_RETRY_BASE_MS,
+  LOCAL_RETRY_MSG,
   retryDelayMs,
 } from '../../src/run/runner.js';
 import {
@@ -549,6 +552,96 @@ describe('JobRunner: command targets', () => {
     const h = harness({ allowCommands: true });
     const job = await h.store.createJob(makeJob({ source: 'api', target: command }));
     expect((await fire(h, job, T0)).run.status).toBe('succeeded');
+  });
+});
+
+describe('JobRunner: a run that cannot start for a reason inside Chronos', () => {
+  let restoreEnv: () => void;
+  beforeAll(() => {
+    restoreEnv = withoutExtraCaCerts();
+  });
+  afterAll(() => restoreEnv());
+
+  const command = { type: 'command' as const, argv: ['sh', '-c', 'echo ran'], env: {} };
+
+  /** Opens /dev/null until this process is out of descriptors (EMFILE); returns them to close. */
+  function exhaustDescriptors(): number[] {
+    const held: number[] = [];
+    try {
+      for (;;) held.push(openSync('/dev/null', 'r'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EMFILE') {
+        for (const fd of held) closeSync(fd);
+        throw err;
+      }
+    }
+    return held;
+  }
+
+  async function until(what: string, predicate: () => boolean): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  it('retries a spawn that fails with EMFILE locally, with backoff, and runs the occurrence once it can', async () => {
+    const h = harness();
+    const job = await h.store.createJob(makeJob({ source: 'file', target: command }));
+    // Loads the target modules before descriptors run out: a cold import would need files too.
+    expect((await fire(h, job, T0)).run.status).toBe('succeeded');
+
+    const retries = () => h.logs.filter((l) => l['msg'] === LOCAL_RETRY_MSG);
+    const held = exhaustDescriptors();
+    let outcome: ReturnType<typeof fire>;
+    try {
+      outcome = fire(h, job, T0 + 60_000);
+      await until('a first local retry', () => retries().length === 1);
+      // Still out of descriptors at the second attempt: the wait doubles.
+      await h.clock.advance(LOCAL_RETRY_BASE_MS);
+      await until('a second local retry', () => retries().length === 2);
+    } finally {
+      for (const fd of held) closeSync(fd);
+    }
+    await h.clock.advance(2 * LOCAL_RETRY_BASE_MS);
+    const { run, retry_at } = await outcome;
+
+    expect(retries().map((l) => [l['code'], l['local_attempt'], l['retry_in_ms']])).toEqual([
+      ['EMFILE', 1, LOCAL_RETRY_BASE_MS],
+      ['EMFILE', 2, 2 * LOCAL_RETRY_BASE_MS],
+    ]);
+    expect(run).toMatchObject({ status: 'succeeded', output: 'ran\n', error: null });
+    expect(retry_at).toBeNull();
+    expect(
+      h.logs.some((l) => l['msg'] === 'run started after local retries' && l['local_attempts'] === 3),
+    ).toBe(true);
+    // One run recorded for the occurrence, and the job's streak is untouched.
+    const runs = (await h.store.listRuns(job.id)).filter((r) => r.fire_at === T0 + 60_000);
+    expect(runs.map((r) => r.status)).toEqual(['succeeded']);
+    expect((await h.store.getJob(job.id))?.failure_streak).toBe(0);
+  });
+
+  it('gives up when the run timeout is spent, recording that the failure was inside Chronos', async () => {
+    const h = harness();
+    const job = await h.store.createJob(makeJob({ source: 'file', target: command, timeout_seconds: 1 }));
+    expect((await fire(h, job, T0)).run.status).toBe('succeeded');
+    const retries = () => h.logs.filter((l) => l['msg'] === LOCAL_RETRY_MSG);
+    const held = exhaustDescriptors();
+    let outcome: ReturnType<typeof fire>;
+    try {
+      outcome = fire(h, job, T0 + 60_000);
+      // 250 + 500 ms fit in the 1 s timeout; the next wait (1 s) does not.
+      await until('a first local retry', () => retries().length === 1);
+      await h.clock.advance(LOCAL_RETRY_BASE_MS);
+      await until('a second local retry', () => retries().length === 2);
+      await h.clock.advance(2 * LOCAL_RETRY_BASE_MS);
+      const { run } = await outcome;
+      expect(run.status).toBe('failed');
+      expect(run.error).toMatch(/EMFILE.*\(inside Chronos: 3 local attempts within the run timeout\)/);
+    } finally {
+      for (const fd of held) closeSync(fd);
+    }
   });
 });
 

@@ -3,7 +3,14 @@ import { stat } from 'node:fs/promises';
 import { systemClock } from '../../clock.js';
 import type { CommandTarget } from '../../jobs/model.js';
 import { HeadTailCapture } from '../output.js';
-import { abortedResult, errorText, type TargetContext, type TargetResult, timedOutResult } from './types.js';
+import {
+  abortedResult,
+  errorText,
+  resourceErrorCode,
+  type TargetContext,
+  type TargetResult,
+  timedOutResult,
+} from './types.js';
 
 /** Time a command gets between SIGTERM and SIGKILL. */
 export const KILL_GRACE_MS = 5000;
@@ -71,12 +78,15 @@ export function executeCommand(
         windowsHide: true,
       });
     } catch (err) {
-      // Invalid arguments (e.g. a NUL byte in argv) throw synchronously instead of emitting 'error'.
+      // Invalid arguments (e.g. a NUL byte in argv) throw synchronously instead of emitting 'error'; so can
+      // running out of descriptors for the pipes.
+      const internal = resourceErrorCode(err);
       resolve({
         ok: false,
         output: null,
         error: `cannot start "${program}": ${errorText(err)}`,
         timedOut: false,
+        ...(internal ? { internal } : {}),
       });
       return;
     }
@@ -126,8 +136,9 @@ export function executeCommand(
     // `on`, not `once`: a second 'error' without a listener would crash the process.
     child.on('error', (err: NodeJS.ErrnoException) => {
       if (child.pid !== undefined) return; // errors after a successful spawn (kill failures) are not the run's outcome
+      const internal = resourceErrorCode(err);
       void describeSpawnError(err, program, target.cwd).then((error) =>
-        finish({ ok: false, output: null, error, timedOut: false }),
+        finish({ ok: false, output: null, error, timedOut: false, ...(internal ? { internal } : {}) }),
       );
     });
     child.once('exit', (code, signal) => {

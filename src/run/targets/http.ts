@@ -2,7 +2,14 @@ import { systemClock } from '../../clock.js';
 import type { HttpTarget } from '../../jobs/model.js';
 import { USER_AGENT } from '../../version.js';
 import { HeadCapture } from '../output.js';
-import { abortedResult, errorText, type TargetContext, type TargetResult, timedOutResult } from './types.js';
+import {
+  abortedResult,
+  errorText,
+  resourceErrorCode,
+  type TargetContext,
+  type TargetResult,
+  timedOutResult,
+} from './types.js';
 
 /**
  * Header names are case-insensitive; a user's `user-agent` must replace ours rather than be sent
@@ -72,7 +79,15 @@ export async function executeHttp(target: HttpTarget, ctx: TargetContext): Promi
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
       return timedOutResult(ctx.timeoutMs, capture.text());
     }
-    return { ok: false, output: capture.text(), error: `request failed: ${errorText(err)}`, timedOut: false };
+    // Out of descriptors or memory before a reply came: the request may not have left this process.
+    const internal = capture.text() === null ? resourceErrorCode(err) : undefined;
+    return {
+      ok: false,
+      output: capture.text(),
+      error: `request failed: ${errorText(err)}`,
+      timedOut: false,
+      ...(internal ? { internal } : {}),
+    };
   } finally {
     clock.clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onOuterAbort);

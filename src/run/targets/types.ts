@@ -20,6 +20,28 @@ export interface TargetResult {
   output: string | null;
   error: string | null;
   timedOut: boolean;
+  /**
+   * Set when the target could not even start for a reason inside Chronos (the process is out of descriptors
+   * or memory): the errno code. Such a failure is not the job's, and the runner retries it locally.
+   */
+  internal?: string;
+}
+
+/** Errors that say this process (or the machine) is out of a resource, not that the target failed. */
+export const RESOURCE_ERROR_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
+
+/** The resource-exhaustion code carried by `err` or its causes, if any. */
+export function resourceErrorCode(err: unknown, depth = 0): string | undefined {
+  if (!(err instanceof Error) || depth > 4) return undefined;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== undefined && RESOURCE_ERROR_CODES.has(code)) return code;
+  if (err instanceof AggregateError) {
+    for (const inner of err.errors) {
+      const found = resourceErrorCode(inner, depth + 1);
+      if (found) return found;
+    }
+  }
+  return resourceErrorCode(err.cause, depth + 1);
 }
 
 export function abortReasonText(signal: AbortSignal): string {
