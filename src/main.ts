@@ -8,7 +8,7 @@ import { loadConfig } from './config/load.js';
 import { isChronosError } from './errors.js';
 import { createFireTokenVerifier } from './fire/token.js';
 import { connectionCap, descriptorLimit } from './http/limits.js';
-import { buildServer } from './http/server.js';
+import { buildServer, SERVER_TIMEOUTS } from './http/server.js';
 import type { NasClient } from './nas/nas.js';
 import { checkTokenSourceSync } from './nas/token-source.js';
 import type { JobRunner } from './run/runner.js';
@@ -236,7 +236,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
           await activity.whenIdle('run');
         }
       }
+      // Node stops checking request deadlines once its server is closing, so a client stalling its body
+      // would hold close() open for good: past the request timeout, whatever is still connected is cut.
+      const cutStalled = setTimeout(() => app.server.closeAllConnections(), SERVER_TIMEOUTS.requestMs);
       await app.close();
+      clearTimeout(cutStalled);
       if (nas) await (await nas).close();
       await store.close();
       logger.info('stopped');

@@ -96,6 +96,7 @@ describe('e2e: floods and slow clients', () => {
       answered_429: during.filter((d) => d.status === 429).length,
       given_up: (s.transcript().match(/\] give up /g) ?? []).length,
       refusal_log_lines: floodLogs.filter((l) => l.msg.startsWith('fire refus')).length,
+      refusal_log_bytes: logBytes(floodLogs.filter((l) => l.msg.startsWith('fire refus'))),
       log_bytes_during_flood: logBytes(floodLogs),
     };
     console.log('junk flood figures', JSON.stringify(figures));

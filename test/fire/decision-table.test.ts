@@ -240,6 +240,44 @@ describe('row 2: refused tokens are limited on their own', () => {
   });
 });
 
+describe('row 2: the client address behind a proxy (CHRONOS_TRUST_PROXY)', () => {
+  const refusedIps = (f: FireApp) => f.logs.filter((l) => l.msg === REFUSED_MSG).map((l) => l['ip']);
+  const forwarded = { 'x-forwarded-for': 'forged, 203.0.113.7, 198.51.100.1' };
+
+  it('by default, counts and logs the TCP peer whatever X-Forwarded-For says', async () => {
+    const { f } = await setup();
+    await f.fire(undefined, fireBody('any', T1), forwarded);
+    expect(refusedIps(f)).toEqual(['127.0.0.1']);
+  });
+
+  it('with a hop count of 2, takes the entry left of the rightmost one and ignores what a client forged', async () => {
+    const { f } = await setup({ trustProxy: 2 });
+    await f.fire(undefined, fireBody('any', T1), forwarded);
+    expect(refusedIps(f)).toEqual(['203.0.113.7']);
+  });
+
+  it('with trusted proxy addresses, walks back past them only', async () => {
+    const { f } = await setup({ trustProxy: ['127.0.0.1', '198.51.100.0/24'] });
+    await f.fire(undefined, fireBody('any', T1), forwarded);
+    expect(refusedIps(f)).toEqual(['203.0.113.7']);
+  });
+
+  it('keeps separate refusal budgets for clients behind the same proxy', async () => {
+    const { f, bearer } = await setup({ trustProxy: 1, refusalLimit: { max: 2, timeWindowMs: 60_000 } });
+    await seedJob(f.store, START, { id: 'shared' });
+    f.clock.set(T1);
+    for (let i = 0; i < 5; i++)
+      await f.fire('Bearer junk', fireBody('shared', T1), { 'x-forwarded-for': '203.0.113.66' });
+    const fromNas = await f.fire(await bearer(), fireBody('shared', T1), {
+      'x-forwarded-for': '198.51.100.9',
+    });
+    expect(fromNas.statusCode).toBe(202);
+    f.flushRefusals();
+    const summary = f.logs.find((l) => l.msg === REFUSALS_SUMMARY_MSG);
+    expect(summary?.['by_cause']).toEqual([{ code: 'token_malformed', ip: '203.0.113.66', count: 5 }]);
+  });
+});
+
 describe('row 3: rate limit on verified fires', () => {
   it('answers 429 with Retry-After past the limit, after the token check, and writes nothing', async () => {
     const { f, bearer } = await setup({ rateLimit: { max: 2, timeWindowMs: 60_000 } });

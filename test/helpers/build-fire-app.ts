@@ -38,6 +38,7 @@ export interface FireAppOptions {
   verifierOptions?: Partial<Omit<VerifierOptions, 'clock'>>;
   /** Default: large enough never to trigger. */
   rateLimit?: { max: number; timeWindowMs: number };
+  trustProxy?: ServerDeps['trustProxy'];
   /** Row 2; default: the route's own. */
   refusalLimit?: { max: number; timeWindowMs: number };
   plugins?: ServerDeps['plugins'];
@@ -105,6 +106,7 @@ export async function buildFireApp(options: FireAppOptions = {}): Promise<FireAp
   const app = await buildServer({
     logger,
     activity,
+    ...(options.trustProxy === undefined ? {} : { trustProxy: options.trustProxy }),
     fire: {
       store,
       clock,
