@@ -177,6 +177,7 @@ describe('e2e: floods and slow clients', () => {
         {
           id: 'spawner',
           schedule: 'every 2s',
+          concurrency: 'allow' as const,
           target: { type: 'command', argv: ['sh', '-c', 'echo ran'] },
         },
       ],
