@@ -34,6 +34,13 @@ export interface EmulatorOptions {
   clock?: Clock;
   /** How long a rotated-out public key stays in the JWKS (default 10 minutes). */
   retiredKeyTtlMs?: number;
+  /**
+   * The strictest reading of the NAS contract (see docs/emulator.md): turns on rememberKeys,
+   * removeRowOnDelivery, emptyProvisionReply, listQuirks and junkListItems, with deliveryAttempts 4.
+   */
+  strict?: boolean;
+  /** Initial fault switches, applied after `strict`; validated like `POST /_emulator/faults`. */
+  faults?: Partial<FaultSwitches>;
 }
 
 export interface ArmedOneShot {
@@ -92,7 +99,61 @@ export interface FaultSwitches {
   provisionFailures: number;
   /** Answer every hop-1 call with 403 {"error":"invalid_client"}. */
   rejectAgent: boolean;
+  /**
+   * Remember every dedup_key: a provision whose key was already delivered (a delivery got a 2xx), given up
+   * or dropped answers 200 and arms nothing; the job's current row is left exactly as it is.
+   */
+  rememberKeys: boolean;
+  /**
+   * When a delivery ends (2xx, after the duplicateDelivery POST if on, or given up), remove the job's row
+   * removeRowDelayMs later, whatever arm it then holds: also one provisioned while the delivery was in flight.
+   */
+  removeRowOnDelivery: boolean;
+  /** Delay of the removeRowOnDelivery removal, in ms (default 250). */
+  removeRowDelayMs: number;
+  /** Attempts per delivery before giving up (default: the `retry.maxAttempts` option, 8). */
+  deliveryAttempts: number;
+  /** A successful provision answers 200 with an empty body (no `schedule_id`). */
+  emptyProvisionReply: boolean;
+  /** `list` items omit `schedule_id`, render `fire_at` in UTC with `+00:00`, and carry unknown fields. */
+  listQuirks: boolean;
+  /** Each `list` reply also carries the malformed items in JUNK_LIST_ITEMS. */
+  junkListItems: boolean;
+  /** The `list` item of each named job is sent with `"fire_at": "soon"`. */
+  malformedListJobs: string[];
 }
+
+/** A row NAS removed on its own (the removeRowOnDelivery fault). */
+export interface RowRemoval {
+  job_id: string;
+  /** ISO instant (emulator clock) of the removal. */
+  at: string;
+  /** fire_at of the delivery whose end scheduled the removal. */
+  after_delivery_of: string;
+  /** fire_at of the arm the row held when it was removed, or null when it was already empty. */
+  removed_fire_at: string | null;
+}
+
+/** Why NAS considers a dedup_key consumed (the rememberKeys fault). */
+export type KeyOutcome = 'delivered' | 'given_up' | 'dropped';
+
+/** What the junkListItems fault appends to every `list` reply. */
+export const JUNK_LIST_ITEMS: readonly unknown[] = Object.freeze([
+  42,
+  {},
+  { job_id: 'junk-a' },
+  { job_id: 'junk-b', fire_at: 'not a time' },
+]);
+
+/** The switches `strict: true` (`--strict`) turns on. */
+export const STRICT_FAULTS: Readonly<Partial<FaultSwitches>> = Object.freeze({
+  rememberKeys: true,
+  removeRowOnDelivery: true,
+  emptyProvisionReply: true,
+  listQuirks: true,
+  junkListItems: true,
+  deliveryAttempts: 4,
+});
 
 export interface FireTokenClaims {
   aud: string;
@@ -116,6 +177,12 @@ export interface Emulator {
   armed(): ArmedOneShot[];
   deliveries(): DeliveryAttempt[];
   provisions(): ProvisionCall[];
+  /** Rows removed by the removeRowOnDelivery fault, oldest first. */
+  rowRemovals(): RowRemoval[];
+  /** dedup_keys NAS has consumed (delivered, given up or dropped), oldest first. */
+  consumedKeys(): Array<{ dedup_key: string; outcome: KeyOutcome }>;
+  /** Whether the emulator was started with `strict: true`. */
+  strict: boolean;
   /** Mutable fault switches. */
   faults: FaultSwitches;
   /** The public JWKS as served at jwksUrl. */
@@ -182,6 +249,9 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
   const retiredKeyTtlMs = opts.retiredKeyTtlMs ?? 10 * 60_000;
 
   const arms = new Map<string, Arm>();
+  const consumed = new Map<string, { outcome: KeyOutcome; schedule_id: string }>();
+  const removals: RowRemoval[] = [];
+  const removalTimers = new Set<Cancellable>();
   const deliveryLog: DeliveryAttempt[] = [];
   const provisionLog: ProvisionCall[] = [];
   const listeners = new Set<() => void>();
@@ -229,7 +299,20 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     },
     provisionFailures: 0,
     rejectAgent: false,
+    rememberKeys: false,
+    removeRowOnDelivery: false,
+    removeRowDelayMs: 250,
+    deliveryAttempts: maxAttempts,
+    emptyProvisionReply: false,
+    listQuirks: false,
+    junkListItems: false,
+    malformedListJobs: [],
   };
+  const strict = opts.strict === true;
+  for (const initial of [strict ? STRICT_FAULTS : {}, opts.faults ?? {}]) {
+    const problem = mergeFaults(initial, false);
+    if (problem) throw new ChronosError('invalid_config', `emulator faults: ${problem}`);
+  }
 
   function schedule(arm: Arm): void {
     arm.timer?.cancel();
@@ -245,6 +328,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     if (faults.dropDeliveries > 0) {
       faults.dropDeliveries -= 1;
       arms.delete(arm.job_id);
+      consume(arm, 'dropped');
       log(`drop     ${arm.job_id} ${arm.fire_at}  (fault: dropDeliveries, ${faults.dropDeliveries} left)`);
       notify();
       return;
@@ -347,18 +431,22 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
         const { result, retryAfterMs } = await post(arm, attempt, flags);
         if (attempt === 1) resolveFirst(result);
         if (result.status >= 200 && result.status < 300) {
+          consume(arm, 'delivered');
           if (faults.duplicateDelivery && !closing.signal.aborted) {
             await post(arm, attempt, { ...flags, duplicate: true });
           }
           // A provision that replaced this arm while the POST was in flight must survive.
           removeIfCurrent(arm);
+          deliveryEnded(arm);
           notify();
           return;
         }
         if (closing.signal.aborted) return;
-        if (attempt >= maxAttempts) {
+        if (attempt >= faults.deliveryAttempts) {
           log(`give up  ${arm.job_id} ${arm.fire_at} after ${attempt} attempts`);
+          consume(arm, 'given_up');
           removeIfCurrent(arm);
+          deliveryEnded(arm);
           notify();
           return;
         }
@@ -383,6 +471,43 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     return first;
   }
 
+  function consume(arm: Arm, outcome: KeyOutcome): void {
+    consumed.delete(arm.dedup_key);
+    consumed.set(arm.dedup_key, { outcome, schedule_id: arm.schedule_id });
+    // Bounded like the logs; Map iteration order is insertion order, so the oldest key goes first.
+    if (consumed.size > MAX_DELIVERY_LOG) consumed.delete(consumed.keys().next().value as string);
+  }
+
+  /**
+   * NAS's own bookkeeping after a delivery (removeRowOnDelivery): the row goes a fixed delay after the end,
+   * on the emulator clock, so an arm provisioned right after the 2xx is reliably the one removed.
+   */
+  function deliveryEnded(arm: Arm): void {
+    if (!faults.removeRowOnDelivery || closing.signal.aborted) return;
+    const delayMs = faults.removeRowDelayMs;
+    const timer = timerAt(now() + delayMs, () => {
+      removalTimers.delete(timer);
+      const held = arms.get(arm.job_id);
+      if (held) {
+        supersede(held);
+        arms.delete(arm.job_id);
+      }
+      removals.push({
+        job_id: arm.job_id,
+        at: new Date(now()).toISOString(),
+        after_delivery_of: arm.fire_at,
+        removed_fire_at: held ? held.fire_at : null,
+      });
+      if (removals.length > MAX_DELIVERY_LOG) removals.splice(0, removals.length / 2);
+      const what = held ? `removed arm at ${held.fire_at}` : 'row already empty';
+      log(
+        `remove   ${arm.job_id}  ${delayMs} ms after delivery of ${arm.fire_at} ended: ${what}  (fault: removeRowOnDelivery)`,
+      );
+      notify();
+    });
+    removalTimers.add(timer);
+  }
+
   function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
       const both = AbortSignal.any([signal, closing.signal]);
@@ -405,6 +530,13 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     const problem = validateProvision(body);
     if (problem) return { status: 400, reply: { error: 'invalid_request', message: problem } };
     const input = body as { job_id: string; fire_at: string; agent_callback_url: string; dedup_key: string };
+    const spent = faults.rememberKeys ? consumed.get(input.dedup_key) : undefined;
+    if (spent) {
+      log(
+        `consumed ${input.job_id} at ${input.fire_at}  (key already ${spent.outcome.replace('_', ' ')}: 200, nothing armed; fault: rememberKeys)`,
+      );
+      return { status: 200, reply: { schedule_id: spent.schedule_id } };
+    }
     const existing = arms.get(input.job_id);
     if (existing && existing.dedup_key === input.dedup_key) {
       log(`same     ${input.job_id} at ${input.fire_at}  (dedup_key unchanged, no-op)`);
@@ -446,12 +578,31 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
   }
 
   function list(): { status: number; reply: Record<string, unknown> } {
-    const armedList = [...arms.values()].map((a) => ({
-      job_id: a.job_id,
-      fire_at: a.fire_at,
-      schedule_id: a.schedule_id,
-    }));
-    log(`list     ${armedList.length} armed`);
+    const armedList: unknown[] = [...arms.values()].map((a) => {
+      const fireAt = faults.malformedListJobs.includes(a.job_id)
+        ? 'soon'
+        : faults.listQuirks
+          ? formatUtcPlusZero(a.fireAtMs)
+          : a.fire_at;
+      if (!faults.listQuirks) return { job_id: a.job_id, fire_at: fireAt, schedule_id: a.schedule_id };
+      // Fields a NAS may add at any time; a reader must ignore what it does not know.
+      return {
+        job_id: a.job_id,
+        fire_at: fireAt,
+        status: 'scheduled',
+        agent_callback_url: a.agent_callback_url,
+        created_at: a.armed_at,
+        attempts: 0,
+      };
+    });
+    const count = armedList.length;
+    if (faults.junkListItems) armedList.push(...JUNK_LIST_ITEMS.map((item) => structuredClone(item)));
+    const extras = [
+      faults.listQuirks ? 'quirks' : '',
+      faults.junkListItems ? `+${JUNK_LIST_ITEMS.length} junk items` : '',
+      faults.malformedListJobs.length > 0 ? `malformed: ${faults.malformedListJobs.join(',')}` : '',
+    ].filter((x) => x !== '');
+    log(`list     ${count} armed${extras.length > 0 ? `  (fault: ${extras.join('; ')})` : ''}`);
     return { status: 200, reply: { armed: armedList } };
   }
 
@@ -459,7 +610,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
 
   async function handleHop1(kind: ProvisionKind, req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: unknown;
-    let outcome: { status: number; reply: Record<string, unknown>; headers?: Record<string, string> };
+    let outcome: { status: number; reply: Record<string, unknown> | ''; headers?: Record<string, string> };
     const raw = kind === 'list' ? '' : await readBody(req);
     if (raw === undefined) {
       outcome = { status: 413, reply: { error: 'payload_too_large', message: 'body over 1 MiB' } };
@@ -481,9 +632,12 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
         outcome = { status: 400, reply: { error: 'invalid_request', message: 'body must be a JSON object' } };
       } else {
         outcome = kind === 'provision' ? provision(body) : kind === 'cancel' ? cancel(body) : list();
+        if (kind === 'provision' && outcome.status === 200 && faults.emptyProvisionReply) {
+          outcome = { status: 200, reply: '' };
+        }
       }
     }
-    if (outcome.status >= 400) {
+    if (outcome.status >= 400 && outcome.reply !== '') {
       log(`${kind.padEnd(8)} ✗ ${outcome.status} ${String(outcome.reply.message ?? outcome.reply.error)}`);
     }
     const ua = req.headers['user-agent'];
@@ -496,7 +650,8 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
       reply: outcome.reply,
       ...(ua === undefined ? {} : { user_agent: ua }),
     });
-    sendJson(res, outcome.status, outcome.reply, outcome.headers);
+    if (outcome.reply === '') sendEmpty(res, outcome.status);
+    else sendJson(res, outcome.status, outcome.reply, outcome.headers);
     notify();
   }
 
@@ -510,10 +665,21 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
       clock_offset_ms: offsetMs,
       now: new Date(now()).toISOString(),
       current_kid: keys[keys.length - 1]!.kid,
+      strict,
       armed: publicArms(),
       deliveries: deliveryLog.slice(-DELIVERY_HISTORY),
-      faults: { ...faults },
+      row_removals: removals.slice(-DELIVERY_HISTORY),
+      consumed_keys: consumedKeys().slice(-DELIVERY_HISTORY),
+      faults: snapshotFaults(),
     };
+  }
+
+  function snapshotFaults(): FaultSwitches {
+    return { ...faults, malformedListJobs: [...faults.malformedListJobs] };
+  }
+
+  function consumedKeys(): Array<{ dedup_key: string; outcome: KeyOutcome }> {
+    return [...consumed].map(([dedup_key, { outcome }]) => ({ dedup_key, outcome }));
   }
 
   function publicArms(): ArmedOneShot[] {
@@ -527,12 +693,21 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     }));
   }
 
-  function mergeFaults(patch: unknown): string | undefined {
+  /** Validates the whole patch before changing anything, so a bad patch changes no switch. */
+  function mergeFaults(patch: unknown, announce = true): string | undefined {
     if (typeof patch !== 'object' || patch === null || Array.isArray(patch))
       return 'body must be a JSON object';
     const input = patch as Record<string, unknown>;
-    const booleans = ['duplicateDelivery', 'rejectAgent'] as const;
-    const counts = ['dropDeliveries', 'provisionFailures'] as const;
+    const booleans = [
+      'duplicateDelivery',
+      'rejectAgent',
+      'rememberKeys',
+      'removeRowOnDelivery',
+      'emptyProvisionReply',
+      'listQuirks',
+      'junkListItems',
+    ] as const;
+    const counts = ['dropDeliveries', 'provisionFailures', 'removeRowDelayMs'] as const;
     for (const name of Object.keys(input)) {
       if (!(name in faults)) return `unknown fault switch: ${name}`;
     }
@@ -545,11 +720,24 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
         return `${name} must be a non-negative integer`;
       }
     }
+    if ('deliveryAttempts' in input) {
+      const v = input.deliveryAttempts;
+      if (!(Number.isInteger(v) && (v as number) >= 1))
+        return 'deliveryAttempts must be an integer of at least 1';
+    }
+    if ('malformedListJobs' in input) {
+      const v = input.malformedListJobs;
+      if (!Array.isArray(v) || v.some((id) => typeof id !== 'string')) {
+        return 'malformedListJobs must be an array of job ids';
+      }
+    }
     if ('earlyMs' in input && !Number.isFinite(input.earlyMs)) return 'earlyMs must be a number';
     for (const name of booleans) if (name in input) faults[name] = input[name] as boolean;
     for (const name of counts) if (name in input) faults[name] = input[name] as number;
+    if ('deliveryAttempts' in input) faults.deliveryAttempts = input.deliveryAttempts as number;
+    if ('malformedListJobs' in input) faults.malformedListJobs = [...(input.malformedListJobs as string[])];
     if ('earlyMs' in input) faults.earlyMs = input.earlyMs as number;
-    log(`faults   ${JSON.stringify({ ...faults })}`);
+    if (announce) log(`faults   ${JSON.stringify(snapshotFaults())}`);
     return undefined;
   }
 
@@ -594,7 +782,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
       const problem = mergeFaults(parsed);
       if (problem) return sendJson(res, 400, { error: 'invalid_request', message: problem });
       notify();
-      return sendJson(res, 200, { faults: { ...faults } });
+      return sendJson(res, 200, { faults: snapshotFaults() });
     }
     if (path === '/_emulator/rotate-key' && method === 'POST') {
       return sendJson(res, 200, { kid: await rotateKey() });
@@ -626,7 +814,8 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
   });
   const address = server.address() as AddressInfo;
   url = `http://${urlHost(address)}:${address.port}`;
-  log(`listen   ${url}  (aud ${audience}, ${alg}, kid ${keys[0]!.kid})`);
+  log(`listen   ${url}  (aud ${audience}, ${alg}, kid ${keys[0]!.kid}${strict ? ', strict' : ''})`);
+  if (strict || opts.faults) log(`faults   ${JSON.stringify(snapshotFaults())}`);
 
   let closed: Promise<void> | undefined;
 
@@ -640,6 +829,9 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     armed: publicArms,
     deliveries: () => [...deliveryLog],
     provisions: () => [...provisionLog],
+    rowRemovals: () => [...removals],
+    consumedKeys,
+    strict,
     jwks,
     currentKid: () => keys[keys.length - 1]!.kid,
     rotateKey,
@@ -674,6 +866,8 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
       closed ??= (async () => {
         closing.abort();
         for (const arm of arms.values()) supersede(arm);
+        for (const timer of removalTimers) timer.cancel();
+        removalTimers.clear();
         await Promise.allSettled([...inflight]);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
@@ -808,6 +1002,17 @@ function sendJson(
     ...headers,
   });
   res.end(payload);
+}
+
+function sendEmpty(res: ServerResponse, status: number): void {
+  res.writeHead(status, { 'content-length': 0 });
+  res.end();
+}
+
+/** The same instant in UTC with a `+00:00` offset instead of `Z` (milliseconds only when not zero). */
+export function formatUtcPlusZero(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.endsWith('.000Z') ? iso.slice(0, -5) : iso.slice(0, -1)}+00:00`;
 }
 
 function describeError(err: unknown): string {
