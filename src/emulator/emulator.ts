@@ -84,7 +84,7 @@ export interface ProvisionCall {
   body: unknown;
   /** Reply body. */
   reply: unknown;
-  /** The caller's User-Agent header (SPEC §7: Chronos names itself). */
+  /** The caller's User-Agent header (Chronos names itself: docs/contract.md, hop 1). */
   user_agent?: string;
 }
 
