@@ -236,6 +236,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     ...options.emulator,
     faults: { ...options.emulator?.faults, ...options.faults },
     log: (line) => note(`[nas] ${line}`),
+  }).catch(async (err: unknown) => {
+    await recorder.close();
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
   });
 
   // The JWKS is fetched through this relay so the test can count refreshes.
