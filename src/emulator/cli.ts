@@ -17,6 +17,9 @@ Options:
   --wake "<command>"    start this command on demand when a fire arrives and nothing listens
   --target-port N       port the woken command listens on (required with --wake)
   --target-host H       host the woken command listens on (default 127.0.0.1)
+  --strict              the strictest NAS the contract allows: remembers consumed dedup keys, removes
+                        a job's row after each delivery, gives up after 4 attempts, answers provision
+                        with an empty body, quirky lists with junk items (docs/emulator.md)
   --quiet               no event log
   -h, --help            this text
 
@@ -47,6 +50,7 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
       wake: { type: 'string' },
       'target-port': { type: 'string' },
       'target-host': { type: 'string' },
+      strict: { type: 'boolean' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -89,6 +93,7 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
     host: values.host ?? '127.0.0.1',
     alg: alg as FireAlg,
     clockOffsetMs,
+    strict: values.strict === true,
     ...(values['agent-token'] === undefined ? {} : { agentToken: values['agent-token'] }),
     ...(values.audience === undefined ? {} : { audience: values.audience }),
     ...(log ? { log } : {}),
@@ -104,7 +109,7 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
     throw err;
   }
 
-  out(`NAS emulator listening on ${emulator.url}`);
+  out(`NAS emulator listening on ${emulator.url}${emulator.strict ? '  (strict)' : ''}`);
   out(`  CHRONOS_PORTAL_URL=${emulator.url}`);
   out(`  CHRONOS_JWKS_URL=${emulator.jwksUrl}`);
   out(`  CHRONOS_EXPECTED_AUDIENCE=${emulator.audience}`);

@@ -23,6 +23,7 @@ Options:
   --idle-exit S      Chronos exits after S idle seconds once every job is armed (default 3)
   --data-dir DIR     Chronos data directory (default .chronos-data/dev)
   --keep-data        keep the data directory from the previous run (default: start fresh)
+  --strict           run the emulator in strict mode (chronos emulator --help, docs/emulator.md)
   -h, --help         this text
 
 Ctrl-C stops everything.`;
@@ -118,6 +119,7 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
     const proxyUrl = `http://127.0.0.1:${proxyPort}`;
     nas = await startEmulator({
       port: values.nasPort,
+      strict: values.strict,
       log: (line) => {
         if (!line.startsWith('listen') && !line.startsWith('closed')) out('nas', line.replace(/ {2,}/g, ' '));
       },
@@ -155,7 +157,8 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
     });
 
     const show = (path: string) => relative(process.cwd(), path) || '.';
-    out('dev', `NAS emulator  ${nasUrl}   (state: curl ${nasUrl}/_emulator/state)`);
+    const strictNote = nas.strict ? 'strict, ' : '';
+    out('dev', `NAS emulator  ${nasUrl}   (${strictNote}state: curl ${nasUrl}/_emulator/state)`);
     out('dev', `Chronos       ${proxyUrl}   (wake proxy: starts ${show(serveJs)} on demand)`);
     if (app) out('dev', `sample app    ${appUrl}`);
     out(
@@ -214,6 +217,7 @@ function parseDevArgs(argv: string[]) {
       'idle-exit': { type: 'string' },
       'data-dir': { type: 'string' },
       'keep-data': { type: 'boolean' },
+      strict: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -234,6 +238,7 @@ function parseDevArgs(argv: string[]) {
     idleExit: int(values['idle-exit'], 3, '--idle-exit', 1, 3600),
     dataDir: values['data-dir'] ?? '.chronos-data/dev',
     keepData: values['keep-data'] === true,
+    strict: values.strict === true,
   };
   if (problems.length > 0) throw new ChronosError('invalid_config', problems.join('; '), { problems });
   return parsed;

@@ -7,6 +7,8 @@ import { ChronosError } from '../errors.js';
 import { toFieldProblems } from '../validation.js';
 import {
   type ArmedEntry,
+  type ArmedList,
+  type ArmReceipt,
   type ArmRequest,
   dedupKey,
   formatFireAt,
@@ -57,10 +59,9 @@ interface RawReply {
   text: string;
 }
 
-const ProvisionReply = z.object({ schedule_id: z.string() });
-const ListReply = z.object({
-  armed: z.array(z.object({ job_id: z.string(), fire_at: z.string(), schedule_id: z.string() })),
-});
+// Only the envelope is checked by schema; items are read one by one (readListItem) so one bad item
+// cannot make the others unreadable.
+const ListEnvelope = z.object({ armed: z.array(z.unknown()) });
 
 const EXCERPT_CHARS = 200;
 
@@ -316,13 +317,7 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
             agent_callback_url: callbackUrl,
             dedup_key: dedupKey(req.job_id, req.fire_at),
           },
-          parse: (text) => {
-            const parsed = z.safeParse(ProvisionReply, parseJsonReply('provision', text));
-            if (!parsed.success) {
-              throw malformed('provision', 'reply has no schedule_id', { body: excerpt(text) });
-            }
-            return { schedule_id: parsed.data.schedule_id };
-          },
+          parse: (text) => readProvisionReply(text),
         },
         signal,
       );
@@ -348,7 +343,7 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
           op: 'list',
           method: 'GET',
           path: '/api/agent-cron/list',
-          parse: (text) => parseList(parseJsonReply('list', text), text),
+          parse: (text) => parseList(parseJsonReply('list', text), text, logger),
         },
         signal,
       );
@@ -366,37 +361,74 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
 }
 
 /**
- * Validate a `list` reply. Any bad entry rejects the whole list: reconcile cancels orphans only on a
- * trusted list, so a partly understood one must not be trusted.
+ * Any 2xx to provision is an arm: NAS acknowledged it. `schedule_id` is kept when the body names one;
+ * an empty, non-JSON or differently shaped body is not a reason to count the arm as failed.
  */
-function parseList(json: unknown, text: string): ArmedEntry[] {
-  const parsed = z.safeParse(ListReply, json);
+function readProvisionReply(text: string): ArmReceipt {
+  const json = text.trim() === '' ? undefined : tryParseJson(text);
+  const id = errorField(json, 'schedule_id');
+  return { schedule_id: id !== undefined && id !== '' ? id : null };
+}
+
+/**
+ * Read a `list` reply. The envelope must parse, or nothing NAS said can be trusted. Each item is then
+ * read on its own: readable ones are trusted, unreadable ones are skipped, counted, and (when they name a
+ * job) reported, so the caller knows which jobs it cannot see instead of distrusting the whole list.
+ */
+function parseList(json: unknown, text: string, logger: NasLogger | undefined): ArmedList {
+  const parsed = z.safeParse(ListEnvelope, json);
   if (!parsed.success) {
-    throw malformed('list', 'reply does not match {armed: [{job_id, fire_at, schedule_id}]}', {
+    throw malformed('list', 'reply does not match {"armed": [...]}', {
       problems: toFieldProblems(parsed.error),
       body: excerpt(text),
     });
   }
   const entries: ArmedEntry[] = [];
-  const problems: { path: string; message: string }[] = [];
+  const unreadable = new Set<string>();
+  let skipped = 0;
   parsed.data.armed.forEach((item, index) => {
-    const fireAt = parseFireAt(item.fire_at);
-    if (fireAt === undefined) {
-      problems.push({
-        path: `armed.${index}.fire_at`,
-        message: `not an ISO-8601 instant with offset: ${item.fire_at}`,
-      });
+    const read = readListItem(item);
+    if ('entry' in read) {
+      entries.push(read.entry);
       return;
     }
-    entries.push({
-      job_id: item.job_id,
-      fire_at: fireAt,
-      schedule_id: item.schedule_id,
-      fire_at_raw: item.fire_at,
-    });
+    skipped += 1;
+    if (read.jobId !== undefined) unreadable.add(read.jobId);
+    logger?.debug(
+      { op: 'list', index, problem: read.problem, item: excerpt(JSON.stringify(item) ?? String(item)) },
+      'NAS list: skipped an item that cannot be read',
+    );
   });
-  if (problems.length > 0) {
-    throw malformed('list', `reply has ${problems.length} unreadable fire_at value(s)`, { problems });
+  const unreadableJobIds = [...unreadable];
+  if (skipped > 0) {
+    // Logged here, once per reply, so every caller's log shows it; the caller decides what it means.
+    logger?.warn(
+      { op: 'list', skipped, unreadable_job_ids: unreadableJobIds, trusted: entries.length },
+      `NAS list: skipped ${skipped} item(s) that cannot be read; the other ${entries.length} are trusted`,
+    );
   }
-  return entries;
+  return { entries, skipped, unreadableJobIds };
+}
+
+type ItemReading = { entry: ArmedEntry } | { problem: string; jobId?: string };
+
+function readListItem(item: unknown): ItemReading {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return { problem: 'not an object' };
+  const record = item as Record<string, unknown>;
+  const jobId = record.job_id;
+  if (typeof jobId !== 'string' || jobId === '') return { problem: 'no job_id' };
+  const raw = record.fire_at;
+  if (typeof raw !== 'string') return { problem: 'no fire_at', jobId };
+  const fireAt = parseFireAt(raw);
+  if (fireAt === undefined)
+    return { problem: `fire_at is not an ISO-8601 instant with offset: ${raw}`, jobId };
+  const scheduleId = record.schedule_id;
+  return {
+    entry: {
+      job_id: jobId,
+      fire_at: fireAt,
+      schedule_id: typeof scheduleId === 'string' && scheduleId !== '' ? scheduleId : null,
+      fire_at_raw: raw,
+    },
+  };
 }

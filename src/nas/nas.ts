@@ -9,19 +9,45 @@ export interface ArmRequest {
   fire_at: number;
 }
 
+/**
+ * What NAS answered to a provision. Any 2xx is an arm: the reply body is informational, and a NAS may
+ * answer with an empty body or without `schedule_id` (docs/contract.md, hop 1).
+ */
+export interface ArmReceipt {
+  /** NAS's id for the arm when the reply named one, else null. */
+  schedule_id: string | null;
+}
+
 /** One arm as reported by NAS `list`. */
 export interface ArmedEntry {
   job_id: string;
   /** Epoch ms, parsed from `fire_at_raw`: compare this, never the string (an offset change is no change). */
   fire_at: number;
-  schedule_id: string;
+  /** NAS's id for the arm, or null when the item carried none (it is informational). */
+  schedule_id: string | null;
   fire_at_raw: string;
 }
 
+/**
+ * A `list` reply read tolerantly: the envelope `{"armed": [...]}` must parse, then each item stands on
+ * its own. Readable items are trusted; the others are skipped and counted.
+ */
+export interface ArmedList {
+  /** Items with a non-empty string `job_id` and an ISO-8601 `fire_at` with offset. */
+  entries: ArmedEntry[];
+  /** How many items were skipped because they could not be read. */
+  skipped: number;
+  /**
+   * Job ids of skipped items that did name a job (a readable `job_id`, a bad `fire_at`), each once: NAS
+   * holds something for these jobs that Chronos cannot read, so it must not cancel them on that account.
+   */
+  unreadableJobIds: string[];
+}
+
 export interface NasClient {
-  provision(req: ArmRequest, signal?: AbortSignal): Promise<{ schedule_id: string }>;
+  provision(req: ArmRequest, signal?: AbortSignal): Promise<ArmReceipt>;
   cancel(jobId: string, signal?: AbortSignal): Promise<void>;
-  list(signal?: AbortSignal): Promise<ArmedEntry[]>;
+  list(signal?: AbortSignal): Promise<ArmedList>;
   close(): Promise<void>;
 }
 

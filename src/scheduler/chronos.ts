@@ -197,7 +197,7 @@ export class ChronosProvider implements SchedulerProvider {
   private async listAtStart(): Promise<void> {
     try {
       const nas = await this.deps.nas();
-      const entries = await this.deps.activity.track('nas', () => nas.list());
+      const { entries } = await this.deps.activity.track('nas', () => nas.list());
       this.armed.clear();
       for (const entry of entries) this.armed.set(entry.job_id, entry.fire_at);
       this.listed = true;

@@ -86,4 +86,29 @@ describe('e2e: chronos dev (the local loop)', () => {
     expect(lines.some((l) => l.includes('{"level"'))).toBe(false);
     expect(lines.some((l) => l.includes('\u001b['))).toBe(false);
   });
+
+  it('--strict runs the emulator in strict mode', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'chronos-dev-'));
+    const jobsFile = join(dir, 'jobs.json');
+    await writeFile(jobsFile, JSON.stringify({ jobs: [] }));
+    const lines: string[] = [];
+    const stop = new AbortController();
+    let ready!: (info: { nasUrl: string }) => void;
+    const started = new Promise<{ nasUrl: string }>((resolve) => {
+      ready = resolve;
+    });
+    const args = ['--jobs', jobsFile, '--nas-port', '0', '--port', '0', '--app-port', '0', '--strict'];
+    const done = runDevLoop([...args, '--data-dir', join(dir, 'data')], {
+      out: (line) => lines.push(line),
+      signal: stop.signal,
+      serveJs: await bundleSnapshot(),
+      onReady: ready,
+    });
+    const { nasUrl } = await started;
+    const state = (await (await fetch(`${nasUrl}/_emulator/state`)).json()) as Record<string, unknown>;
+    stop.abort();
+    await done;
+    expect(state).toMatchObject({ strict: true, faults: { rememberKeys: true, deliveryAttempts: 4 } });
+    expect(lines.some((l) => /\[dev\] +NAS emulator .*\(strict, state:/.test(l))).toBe(true);
+  });
 });

@@ -100,7 +100,10 @@ export async function hop1(
     },
     ...(call === 'list' ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown>, headers: res.headers };
+  // An empty reply (the emptyProvisionReply fault) reads as {}.
+  const text = await res.text();
+  const reply = (text === '' ? {} : JSON.parse(text)) as Record<string, unknown>;
+  return { status: res.status, body: reply, headers: res.headers };
 }
 
 export function provisionBody(jobId: string, fireAt: string, callback: string) {

@@ -37,6 +37,36 @@ describe('chronos emulator CLI', () => {
     await expect(fetch(`${url}/_emulator/state`)).rejects.toThrow();
   });
 
+  it('--strict starts the strict emulator and says so', async () => {
+    const lines: string[] = [];
+    const stop = new AbortController();
+    let ready!: (info: { url: string }) => void;
+    const listening = new Promise<{ url: string }>((resolve) => {
+      ready = resolve;
+    });
+    const done = runEmulatorCli(['--port', '0', '--strict'], {
+      out: (line) => lines.push(line),
+      signal: stop.signal,
+      onReady: ready,
+    });
+    const { url } = await listening;
+    expect(lines).toContain(`NAS emulator listening on ${url}  (strict)`);
+    const state = (await (await fetch(`${url}/_emulator/state`)).json()) as Record<string, unknown>;
+    expect(state).toMatchObject({
+      strict: true,
+      faults: { rememberKeys: true, removeRowOnDelivery: true, deliveryAttempts: 4, junkListItems: true },
+    });
+    const res = await fetch(`${url}/api/agent-cron/provision`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer dev-agent-token', 'content-type': 'application/json' },
+      body: JSON.stringify(provisionBody('a', '2030-01-01T00:00:00Z', 'http://127.0.0.1:9')),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('');
+    stop.abort();
+    await done;
+  });
+
   it('lists every bad option in one invalid_config error', async () => {
     const err = await runEmulatorCli(['--port', 'x', '--alg', 'HS256', '--wake', 'node app.js']).catch(
       (e: unknown) => e,

@@ -158,8 +158,9 @@ export interface StackOptions {
   idleExitSeconds?: number;
   /** Extra environment for Chronos. */
   env?: Record<string, string>;
+  /** Emulator options, e.g. `{ strict: true }` (docs/emulator.md); its `faults` merge under `faults` below. */
   emulator?: Omit<EmulatorOptions, 'log' | 'deliverVia'>;
-  /** Applied before anything starts. */
+  /** Applied before anything starts, after `emulator.strict`. */
   faults?: Partial<FaultSwitches>;
   /** The argv that starts Chronos, from node and the bundle (default `[node, bundle]`), e.g. to lower a ulimit. */
   command?: (node: string, bundle: string) => string[];
@@ -234,8 +235,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const recorder = await startRecorder(notify);
   await seedJobs(dataDir, typeof options.jobs === 'function' ? options.jobs(recorder.url) : options.jobs);
 
-  const nas = await startEmulator({ ...options.emulator, log: (line) => note(`[nas] ${line}`) });
-  Object.assign(nas.faults, options.faults ?? {});
+  // Faults go through startEmulator so they are validated and applied after `strict`, before anything runs.
+  const nas = await startEmulator({
+    ...options.emulator,
+    faults: { ...options.emulator?.faults, ...options.faults },
+    log: (line) => note(`[nas] ${line}`),
+  }).catch(async (err: unknown) => {
+    await recorder.close();
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  });
 
   // The JWKS is fetched through this relay so the test can count refreshes.
   let jwksCount = 0;

@@ -110,7 +110,7 @@ describe('hop 1 requests', () => {
 
   it('list is a GET with Accept, User-Agent and Authorization but no body', async () => {
     nas.reply({ status: 200, json: { armed: [] } });
-    expect(await client().list()).toEqual([]);
+    expect(await client().list()).toEqual({ entries: [], skipped: 0, unreadableJobIds: [] });
     const [req] = nas.requests;
     expect(req?.method).toBe('GET');
     expect(req?.body).toBe('');
@@ -142,21 +142,86 @@ describe('list parsing', () => {
         ],
       },
     });
-    const armed = await client().list();
-    expect(armed).toEqual([
+    const { entries, skipped } = await client().list();
+    expect(entries).toEqual([
       { job_id: 'a', fire_at: FIRE_AT, schedule_id: 's-a', fire_at_raw: '2026-03-08T02:00:00-05:00' },
       { job_id: 'b', fire_at: FIRE_AT, schedule_id: 's-b', fire_at_raw: '2026-03-08T07:00:00Z' },
     ]);
-    expect(armed[0]?.fire_at).toBe(armed[1]?.fire_at);
+    expect(entries[0]?.fire_at).toBe(entries[1]?.fire_at);
+    expect(skipped).toBe(0);
+  });
+
+  it('trusts items without schedule_id, with +00:00 offsets and unknown fields', async () => {
+    nas.reply({
+      status: 200,
+      json: {
+        armed: [
+          { job_id: 'a', fire_at: '2026-03-08T07:00:00+00:00', status: 'scheduled', attempts: 0 },
+          { job_id: 'b', fire_at: '2026-03-08T07:00:00.250+00:00', schedule_id: '' },
+        ],
+      },
+    });
+    expect(await client().list()).toEqual({
+      entries: [
+        { job_id: 'a', fire_at: FIRE_AT, schedule_id: null, fire_at_raw: '2026-03-08T07:00:00+00:00' },
+        {
+          job_id: 'b',
+          fire_at: FIRE_AT + 250,
+          schedule_id: null,
+          fire_at_raw: '2026-03-08T07:00:00.250+00:00',
+        },
+      ],
+      skipped: 0,
+      unreadableJobIds: [],
+    });
+  });
+
+  it('skips and counts malformed items, names the jobs it could not read, and trusts the rest', async () => {
+    const warnings: Array<{ obj: object; msg: string }> = [];
+    const debug: object[] = [];
+    const logger = {
+      warn: (obj: object, msg: string) => warnings.push({ obj, msg }),
+      debug: (obj: object) => debug.push(obj),
+    };
+    nas.reply({
+      status: 200,
+      json: {
+        armed: [
+          { job_id: 'good', fire_at: '2026-03-08T07:00:00Z', schedule_id: 's' },
+          42,
+          null,
+          ['x'],
+          {},
+          { job_id: 'junk-a' },
+          { job_id: 'junk-b', fire_at: 'not a time' },
+          { job_id: 'naive', fire_at: '2026-03-08T07:00:00' },
+          { job_id: 'soon', fire_at: 'soon', schedule_id: 's2' },
+          { job_id: 'soon', fire_at: 7 },
+          { job_id: '', fire_at: '2026-03-08T07:00:00Z' },
+          { job_id: 'also-good', fire_at: '2026-03-08T02:00:00-05:00' },
+        ],
+      },
+    });
+    const result = await client({ logger }).list();
+    expect(result.entries.map((e) => e.job_id)).toEqual(['good', 'also-good']);
+    expect(result.skipped).toBe(10);
+    expect(result.unreadableJobIds).toEqual(['junk-a', 'junk-b', 'naive', 'soon']);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.obj).toMatchObject({
+      skipped: 10,
+      unreadable_job_ids: result.unreadableJobIds,
+      trusted: 2,
+    });
+    expect(debug.filter((d) => (d as { problem?: string }).problem !== undefined)).toHaveLength(10);
   });
 
   it.each([
     ['no armed array', { jobs: [] }],
-    ['an entry without schedule_id', { armed: [{ job_id: 'a', fire_at: '2026-03-08T07:00:00Z' }] }],
-    ['a naive fire_at', { armed: [{ job_id: 'a', fire_at: '2026-03-08T07:00:00', schedule_id: 's' }] }],
-    ['a free-text fire_at', { armed: [{ job_id: 'a', fire_at: 'tomorrow', schedule_id: 's' }] }],
+    ['armed not an array', { armed: { job_id: 'a' } }],
+    ['a top-level array', [{ job_id: 'a', fire_at: '2026-03-08T07:00:00Z' }]],
+    ['null', null],
   ])(
-    'rejects a reply with %s as nas_rejected, not retried (the list is not trusted)',
+    'rejects a reply with %s as nas_rejected, not retried (the envelope must parse)',
     async (_what, json) => {
       nas.reply({ status: 200, json });
       const err = await failure(client().list());
@@ -172,11 +237,32 @@ describe('list parsing', () => {
     expect(err.code).toBe('nas_rejected');
     expect(err.message).toContain('not JSON');
   });
+});
 
-  it('rejects a provision reply without schedule_id', async () => {
-    nas.reply({ status: 200, json: { ok: true } });
+describe('provision replies', () => {
+  it.each<[string, { status: number; json?: unknown; text?: string }]>([
+    ['an empty 200', { status: 200, text: '' }],
+    ['an empty 201', { status: 201, text: '' }],
+    ['a 204', { status: 204 }],
+    ['a 200 without schedule_id', { status: 200, json: { ok: true } }],
+    ['a 200 that is not JSON', { status: 200, text: 'OK' }],
+    ['a 202 with a non-string schedule_id', { status: 202, json: { schedule_id: 12 } }],
+  ])('counts %s as an arm with schedule_id null', async (_what, reply) => {
+    nas.reply(reply);
+    expect(await client().provision({ job_id: 'a', fire_at: FIRE_AT })).toEqual({ schedule_id: null });
+    expect(nas.requests).toHaveLength(1);
+  });
+
+  it('keeps schedule_id when the 2xx names one', async () => {
+    nas.reply({ status: 201, json: { schedule_id: 'sch-9', extra: true } });
+    expect(await client().provision({ job_id: 'a', fire_at: FIRE_AT })).toEqual({ schedule_id: 'sch-9' });
+  });
+
+  it('a 4xx is still a refusal', async () => {
+    nas.reply({ status: 400, json: { error: 'invalid_request', message: 'fire_at is required' } });
     const err = await failure(client().provision({ job_id: 'a', fire_at: FIRE_AT }));
     expect(err.code).toBe('nas_rejected');
+    expect(err.status).toBe(400);
   });
 });
 
@@ -212,7 +298,7 @@ describe('retries', () => {
     await clock.advance(6999);
     expect(nas.requests).toHaveLength(1);
     await clock.advance(1);
-    expect(await pending).toEqual([]);
+    expect(await pending).toMatchObject({ entries: [], skipped: 0 });
     expect(nas.requests).toHaveLength(2);
   });
 
