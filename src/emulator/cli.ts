@@ -71,7 +71,8 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
     else targetPort = parseInteger(values['target-port'], '--target-port', problems, 1, 65535);
   }
   if (problems.length > 0) {
-    throw new ChronosError('invalid_config', `chronos emulator: ${problems.join('; ')}`, { problems });
+    // `usage`: the CLI prints it as a wrong command line (exit 2) under its "chronos emulator:" prefix.
+    throw new ChronosError('invalid_config', problems.join('; '), { problems, usage: true });
   }
 
   const log = values.quiet ? undefined : (line: string) => out(`[nas] ${line}`);
