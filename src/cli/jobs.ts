@@ -180,8 +180,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
   const known = ['list', 'add', ...WITH_ID];
   if (!known.includes(command))
     throw new UsageError(`unknown jobs command "${command}" (one of ${known.join(', ')})`);
-  if (WITH_ID.has(command) && id === undefined)
-    throw new UsageError(`"${command}" needs a job id`);
+  if (WITH_ID.has(command) && id === undefined) throw new UsageError(`"${command}" needs a job id`);
   if (!WITH_ID.has(command) && id !== undefined)
     throw new UsageError(`"${command}" takes no argument "${id}"`);
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
