@@ -8,7 +8,7 @@ import { loadConfig } from './config/load.js';
 import { chronosUnavailableReason, explicitChronosProblem } from './config/provider-check.js';
 import { ChronosError, isChronosError } from './errors.js';
 import { createFireTokenVerifier } from './fire/token.js';
-import { buildServer } from './http/server.js';
+import { adminOffRoutes, buildServer } from './http/server.js';
 import type { NasClient } from './nas/nas.js';
 import type { JobRunner } from './run/runner.js';
 import { createHandlerRegistry, type HandlerRegistry } from './run/targets/handler.js';
@@ -210,9 +210,10 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
             jobsFile: config.jobsFile,
             jwksAgeMs: () => verifier.jwksAgeMs(),
             startedAt,
+            handlers: options.handlers,
           }),
         ]
-      : [],
+      : [adminOffRoutes],
   });
 
   let idle: IdleExit | undefined;
@@ -263,7 +264,25 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     typeof address === 'object' && address
       ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
       : String(address);
-  logger.info({ url, provider: provider.name, version: VERSION, data_dir: dataDir }, 'chronos listening');
+  logger.info(
+    {
+      url,
+      provider: provider.name,
+      version: VERSION,
+      data_dir: dataDir,
+      admin_api: config.adminToken ? 'on' : 'off',
+    },
+    'chronos listening',
+  );
+  if (!config.adminToken)
+    logger.info('admin API off (/api/* answers 404): set CHRONOS_ADMIN_TOKEN (16+ characters) to turn it on');
+  if (provider.name === 'builtin' && config.idleExitSeconds > 0) {
+    // Only auto can get here (loadConfig refuses it with builtin): nothing would wake a stopped process.
+    logger.warn(
+      { idle_exit_seconds: config.idleExitSeconds },
+      'CHRONOS_IDLE_EXIT_SECONDS is ignored: the builtin timer must stay running to fire jobs (idle exit needs the chronos provider)',
+    );
+  }
 
   if (options.handleSignals ?? true) {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {

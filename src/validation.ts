@@ -125,6 +125,46 @@ export function toFieldProblems(
   return problems;
 }
 
+const endsEarly = (prefix: string): boolean => {
+  try {
+    JSON.parse(prefix);
+    return true;
+  } catch (err) {
+    return /end of JSON input|Unterminated/i.test((err as Error).message);
+  }
+};
+
+/**
+ * Node 20 names the offending token but not always its offset. A prefix of the text that only "ends too
+ * early" holds no mistake yet, and that stays true up to the mistake: the first prefix failing otherwise
+ * ends on it (found by bisection, a few parses of at most the body limit).
+ */
+function firstBadOffset(text: string): number {
+  if (endsEarly(text)) return text.length;
+  let good = 0;
+  let bad = text.length;
+  while (bad - good > 1) {
+    const middle = Math.floor((good + bad) / 2);
+    if (endsEarly(text.slice(0, middle))) good = middle;
+    else bad = middle;
+  }
+  return bad - 1;
+}
+
+/** Where JSON.parse stopped, as `line 3, column 12: <reason>` (Node 20 gives only an offset). */
+export function describeJsonError(text: string, err: unknown): string {
+  const message = (err as Error).message;
+  const offset = /at position (\d+)/.exec(message);
+  const position = offset ? Number(offset[1]) : firstBadOffset(text);
+  const before = text.slice(0, position);
+  const line = before.split('\n').length;
+  const column = position - before.lastIndexOf('\n');
+  const reason = message
+    .replace(/\s*(?:in JSON )?at position \d+.*$/s, '')
+    .replace(/^(Unexpected token .*?), ".*" is not valid JSON$/s, '$1');
+  return `line ${line}, column ${column}: ${reason}`;
+}
+
 /** Parse or throw `validation_failed` with every field problem listed. */
 export function parseOrThrow<S extends z.core.$ZodType>(
   schema: S,

@@ -5,7 +5,7 @@ import * as z from 'zod/mini';
 import { ChronosError, isChronosError } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
-import { toFieldProblems, unknownKeyMessage } from '../validation.js';
+import { describeJsonError, toFieldProblems, unknownKeyMessage } from '../validation.js';
 import { buildJob } from './build.js';
 import type { Job } from './model.js';
 import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from './schedule.js';
@@ -65,16 +65,8 @@ function joinPath(prefix: string, path: string): string {
   return path === '' ? prefix : `${prefix}.${path}`;
 }
 
-/** `line 3, column 12: <reason>`: JSON.parse gives an offset (and only Node 22 adds a line). */
 function jsonProblem(text: string, err: unknown): JobsFileProblem {
-  const message = (err as Error).message;
-  const offset = /at position (\d+)/.exec(message);
-  const position = offset ? Number(offset[1]) : text.length;
-  const before = text.slice(0, position);
-  const line = before.split('\n').length;
-  const column = position - before.lastIndexOf('\n');
-  const reason = message.replace(/\s*(?:in JSON )?at position \d+.*$/s, '').replace(/^JSON\.parse: /, '');
-  return { path: '', message: `not valid JSON at line ${line}, column ${column}: ${reason}` };
+  return { path: '', message: `not valid JSON at ${describeJsonError(text, err)}` };
 }
 
 export interface JobsFileCheck {
