@@ -106,11 +106,16 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
   }
 
   out(`NAS emulator listening on ${emulator.url}`);
+  out('Chronos settings for this emulator (all of them: without one, Chronos uses its builtin timer):');
+  out('  CHRONOS_PROVIDER=chronos');
   out(`  CHRONOS_PORTAL_URL=${emulator.url}`);
+  // Where fires are delivered: Chronos's own base URL (the wake proxy's when there is one).
+  out(`  CHRONOS_CALLBACK_URL=${wakeUrl ?? 'http://127.0.0.1:8080'}`);
   out(`  CHRONOS_JWKS_URL=${emulator.jwksUrl}`);
   out(`  CHRONOS_EXPECTED_AUDIENCE=${emulator.audience}`);
   out(`  CHRONOS_ACCESS_TOKEN=${emulator.agentToken}`);
   if (wakeUrl) out(`  fires go through the wake proxy ${wakeUrl} → port ${targetPort}`);
+  else out('  (CHRONOS_CALLBACK_URL is where Chronos listens: change it if PORT is not 8080)');
   out(`  state: GET ${emulator.url}/_emulator/state  (local use only: no auth)`);
   io.onReady?.(wakeUrl ? { url: emulator.url, wakeUrl } : { url: emulator.url });
 
