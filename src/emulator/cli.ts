@@ -106,7 +106,7 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
   }
 
   out(`NAS emulator listening on ${emulator.url}`);
-  out('Chronos settings for this emulator (all of them: without one, Chronos uses its builtin timer):');
+  out('Chronos settings for this emulator (set them all):');
   out('  CHRONOS_PROVIDER=chronos');
   out(`  CHRONOS_PORTAL_URL=${emulator.url}`);
   // Where fires are delivered: Chronos's own base URL (the wake proxy's when there is one).
