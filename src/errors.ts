@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'invalid_config'
   | 'invalid_schedule'
   | 'validation_failed'
+  | 'invalid_json'
+  | 'unsupported_media_type'
   | 'commands_disabled'
   // jobs
   | 'job_not_found'
@@ -28,6 +30,7 @@ export type ErrorCode =
   | 'nas_unauthorized'
   // admin
   | 'unauthorized'
+  | 'admin_disabled'
   | 'internal';
 
 export class ChronosError extends Error {

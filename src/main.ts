@@ -5,12 +5,12 @@ import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { Config } from './config/config.js';
 import { missingNasSettings } from './config/config.js';
 import { loadConfig } from './config/load.js';
-import { isChronosError } from './errors.js';
+import { chronosUnavailableReason, explicitChronosProblem } from './config/provider-check.js';
+import { ChronosError, isChronosError } from './errors.js';
 import { createFireTokenVerifier } from './fire/token.js';
 import { connectionCap, descriptorLimit } from './http/limits.js';
-import { buildServer, SERVER_TIMEOUTS } from './http/server.js';
+import { adminOffRoutes, buildServer, SERVER_TIMEOUTS } from './http/server.js';
 import type { NasClient } from './nas/nas.js';
-import { checkTokenSourceSync } from './nas/token-source.js';
 import type { JobRunner } from './run/runner.js';
 import { createHandlerRegistry, type HandlerRegistry } from './run/targets/handler.js';
 import { Activity } from './scheduler/activity.js';
@@ -53,6 +53,14 @@ export interface RunningChronos {
  */
 export async function startChronos(options: StartOptions): Promise<RunningChronos> {
   const config = loadConfig(options.env);
+  if (config.provider === 'chronos') {
+    // Asked for by name: falling back to the builtin timer would keep a scale-to-zero machine awake for good.
+    const reason = chronosUnavailableReason(config);
+    if (reason !== null) {
+      const problem = explicitChronosProblem(reason);
+      throw new ChronosError('invalid_config', `Chronos cannot start: ${problem}`, { problems: [problem] });
+    }
+  }
   const clock = options.clock ?? systemClock;
   const logger =
     options.logger ??
@@ -146,9 +154,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     const available = chronos.isAvailable();
     if (available.ok) provider = chronos;
     else {
+      // Only `auto` gets here (an explicit `chronos` was refused above); said loudly, because the builtin
+      // timer keeps the process running and never lets it sleep.
       logger.warn(
-        { reason: available.reason },
-        'chronos provider unavailable; falling back to the builtin timer',
+        { reason: available.reason, provider_configured: config.provider },
+        'CHRONOS_PROVIDER=auto: every NAS setting is present but the chronos provider cannot work; using the builtin timer, which keeps this process awake',
       );
       provider = builtin(`chronos provider unavailable: ${available.reason}`);
     }
@@ -205,9 +215,10 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
             jobsFile: config.jobsFile,
             jwksAgeMs: () => verifier.jwksAgeMs(),
             startedAt,
+            handlers: options.handlers,
           }),
         ]
-      : [],
+      : [adminOffRoutes],
   });
 
   let idle: IdleExit | undefined;
@@ -263,9 +274,25 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
       : String(address);
   logger.info(
-    { url, provider: provider.name, version: VERSION, data_dir: dataDir, max_connections: maxConnections },
+    {
+      url,
+      provider: provider.name,
+      version: VERSION,
+      data_dir: dataDir,
+      admin_api: config.adminToken ? 'on' : 'off',
+      max_connections: maxConnections,
+    },
     'chronos listening',
   );
+  if (!config.adminToken)
+    logger.info('admin API off (/api/* answers 404): set CHRONOS_ADMIN_TOKEN (16+ characters) to turn it on');
+  if (provider.name === 'builtin' && config.idleExitSeconds > 0) {
+    // Only auto can get here (loadConfig refuses it with builtin): nothing would wake a stopped process.
+    logger.warn(
+      { idle_exit_seconds: config.idleExitSeconds },
+      'CHRONOS_IDLE_EXIT_SECONDS is ignored: the builtin timer must stay running to fire jobs (idle exit needs the chronos provider)',
+    );
+  }
 
   if (options.handleSignals ?? true) {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -336,14 +363,6 @@ function deferUntilFirstReply(activity: Activity, work: () => void): void {
   }, STARTUP_QUIET_MS);
   // A request that never ends (a client that stalls its body) must not hold start-up back for good.
   const latest = setTimeout(go, STARTUP_LATEST_MS);
-}
-
-/** Decided without network: the chronos provider needs every NAS setting and a readable token (the key is checked by loadConfig). */
-function chronosUnavailableReason(config: Config): string | null {
-  const missing = missingNasSettings(config);
-  if (missing.length > 0) return `missing ${missing.join(', ')}`;
-  const token = checkTokenSourceSync({ token: config.accessToken, file: config.accessTokenFile });
-  return token;
 }
 
 /** Entry used by `chronos serve` and the container: configuration problems exit 1 with one message. */

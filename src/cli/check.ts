@@ -1,11 +1,15 @@
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
+import { missingNasSettings } from '../config/config.js';
 import { loadConfig } from '../config/load.js';
+import { chronosUnavailableReason, explicitChronosProblem } from '../config/provider-check.js';
 import { isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { compileSchedule } from '../jobs/jobs.js';
-import { loadJobsFile } from '../jobs/jobs-file.js';
+import { checkJobsFile } from '../jobs/jobs-file.js';
 import type { Job } from '../jobs/model.js';
+import { ACCEPTED_FORMS } from '../jobs/schedule.js';
 import {
   type CliIo,
   EXIT_FAILURE,
@@ -55,14 +59,21 @@ function problemsOf(err: unknown, fallbackPath: string): Problem[] {
 }
 
 /** The fire times a declared job would get if the server started now (the same build the sync does). */
-function plannedJob(job: Job, count: number): CheckedJob {
+function plannedJob(job: Job, count: number, now: number): CheckedJob {
   const schedule = compileSchedule(job);
   const zone = effectiveZone(schedule, job.timezone);
   const first = job.next_run_at;
   const remaining = job.repeat.times === null ? count : Math.min(count, job.repeat.times);
   const next =
     first === null ? [] : [first, ...occurrences(schedule, first, remaining - 1)].slice(0, remaining);
-  const note = !job.enabled ? 'disabled: it will not fire until enabled' : null;
+  let note: string | null = !job.enabled ? 'disabled: it will not fire until enabled' : null;
+  if (job.enabled && schedule.kind === 'once' && schedule.at < now) {
+    // The server's rule for a past one-shot in the jobs file (src/jobs/build.ts, docs/jobs.md).
+    note =
+      now - schedule.at <= job.misfire.grace_seconds * 1000
+        ? `in the past but within its misfire grace (${job.misfire.grace_seconds} s): runs once at start`
+        : `in the past: recorded as missed at start (misfire grace ${job.misfire.grace_seconds} s), never run`;
+  }
   return { id: job.id, schedule: job.schedule, timezone: zone, next, note };
 }
 
@@ -85,25 +96,40 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
   } catch (err) {
     errors.push(...problemsOf(err, 'configuration'));
   }
+  // The server's start-up rule for the provider (src/main.ts): an explicit chronos that cannot work is an
+  // error; auto with every NAS setting but an unusable token falls back to the builtin timer.
+  let providerProblem: string | undefined;
+  let providerWarning: string | undefined;
+  if (config && config.provider !== 'builtin') {
+    const reason = chronosUnavailableReason(config);
+    if (reason !== null && config.provider === 'chronos') providerProblem = explicitChronosProblem(reason);
+    else if (reason !== null && missingNasSettings(config).length === 0)
+      providerWarning = `CHRONOS_PROVIDER=auto falls back to the builtin timer (never sleeps): ${reason}`;
+  }
+  if (providerProblem) errors.push({ path: 'configuration', message: providerProblem });
   const timezone = config?.timezone ?? 'UTC';
   const jobsFile = values.jobs ?? config?.jobsFile ?? io.env['CHRONOS_JOBS_FILE'];
   const jobs: CheckedJob[] = [];
+  let acceptedForms: readonly string[] | undefined;
   if (jobsFile) {
+    const path = resolve(jobsFile);
+    let text: string | undefined;
     try {
-      const loaded = await loadJobsFile(resolve(jobsFile), timezone);
-      const now = Date.now();
-      for (const spec of loaded.specs) {
-        try {
-          const job = buildJob(spec, { now, defaultTimezone: timezone, allowCommands: true, source: 'file' });
-          jobs.push(plannedJob(job, count));
-        } catch (err) {
-          for (const p of problemsOf(err, 'schedule')) {
-            errors.push({ path: `jobs[${spec.id}]${p.path ? `.${p.path}` : ''}`, message: p.message });
-          }
-        }
-      }
+      text = await readFile(path, 'utf8');
     } catch (err) {
-      errors.push(...problemsOf(err, 'jobs file'));
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      errors.push({ path: 'jobs file', message: `cannot read ${jobsFile}: ${code}` });
+    }
+    if (text !== undefined) {
+      // The server's own check, with the same clock reading for the build and the plan.
+      const now = Date.now();
+      const checked = checkJobsFile(text, { defaultTimezone: timezone, now });
+      for (const p of checked.problems) errors.push({ path: p.path || jobsFile, message: p.message });
+      if (checked.scheduleHelp) acceptedForms = ACCEPTED_FORMS;
+      for (const spec of checked.specs) {
+        const job = buildJob(spec, { now, defaultTimezone: timezone, allowCommands: true, source: 'file' });
+        jobs.push(plannedJob(job, count, now));
+      }
     }
   }
 
@@ -114,6 +140,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
         schedule: j.schedule,
         timezone: j.timezone,
         next: j.next.map(isoSeconds),
+        note: j.note,
       })),
       errors,
     };
@@ -122,10 +149,11 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
   }
 
   const lines: string[] = [];
-  if (config) {
+  if (config && !providerProblem) {
     lines.push(
       `configuration: ok (provider ${config.provider}, timezone ${config.timezone}, data dir ${config.dataDir})`,
     );
+    if (providerWarning) lines.push(`  warning: ${providerWarning}`);
   }
   if (!jobsFile) lines.push('jobs file: none (set CHRONOS_JOBS_FILE or pass --jobs FILE)');
   else if (jobs.length > 0 || errors.length === 0)
@@ -138,7 +166,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
   if (lines.length > 0) io.out(lines.join('\n'));
   if (errors.length > 0) {
     io.err(
-      `chronos check: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n${errors.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`,
+      `chronos check: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n${errors.map((e) => `  ${e.path}: ${e.message}`).join('\n')}${acceptedForms ? `\nAccepted schedule forms:\n${acceptedForms.map((f) => `  - ${f}`).join('\n')}` : ''}`,
     );
     return EXIT_FAILURE;
   }

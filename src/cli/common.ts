@@ -16,6 +16,8 @@ export interface CliIo {
   err(text: string): void;
   env: Readonly<Record<string, string | undefined>>;
   readStdin(): Promise<string>;
+  /** Whether stdin is a terminal (a person typing), not a pipe or a file. */
+  stdinIsTTY: boolean;
 }
 
 export const processIo: CliIo = {
@@ -27,16 +29,37 @@ export const processIo: CliIo = {
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks).toString('utf8');
   },
+  stdinIsTTY: process.stdin.isTTY === true,
 };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs's own wording ("Option '--jobs <value>' argument missing") in the words of the other messages. */
+export function usageErrorFrom(err: unknown): UsageError | undefined {
+  const { code, message } = err as { code?: string; message?: string };
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) return undefined;
+  const quoted = /'([^']+)'/.exec(message ?? '')?.[1] ?? '';
+  const option = quoted.split(' ')[0] ?? quoted;
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new UsageError(`unknown option ${option}`);
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return new UsageError(`unexpected argument "${quoted}"`);
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return new UsageError(
+        /argument missing/.test(message ?? '') ? `${option} needs a value` : `${option} takes no value`,
+      );
+    default:
+      return new UsageError(message ?? code);
+  }
+}
 
 /** parseArgs with its errors turned into usage errors (exit 2) instead of stack traces. */
 export function parseCommandArgs<O extends Options>(argv: string[], options: O, allowPositionals = false) {
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw usageErrorFrom(err) ?? new UsageError((err as Error).message);
   }
 }
 

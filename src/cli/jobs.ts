@@ -180,10 +180,9 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
   const known = ['list', 'add', ...WITH_ID];
   if (!known.includes(command))
     throw new UsageError(`unknown jobs command "${command}" (one of ${known.join(', ')})`);
-  if (WITH_ID.has(command) && id === undefined)
-    throw new UsageError(`chronos jobs ${command} needs a job id`);
+  if (WITH_ID.has(command) && id === undefined) throw new UsageError(`"${command}" needs a job id`);
   if (!WITH_ID.has(command) && id !== undefined)
-    throw new UsageError(`chronos jobs ${command} takes no argument "${id}"`);
+    throw new UsageError(`"${command}" takes no argument "${id}"`);
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
   if (values.file !== undefined && command !== 'add') throw new UsageError('--file is only for "jobs add"');
   if (values.limit !== undefined && command !== 'runs')
@@ -207,13 +206,31 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       reply = await api.call('GET', `/api/jobs${path}`);
       break;
     case 'add': {
+      if (values.file === undefined && io.stdinIsTTY) {
+        // Otherwise a person who forgot --file sees a command that seems to hang.
+        io.err(
+          'chronos jobs add: reading the job spec (JSON) from stdin; end with Ctrl-D, or pass --file spec.json',
+        );
+      }
       const text = values.file !== undefined ? await readSpecFile(values.file) : await io.readStdin();
       if (text.trim() === '')
         throw new UsageError('give the job spec with --file spec.json or as JSON on stdin');
+      let spec: unknown;
       try {
-        JSON.parse(text);
+        spec = JSON.parse(text);
       } catch (err) {
         io.err(`chronos jobs add: the spec is not valid JSON: ${(err as Error).message}`);
+        return EXIT_FAILURE;
+      }
+      const jobsFileShape =
+        Array.isArray(spec) ||
+        (typeof spec === 'object' && spec !== null && Array.isArray((spec as { jobs?: unknown }).jobs));
+      if (jobsFileShape) {
+        io.err(
+          'chronos jobs add: this is a jobs file (a list of jobs), not one job spec. Give one job object ' +
+            '({"id","schedule","target",...}) per "jobs add", or declare the file with CHRONOS_JOBS_FILE ' +
+            '(check it first with: chronos check --jobs FILE).',
+        );
         return EXIT_FAILURE;
       }
       reply = await api.call('POST', '/api/jobs', text);

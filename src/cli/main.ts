@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `chronos <command>`: each command is loaded on demand so `serve` pays only for the server.
-import { type CliIo, EXIT_FAILURE, EXIT_USAGE, processIo, UsageError } from './common.js';
+import { isChronosError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { type CliIo, EXIT_FAILURE, EXIT_USAGE, processIo, UsageError, usageErrorFrom } from './common.js';
 
 const HELP = `Usage: chronos <command> [options]
 
@@ -11,66 +13,121 @@ Commands:
   jobs        list, add, remove, pause, resume and run jobs of a running server (admin API)
   emulator    run the local NAS emulator
   dev         run the whole scale-to-zero loop locally: emulator, wake proxy, Chronos, sample jobs
-  help        show this help
+  help        show this help, or a command's: chronos help <command>
 
-Run "chronos <command> --help" for a command's options.`;
+Options:
+  --version   print the version
+  -h, --help  this text
+
+Run "chronos help <command>" or "chronos <command> --help" for a command's options.`;
 
 const SERVE_USAGE = `Usage: chronos serve
 
 Runs the server. Configuration comes from the environment (see .env.example); a configuration
 or jobs-file problem is printed and the process exits with code 1.`;
 
-type Command = (argv: string[], io: CliIo) => Promise<number>;
+type Command = (argv: string[], io: CliIo) => Promise<number | undefined>;
 
-const COMMANDS: Record<string, () => Promise<Command>> = {
-  check: async () => (await import('./check.js')).runCheck,
-  next: async () => (await import('./next.js')).runNext,
-  jobs: async () => (await import('./jobs.js')).runJobs,
-};
-
-async function main(argv: string[]): Promise<number | undefined> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve': {
-      if (rest.includes('--help') || rest.includes('-h')) {
-        console.log(SERVE_USAGE);
-        return 0;
-      }
-      if (rest.length > 0) throw new UsageError(`chronos serve takes no arguments, got "${rest.join(' ')}"`);
+const COMMANDS: Record<string, { run: () => Promise<Command>; usage: () => Promise<string> }> = {
+  serve: {
+    run: async () => async (argv) => {
+      if (argv.length > 0) throw new UsageError(`takes no arguments, got "${argv.join(' ')}"`);
       const { serve } = await import('../main.js');
       await serve();
       // The server keeps the process alive; its exit code is decided by shutdown.
       return undefined;
-    }
-    case 'emulator': {
+    },
+    usage: async () => SERVE_USAGE,
+  },
+  check: {
+    run: async () => (await import('./check.js')).runCheck,
+    usage: async () => (await import('./check.js')).CHECK_USAGE,
+  },
+  next: {
+    run: async () => (await import('./next.js')).runNext,
+    usage: async () => (await import('./next.js')).NEXT_USAGE,
+  },
+  jobs: {
+    run: async () => (await import('./jobs.js')).runJobs,
+    usage: async () => (await import('./jobs.js')).JOBS_USAGE,
+  },
+  emulator: {
+    run: async () => {
       const { runEmulatorCli } = await import('../emulator/cli.js');
-      await runEmulatorCli(rest);
-      return undefined;
-    }
-    case 'dev': {
+      return async (argv) => {
+        await runEmulatorCli(argv);
+        return undefined;
+      };
+    },
+    usage: async () => (await import('../emulator/cli.js')).EMULATOR_USAGE,
+  },
+  dev: {
+    run: async () => {
       const { runDevLoop } = await import('../emulator/dev-loop.js');
-      await runDevLoop(rest);
-      return undefined;
-    }
+      return async (argv) => {
+        await runDevLoop(argv);
+        return undefined;
+      };
+    },
+    usage: async () => (await import('../emulator/dev-loop.js')).DEV_LOOP_USAGE,
+  },
+};
+
+const wantsHelp = (argv: string[]) => argv.includes('--help') || argv.includes('-h');
+
+async function main(argv: string[]): Promise<number | undefined> {
+  const [command, ...rest] = argv;
+  switch (command) {
     case undefined:
-    case 'help':
     case '--help':
     case '-h':
-      console.log(HELP);
+      processIo.out(HELP);
       return 0;
+    case '--version':
+    case '-V':
+    case 'version':
+      processIo.out(`chronos ${VERSION}`);
+      return 0;
+    case 'help': {
+      const [topic, ...extra] = rest;
+      if (topic === undefined) {
+        processIo.out(HELP);
+        return 0;
+      }
+      const entry = COMMANDS[topic];
+      if (!entry || extra.length > 0) {
+        const why = entry ? `takes one command, got "${rest.join(' ')}"` : `unknown command "${topic}"`;
+        process.stderr.write(`chronos help: ${why}\n\n${HELP}\n`);
+        return EXIT_USAGE;
+      }
+      processIo.out(await entry.usage());
+      return 0;
+    }
     default: {
-      const load = COMMANDS[command];
-      if (!load) {
+      const entry = COMMANDS[command];
+      if (!entry) {
         process.stderr.write(`chronos: unknown command "${command}"\n\n${HELP}\n`);
         return EXIT_USAGE;
       }
-      const run = await load();
+      // Every command answers --help the same way, before any of its own parsing.
+      if (wantsHelp(rest)) {
+        processIo.out(await entry.usage());
+        return 0;
+      }
       try {
-        return await run(rest, processIo);
+        return await (await entry.run())(rest, processIo);
       } catch (err) {
-        if (err instanceof UsageError) {
+        // One shape for every wrong command line: "chronos <command>: …", exit 2.
+        const usage =
+          err instanceof UsageError
+            ? err
+            : (usageErrorFrom(err) ??
+              (isChronosError(err, 'invalid_config') && err.details?.['usage'] === true
+                ? new UsageError(err.message)
+                : undefined));
+        if (usage) {
           process.stderr.write(
-            `chronos ${command}: ${err.message}\nRun "chronos ${command} --help" for usage.\n`,
+            `chronos ${command}: ${usage.message}\nRun "chronos help ${command}" for usage.\n`,
           );
           return EXIT_USAGE;
         }
@@ -84,11 +141,6 @@ try {
   const code = await main(process.argv.slice(2));
   if (code !== undefined) process.exitCode = code;
 } catch (err) {
-  if (err instanceof UsageError) {
-    process.stderr.write(`chronos: ${err.message}\n`);
-    process.exitCode = EXIT_USAGE;
-  } else {
-    process.stderr.write(`chronos: ${(err as Error).message}\n`);
-    process.exitCode = EXIT_FAILURE;
-  }
+  process.stderr.write(`chronos: ${(err as Error).message}\n`);
+  process.exitCode = EXIT_FAILURE;
 }

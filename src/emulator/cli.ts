@@ -75,7 +75,8 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
     else targetPort = parseInteger(values['target-port'], '--target-port', problems, 1, 65535);
   }
   if (problems.length > 0) {
-    throw new ChronosError('invalid_config', `chronos emulator: ${problems.join('; ')}`, { problems });
+    // `usage`: the CLI prints it as a wrong command line (exit 2) under its "chronos emulator:" prefix.
+    throw new ChronosError('invalid_config', problems.join('; '), { problems, usage: true });
   }
 
   const log = values.quiet ? undefined : (line: string) => out(`[nas] ${line}`);
@@ -110,11 +111,16 @@ export async function runEmulatorCli(argv: string[], io: EmulatorCliIo = {}): Pr
   }
 
   out(`NAS emulator listening on ${emulator.url}${emulator.strict ? '  (strict)' : ''}`);
+  out('Chronos settings for this emulator (set them all):');
+  out('  CHRONOS_PROVIDER=chronos');
   out(`  CHRONOS_PORTAL_URL=${emulator.url}`);
+  // Where fires are delivered: Chronos's own base URL (the wake proxy's when there is one).
+  out(`  CHRONOS_CALLBACK_URL=${wakeUrl ?? 'http://127.0.0.1:8080'}`);
   out(`  CHRONOS_JWKS_URL=${emulator.jwksUrl}`);
   out(`  CHRONOS_EXPECTED_AUDIENCE=${emulator.audience}`);
   out(`  CHRONOS_ACCESS_TOKEN=${emulator.agentToken}`);
   if (wakeUrl) out(`  fires go through the wake proxy ${wakeUrl} → port ${targetPort}`);
+  else out('  (CHRONOS_CALLBACK_URL is where Chronos listens: change it if PORT is not 8080)');
   out(`  state: GET ${emulator.url}/_emulator/state  (local use only: no auth)`);
   io.onReady?.(wakeUrl ? { url: emulator.url, wakeUrl } : { url: emulator.url });
 

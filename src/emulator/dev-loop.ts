@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -24,9 +24,16 @@ Options:
   --data-dir DIR     Chronos data directory (default .chronos-data/dev)
   --keep-data        keep the data directory from the previous run (default: start fresh)
   --strict           run the emulator in strict mode (chronos emulator --help, docs/emulator.md)
+  --reset            empty --data-dir even though chronos dev did not create it (it deletes that data)
   -h, --help         this text
 
-Ctrl-C stops everything.`;
+A fresh start empties the data directory only when chronos dev made it (it leaves a .chronos-dev file
+there): a directory holding another Chronos's data is refused unless --reset is given.
+Ctrl-C stops everything; so does closing its output (chronos dev | head).`;
+
+/** Left in a data directory chronos dev created, so a later fresh start knows it may empty it. */
+export const DEV_MARKER = '.chronos-dev';
+const DEFAULT_DATA_DIR = '.chronos-data/dev';
 
 export interface DevLoopIo {
   /** Where lines go (default console.log). */
@@ -50,17 +57,32 @@ interface ChronosLogLine {
  * process.exitCode = 1 after saying what to do.
  */
 export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<void> {
-  const write = io.out ?? ((line: string) => console.log(line));
-  const out = (source: string, text: string) => write(`${clock()} ${`[${source}]`.padEnd(9)} ${text}`);
-
-  let values: ReturnType<typeof parseDevArgs>;
+  // Option problems are thrown: the CLI prints them as usage errors (exit 2).
+  const values = parseDevArgs(argv);
+  // Once stdout is gone (`chronos dev | head` after head exits), writing to it throws EPIPE: the loop then
+  // stops as on Ctrl-C, stopping Chronos and the emulator, instead of crashing and orphaning them.
+  const outputGone = new AbortController();
+  let write = io.out ?? ((line: string) => console.log(line));
+  const onStdoutError = (err: NodeJS.ErrnoException) => {
+    write = () => {};
+    if (err.code !== 'EPIPE') process.exitCode = 1;
+    outputGone.abort();
+  };
+  if (!io.out) process.stdout.on('error', onStdoutError);
   try {
-    values = parseDevArgs(argv);
-  } catch (err) {
-    write(`chronos dev: ${(err as Error).message}\n\n${DEV_LOOP_USAGE}`);
-    process.exitCode = 1;
-    return;
+    await runLoop(values, io, (line) => write(line), outputGone.signal);
+  } finally {
+    process.stdout.off('error', onStdoutError);
   }
+}
+
+async function runLoop(
+  values: ReturnType<typeof parseDevArgs>,
+  io: DevLoopIo,
+  write: (line: string) => void,
+  outputGone: AbortSignal,
+): Promise<void> {
+  const out = (source: string, text: string) => write(`${clock()} ${`[${source}]`.padEnd(9)} ${text}`);
   if (values.help) {
     write(DEV_LOOP_USAGE);
     return;
@@ -85,7 +107,8 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
   // The emulator starts with no arms, so the data dir starts empty too: otherwise every job would look
   // overdue from the last session and the first minute would be misfire catch-up instead of the loop.
   if (!values.keepData) {
-    const foreign = await foreignEntries(dataDir);
+    const names = await readdir(dataDir).catch(() => [] as string[]);
+    const foreign = names.filter((name) => !DATA_DIR_ENTRIES.test(name) && name !== DEV_MARKER);
     if (foreign.length > 0) {
       write(
         `chronos dev: ${values.dataDir} holds files Chronos did not write (${foreign.slice(0, 3).join(', ')}); ` +
@@ -94,9 +117,22 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
       process.exitCode = 1;
       return;
     }
+    // Another Chronos's data (a `chronos serve` data dir given by mistake) is not emptied without --reset.
+    const ours = names.includes(DEV_MARKER) || resolve(DEFAULT_DATA_DIR) === dataDir;
+    if (names.length > 0 && !ours && !values.reset) {
+      write(
+        `chronos dev: ${values.dataDir} holds the data of a Chronos that chronos dev did not start; a fresh start ` +
+          'would delete its jobs and history. Pass another --data-dir, --keep-data to use it as it is, or ' +
+          '--reset to empty it.',
+      );
+      process.exitCode = 1;
+      return;
+    }
     await rm(dataDir, { recursive: true, force: true });
   }
   await mkdir(dataDir, { recursive: true });
+  if (!values.keepData)
+    await writeFile(join(dataDir, DEV_MARKER), 'made by chronos dev: emptied at each fresh start\n');
 
   const app = await startSampleApp(values.appPort, (line) => out('app', line)).catch((err: Error) => {
     out('dev', `sample app not started (${err.message}); jobs that call it will fail`);
@@ -165,6 +201,12 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
       'dev',
       `jobs ${show(jobsFile)}, data ${show(dataDir)}${values.keepData ? '' : ' (fresh)'}, idle exit ${values.idleExit} s`,
     );
+    out(
+      'dev',
+      process.env['CHRONOS_ADMIN_TOKEN']
+        ? `admin API on: chronos jobs list --url ${proxyUrl} (same CHRONOS_ADMIN_TOKEN)`
+        : 'admin API off: set CHRONOS_ADMIN_TOKEN (16+ characters) before chronos dev to use chronos jobs',
+    );
     out('dev', 'starting Chronos once so that it arms its jobs; Ctrl-C stops everything');
 
     // Nothing is armed yet, so no fire would ever arrive: wake Chronos the way a deploy would.
@@ -196,7 +238,8 @@ export async function runDevLoop(argv: string[], io: DevLoopIo = {}): Promise<vo
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    if (io.signal?.aborted) stop();
+    outputGone.addEventListener('abort', stop, { once: true });
+    if (io.signal?.aborted || outputGone.aborted) stop();
     else io.signal?.addEventListener('abort', stop, { once: true });
   });
   out('dev', 'stopping');
@@ -218,6 +261,7 @@ function parseDevArgs(argv: string[]) {
       'data-dir': { type: 'string' },
       'keep-data': { type: 'boolean' },
       strict: { type: 'boolean' },
+      reset: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -236,11 +280,14 @@ function parseDevArgs(argv: string[]) {
     port: int(values.port, 8080, '--port', 0, 65535),
     appPort: int(values['app-port'], 4180, '--app-port', 0, 65535),
     idleExit: int(values['idle-exit'], 3, '--idle-exit', 1, 3600),
-    dataDir: values['data-dir'] ?? '.chronos-data/dev',
+    dataDir: values['data-dir'] ?? DEFAULT_DATA_DIR,
     keepData: values['keep-data'] === true,
     strict: values.strict === true,
+    reset: values.reset === true,
   };
-  if (problems.length > 0) throw new ChronosError('invalid_config', problems.join('; '), { problems });
+  if (values['keep-data'] && values.reset) problems.push('--keep-data and --reset contradict each other');
+  if (problems.length > 0)
+    throw new ChronosError('invalid_config', problems.join('; '), { problems, usage: true });
   return parsed;
 }
 
@@ -254,12 +301,6 @@ function findServeBundle(): string | undefined {
 /** What a data directory may hold (src/store/file-store.ts layout, the JWKS cache, the jobs-file sync state). */
 const DATA_DIR_ENTRIES =
   /^(jobs|runs|chronos\.lock(\.break)?|write-token|jwks-cache\.json|jobs-file\.sync\.json|\..*\.tmp)$/;
-
-/** Entries that are not Chronos's: the fresh start must never delete a directory the user pointed at by mistake. */
-async function foreignEntries(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return names.filter((name) => !DATA_DIR_ENTRIES.test(name));
-}
 
 function findJobsFile(given: string, serveJs: string): string | undefined {
   const candidates = [resolve(given), resolve(dirname(serveJs), '..', given)];

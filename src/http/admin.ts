@@ -11,7 +11,7 @@ import { JobSpec, type JobSpecInput } from '../jobs/spec.js';
 import { isoOrNull, jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../scheduler/provider.js';
 import type { Store } from '../store/store.js';
-import { parseOrThrow } from '../validation.js';
+import { describeJsonError, parseOrThrow } from '../validation.js';
 import { VERSION } from '../version.js';
 
 /** Admin bodies are job specs; anything larger is a mistake or an attack. */
@@ -68,6 +68,11 @@ export interface AdminDeps {
   jwksAgeMs: () => number | null;
   startedAt: number;
   armTimeoutMs?: number;
+  /**
+   * The registry `{"type":"handler"}` targets run from, when the embedding application passed one. Absent
+   * (`chronos serve`), no handler can ever exist, so such a target is refused at creation.
+   */
+  handlers?: { get(name: string): unknown } | undefined;
 }
 
 /** Job fields a PATCH may carry: any subset of the spec, except the immutable id. */
@@ -117,6 +122,40 @@ function requireObject(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
+/**
+ * The body as JSON, parsed here rather than by Fastify so its mistakes get Chronos's codes: where the JSON
+ * breaks, and what to send when the content type is not JSON (curl -d sends form encoding).
+ */
+function installBodyParsers(app: FastifyInstance): void {
+  app.removeContentTypeParser('application/json');
+  const options = { parseAs: 'string' as const, bodyLimit: ADMIN_BODY_LIMIT };
+  app.addContentTypeParser('application/json', options, (_request, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(
+        new ChronosError('invalid_json', `the body is not valid JSON: ${describeJsonError(text, err)}`),
+        undefined,
+      );
+    }
+  });
+  app.addContentTypeParser('*', options, (request, body, done) => {
+    // A POST without a body (pause, resume, run) needs no content type.
+    if (String(body).trim() === '') return done(null, undefined);
+    const type = request.headers['content-type'] ?? '(none)';
+    done(
+      new ChronosError(
+        'unsupported_media_type',
+        `send the body as JSON with the header "Content-Type: application/json" (got "${type}"; curl -d sends application/x-www-form-urlencoded unless you add -H 'Content-Type: application/json')`,
+        { content_type: type },
+      ),
+      undefined,
+    );
+  });
+}
+
 export function adminPlugin(deps: AdminDeps): (app: FastifyInstance) => Promise<void> {
   return async (app) => {
     await app.register(async (scope) => registerAdminRoutes(scope, deps));
@@ -125,8 +164,15 @@ export function adminPlugin(deps: AdminDeps): (app: FastifyInstance) => Promise<
 
 async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
   const { store, clock } = deps;
+  installBodyParsers(app);
   const expected = digest(deps.token);
   const armTimeoutMs = deps.armTimeoutMs ?? DEFAULT_ARM_TIMEOUT_MS;
+  /**
+   * A file job is the file's to change only while a jobs file is configured: the start-up sync removes file
+   * jobs the configured file no longer declares, so the ones left over after CHRONOS_JOBS_FILE was unset
+   * belong to no file, and the API may edit (they become API jobs) or delete them.
+   */
+  const declaredInFile = (job: Job) => job.source === 'file' && deps.jobsFile !== undefined;
   const fileManaged = (job: Job, action: string) =>
     new ChronosError(
       'job_file_managed',
@@ -139,6 +185,28 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     allowCommands: deps.allowCommands,
     source,
   });
+  /** A handler target under `chronos serve` could never run: refused now rather than failing at every fire. */
+  const checkHandler = (job: Job): string | undefined => {
+    if (job.target.type !== 'handler') return undefined;
+    const name = job.target.name;
+    if (deps.handlers === undefined) {
+      throw new ChronosError(
+        'validation_failed',
+        `invalid job: target: no handler "${name}" can exist on this server: handler targets run functions an application registers when it embeds Chronos (startChronos({ handlers })); chronos serve has none. Use an http or command target.`,
+        {
+          problems: [
+            {
+              path: 'target.name',
+              message: `no handler "${name}" can exist: chronos serve registers no handlers (docs/jobs.md#handler-target)`,
+            },
+          ],
+        },
+      );
+    }
+    return deps.handlers.get(name) === undefined
+      ? `no handler "${name}" is registered yet: runs fail until the application registers it`
+      : undefined;
+  };
   const getJob = async (id: string): Promise<Job> => {
     const job = await store.getJob(id);
     if (!job) throw notFound(id);
@@ -174,6 +242,10 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     if (!wanted && unreachable) return { armed, warning: NAS_CANCEL_WARNING };
     return { armed };
   };
+  const withWarning = (settled: { armed: boolean; warning?: string }, extra: string | undefined) =>
+    extra === undefined
+      ? settled
+      : { ...settled, warning: settled.warning ? `${settled.warning}; ${extra}` : extra };
   const reply = (job: Job, settled: { armed: boolean; warning?: string }) => ({
     ...jobView(job, settled.armed),
     ...(settled.warning ? { warning: settled.warning } : {}),
@@ -200,9 +272,11 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.post('/api/jobs', bodyOptions, async (request, res) => {
     const spec = parseOrThrow(JobSpec, requireObject(request.body), 'job');
-    const job = await store.createJob(buildJob(spec, buildContext('api')));
+    const built = buildJob(spec, buildContext('api'));
+    const handlerWarning = checkHandler(built);
+    const job = await store.createJob(built);
     const settled = await settle(job.id, job);
-    return res.code(201).send(reply(job, settled));
+    return res.code(201).send(reply(job, withWarning(settled, handlerWarning)));
   });
 
   app.get('/api/jobs/:id', async (request) => {
@@ -213,6 +287,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   app.patch('/api/jobs/:id', bodyOptions, async (request) => {
     const id = jobIdParam(request);
     const patch = parseOrThrow(JobPatch, requireObject(request.body), 'job');
+    let handlerWarning: string | undefined;
     if (patch.id !== undefined && patch.id !== id) {
       throw new ChronosError('validation_failed', 'invalid job: id: a job id cannot be changed', {
         problems: [{ path: 'id', message: `a job id cannot be changed (this job is "${id}")` }],
@@ -220,7 +295,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     }
     // Built inside the store's read-modify-write so a fire that advanced the job meanwhile is not undone.
     const job = await store.updateJob(id, (current) => {
-      if (current.source === 'file') throw fileManaged(current, 'edit');
+      if (declaredInFile(current)) throw fileManaged(current, 'edit');
       const merged: JobSpecInput = { ...jobSpecOf(current), ...patch };
       if (patch.schedule !== undefined && patch.repeat === undefined) {
         // The stored repeat count was the default of the old schedule's kind; a new kind gets its own default.
@@ -228,15 +303,17 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
         const isOneShot = isOneShotSchedule(patch.schedule);
         if (wasOneShot !== isOneShot) merged.repeat = { times: isOneShot ? 1 : null };
       }
-      return buildJob(merged, buildContext('api'), current);
+      const built = buildJob(merged, buildContext('api'), current);
+      handlerWarning = checkHandler(built);
+      return built;
     });
-    return reply(job, await settle(id, job));
+    return reply(job, withWarning(await settle(id, job), handlerWarning));
   });
 
   app.delete('/api/jobs/:id', async (request) => {
     const id = jobIdParam(request);
     const job = await getJob(id);
-    if (job.source === 'file') throw fileManaged(job, 'remove');
+    if (declaredInFile(job)) throw fileManaged(job, 'remove');
     if (!(await store.removeJob(id))) throw notFound(id);
     const settled = await settle(id, null);
     return { id, deleted: true, armed: false, ...(settled.warning ? { warning: settled.warning } : {}) };

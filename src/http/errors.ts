@@ -6,6 +6,8 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   invalid_config: 500,
   invalid_schedule: 400,
   validation_failed: 400,
+  invalid_json: 400,
+  unsupported_media_type: 415,
   commands_disabled: 400,
   job_not_found: 404,
   job_exists: 409,
@@ -22,6 +24,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   nas_invalid_client: 502,
   nas_unauthorized: 502,
   unauthorized: 401,
+  admin_disabled: 404,
   internal: 500,
 };
 

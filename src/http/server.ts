@@ -1,11 +1,21 @@
 import { createServer, type RequestListener } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { ChronosError } from '../errors.js';
 import { type FireRouteDeps, registerFireRoute } from '../fire/route.js';
 import type { Activity } from '../scheduler/activity.js';
 import { installErrorHandler } from './errors.js';
 
 export const HEALTH_PATH = '/healthz';
+export const ADMIN_OFF_MESSAGE =
+  'the admin API is off on this server: start it with CHRONOS_ADMIN_TOKEN set (16+ characters), then send "Authorization: Bearer <token>"';
+
+/** Without an admin token the /api/* routes do not exist; this says why instead of a bare "no route". */
+export async function adminOffRoutes(app: FastifyInstance): Promise<void> {
+  app.all('/api/*', async () => {
+    throw new ChronosError('admin_disabled', ADMIN_OFF_MESSAGE);
+  });
+}
 
 /**
  * CHRONOS_TRUST_PROXY, parsed: false (the TCP peer is the client), true (every proxy: the leftmost

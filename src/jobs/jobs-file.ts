@@ -5,10 +5,10 @@ import * as z from 'zod/mini';
 import { ChronosError, isChronosError } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
-import { toFieldProblems } from '../validation.js';
+import { describeJsonError, toFieldProblems, unknownKeyMessage } from '../validation.js';
 import { buildJob } from './build.js';
 import type { Job } from './model.js';
-import { isOneShotSchedule, parseSchedule } from './schedule.js';
+import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from './schedule.js';
 import { JobSpec } from './spec.js';
 import { jobSpecOf } from './view.js';
 import { isValidTimeZone } from './zone.js';
@@ -45,12 +45,19 @@ export interface JobsFileSyncResult {
   unchanged: string[];
 }
 
-function problemsError(path: string, problems: JobsFileProblem[]): ChronosError {
-  const lines = problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
+/** Shown once under a report that has schedule problems, rather than after every one of them. */
+function acceptedFormsText(): string {
+  return `Accepted schedule forms:\n${ACCEPTED_FORMS.map((form) => `  - ${form}`).join('\n')}`;
+}
+
+function problemsError(path: string, problems: JobsFileProblem[], scheduleHelp = false): ChronosError {
+  const lines = problems.map((p) => `  ${p.path || path}: ${p.message}`).join('\n');
   const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
-  return new ChronosError('validation_failed', `jobs file ${path} has ${count}:\n${lines}`, {
+  const help = scheduleHelp ? `\n${acceptedFormsText()}` : '';
+  return new ChronosError('validation_failed', `jobs file ${path} has ${count}:\n${lines}${help}`, {
     file: path,
     problems,
+    ...(scheduleHelp ? { accepted_forms: ACCEPTED_FORMS } : {}),
   });
 }
 
@@ -58,85 +65,149 @@ function joinPath(prefix: string, path: string): string {
   return path === '' ? prefix : `${prefix}.${path}`;
 }
 
+function jsonProblem(text: string, err: unknown): JobsFileProblem {
+  return { path: '', message: `not valid JSON at ${describeJsonError(text, err)}` };
+}
+
+export interface JobsFileCheck {
+  specs: DeclaredJobSpec[];
+  problems: JobsFileProblem[];
+  /** Whether a schedule failed to parse: the report then shows the accepted forms once. */
+  scheduleHelp: boolean;
+}
+
+export interface JobsFileCheckOptions {
+  defaultTimezone?: string;
+  /** The instant the jobs would be built at (start-up); default now. */
+  now?: number;
+}
+
 /**
- * Validate jobs-file text without touching any store. Checks every entry (shape, required id, duplicate
- * ids, schedule grammar and zone) and reports every problem at once, by job id where it has one.
+ * Every problem of every entry, in one pass: shape and unknown keys (with a "did you mean"), the required
+ * and unique id, the schedule and zone (checked on the raw entry, so a mistake elsewhere in it does not hide
+ * them), and what building the job checks. Entries are named by id, or by index when the id is missing or
+ * declared more than once. Entries without problems are returned; nothing is thrown.
  */
-export function parseJobsFile(text: string, path: string, defaultTimezone = 'UTC'): DeclaredJobSpec[] {
+export function checkJobsFile(text: string, options: JobsFileCheckOptions = {}): JobsFileCheck {
+  const defaultTimezone = options.defaultTimezone ?? 'UTC';
+  const now = options.now ?? Date.now();
+  const result: JobsFileCheck = { specs: [], problems: [], scheduleHelp: false };
+  const { problems } = result;
   let document: unknown;
   try {
     document = JSON.parse(text);
   } catch (err) {
-    throw problemsError(path, [{ path: '', message: `not valid JSON: ${(err as Error).message}` }]);
+    problems.push(jsonProblem(text, err));
+    return result;
   }
+  const isObject = typeof document === 'object' && document !== null && !Array.isArray(document);
   const entries = Array.isArray(document)
     ? document
-    : typeof document === 'object' &&
-        document !== null &&
-        Array.isArray((document as { jobs?: unknown }).jobs)
+    : isObject && Array.isArray((document as { jobs?: unknown }).jobs)
       ? (document as { jobs: unknown[] }).jobs
       : undefined;
-  if (entries === undefined) {
-    throw problemsError(path, [
-      { path: '', message: 'expected {"jobs": [<job spec>, ...]} or a JSON array of job specs' },
-    ]);
+  if (isObject) {
+    for (const key of Object.keys(document as object).filter((k) => k !== 'jobs'))
+      problems.push({ path: '', message: `${unknownKeyMessage(key, ['jobs'])} (only "jobs" is read)` });
   }
-  if (!Array.isArray(document)) {
-    const extra = Object.keys(document as object).filter((key) => key !== 'jobs');
-    if (extra.length > 0) {
-      throw problemsError(path, [
-        {
-          path: '',
-          message: `unknown top-level keys ${extra.map((k) => `"${k}"`).join(', ')}: only "jobs" is read`,
-        },
-      ]);
-    }
+  if (entries === undefined) {
+    problems.push({ path: '', message: 'expected {"jobs": [<job spec>, ...]} or a JSON array of job specs' });
+    return result;
   }
 
-  const problems: JobsFileProblem[] = [];
-  const specs: DeclaredJobSpec[] = [];
-  const seen = new Map<string, number>();
+  const idCount = new Map<string, number>();
+  const firstIndex = new Map<string, number>();
   entries.forEach((entry, index) => {
-    const rawId = typeof entry === 'object' && entry !== null ? (entry as { id?: unknown }).id : undefined;
-    const label = `jobs[${typeof rawId === 'string' && rawId !== '' ? rawId : index}]`;
+    const id = typeof entry === 'object' && entry !== null ? (entry as { id?: unknown }).id : undefined;
+    if (typeof id === 'string') {
+      idCount.set(id, (idCount.get(id) ?? 0) + 1);
+      if (!firstIndex.has(id)) firstIndex.set(id, index);
+    }
+  });
+
+  entries.forEach((entry, index) => {
+    const raw = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const rawId = raw['id'];
+    const unique = typeof rawId === 'string' && rawId !== '' && idCount.get(rawId) === 1;
+    const label = unique ? `jobs[${rawId}]` : `jobs[${index}]`;
+    const before = problems.length;
     const parsed = z.safeParse(JobSpec, entry);
     if (!parsed.success) {
-      for (const p of toFieldProblems(parsed.error))
+      for (const p of toFieldProblems(parsed.error, JobSpec, entry))
         problems.push({ path: joinPath(label, p.path), message: p.message });
     }
-    if (rawId === undefined) {
+    if (rawId === undefined && raw === entry) {
       problems.push({
         path: `${label}.id`,
         message: 'is required in the jobs file (it is how declared jobs are matched)',
       });
-    } else if (typeof rawId === 'string') {
-      const first = seen.get(rawId);
-      if (first !== undefined) {
+    } else if (typeof rawId === 'string' && !unique && rawId !== '') {
+      const first = firstIndex.get(rawId)!;
+      if (first !== index) {
         problems.push({
           path: `${label}.id`,
           message: `duplicate id: entries ${first} and ${index} both declare "${rawId}"`,
         });
-      } else seen.set(rawId, index);
+      }
     }
-    if (!parsed.success) return;
-    const spec = parsed.data;
-    const timezone = spec.timezone ?? defaultTimezone;
-    try {
-      parseSchedule(spec.schedule, { timezone, anchor: 0 });
-    } catch (err) {
-      if (!isChronosError(err)) throw err;
-      problems.push({ path: `${label}.schedule`, message: err.message });
-    }
-    if (spec.timezone !== undefined && !isValidTimeZone(spec.timezone)) {
+    let zone = typeof raw['timezone'] === 'string' && raw['timezone'] !== '' ? raw['timezone'] : undefined;
+    if (zone !== undefined && !isValidTimeZone(zone)) {
       problems.push({
         path: `${label}.timezone`,
-        message: `unknown time zone "${spec.timezone}"; use an IANA name such as Europe/Paris`,
+        message: `unknown time zone "${zone}"; use an IANA name such as Europe/Paris`,
       });
+      zone = undefined;
     }
-    if (spec.id !== undefined) specs.push(spec as DeclaredJobSpec);
+    if (typeof raw['schedule'] === 'string' && raw['schedule'].trim() !== '') {
+      try {
+        parseSchedule(raw['schedule'], { timezone: zone ?? defaultTimezone, anchor: 0 });
+      } catch (err) {
+        if (!isChronosError(err)) throw err;
+        const problem = err.details?.problem;
+        problems.push({
+          path: `${label}.schedule`,
+          message: typeof problem === 'string' ? problem : err.message,
+        });
+        result.scheduleHelp = true;
+      }
+    }
+    if (!parsed.success || problems.length > before || typeof rawId !== 'string') return;
+    const spec = declared(parsed.data as DeclaredJobSpec, defaultTimezone);
+    // What the sync's build would refuse (a schedule that never fires again) is reported in this round too.
+    try {
+      buildJob(spec, { now, defaultTimezone, allowCommands: true, source: 'file' });
+    } catch (err) {
+      if (!isChronosError(err)) throw err;
+      for (const p of fieldProblemsOf(err))
+        problems.push({ path: joinPath(label, p.path), message: p.message });
+      return;
+    }
+    result.specs.push(spec);
   });
-  if (problems.length > 0) throw problemsError(path, problems);
-  return specs;
+  return result;
+}
+
+function fieldProblemsOf(err: ChronosError): JobsFileProblem[] {
+  return (
+    (err.details?.problems as JobsFileProblem[] | undefined) ?? [
+      { path: err.code === 'invalid_schedule' ? 'schedule' : '', message: err.message },
+    ]
+  );
+}
+
+/**
+ * Validate jobs-file text without touching any store; throws one `validation_failed` error listing every
+ * problem (see checkJobsFile).
+ */
+export function parseJobsFile(
+  text: string,
+  path: string,
+  defaultTimezone = 'UTC',
+  now?: number,
+): DeclaredJobSpec[] {
+  const checked = checkJobsFile(text, { defaultTimezone, ...(now === undefined ? {} : { now }) });
+  if (checked.problems.length > 0) throw problemsError(path, checked.problems, checked.scheduleHelp);
+  return checked.specs;
 }
 
 async function readJobsFileText(path: string): Promise<Buffer> {
@@ -159,9 +230,17 @@ function sha256(bytes: Buffer): string {
 }
 
 /** Read and validate a jobs file; throws one `validation_failed` error listing every problem. */
-export async function loadJobsFile(path: string, defaultTimezone = 'UTC'): Promise<LoadedJobsFile> {
+export async function loadJobsFile(
+  path: string,
+  defaultTimezone = 'UTC',
+  now?: number,
+): Promise<LoadedJobsFile> {
   const bytes = await readJobsFileText(path);
-  return { path, specs: parseJobsFile(bytes.toString('utf8'), path, defaultTimezone), sha256: sha256(bytes) };
+  return {
+    path,
+    specs: parseJobsFile(bytes.toString('utf8'), path, defaultTimezone, now),
+    sha256: sha256(bytes),
+  };
 }
 
 /**
@@ -192,9 +271,11 @@ export async function syncJobsFile(
   specs: readonly DeclaredJobSpec[],
   ctx: JobsFileSyncContext,
   path = 'the jobs file',
+  earlier?: JobsFileCheck,
 ): Promise<JobsFileSyncResult> {
   const existing = new Map((await store.listJobs()).map((job) => [job.id, job]));
-  const problems: JobsFileProblem[] = [];
+  // Problems the text check found are reported with those only the store can tell, in one report.
+  const problems: JobsFileProblem[] = [...(earlier?.problems ?? [])];
   const plan: Array<{ kind: 'create' | 'update' | 'same'; job: Job; spec: DeclaredJobSpec }> = [];
   const buildContext = {
     now: ctx.now,
@@ -218,14 +299,11 @@ export async function syncJobsFile(
       plan.push({ kind: !current ? 'create' : sameSpec(current, job) ? 'same' : 'update', job, spec });
     } catch (err) {
       if (!isChronosError(err)) throw err;
-      const fieldProblems = (err.details?.problems as JobsFileProblem[] | undefined) ?? [
-        { path: err.code === 'invalid_schedule' ? 'schedule' : '', message: err.message },
-      ];
-      for (const p of fieldProblems)
+      for (const p of fieldProblemsOf(err))
         problems.push({ path: joinPath(`jobs[${spec.id}]`, p.path), message: p.message });
     }
   }
-  if (problems.length > 0) throw problemsError(path, problems);
+  if (problems.length > 0) throw problemsError(path, problems, earlier?.scheduleHelp);
 
   const declaredIds = new Set(specs.map((s) => s.id));
   const result: JobsFileSyncResult = { created: [], updated: [], removed: [], unchanged: [] };
@@ -295,12 +373,16 @@ export async function syncJobsFileAtStart(options: StartupSyncOptions): Promise<
     return { skipped: true, sha256: digest };
   }
 
-  const specs = parseJobsFile(bytes.toString('utf8'), options.path, options.defaultTimezone);
+  const checked = checkJobsFile(bytes.toString('utf8'), {
+    defaultTimezone: options.defaultTimezone,
+    now: options.now,
+  });
   const result = await syncJobsFile(
     options.store,
-    specs,
+    checked.specs,
     { now: options.now, defaultTimezone: options.defaultTimezone },
     options.path,
+    checked,
   );
   const next: SyncState = {
     version: SYNC_STATE_VERSION,

@@ -51,6 +51,8 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 function invalidSchedule(text: string, problem: string): ChronosError {
   return new ChronosError('invalid_schedule', `${problem}. Accepted forms: ${ACCEPTED_FORMS.join('; ')}`, {
     schedule: text,
+    // The problem alone, for reports that list many problems and show the accepted forms once.
+    problem,
     accepted_forms: ACCEPTED_FORMS,
   });
 }

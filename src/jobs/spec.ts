@@ -10,12 +10,30 @@ export const JobId = z
     z.regex(JOB_ID_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63} (lower-case letters, digits, _ and -)'),
   );
 
+export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
 const HeaderMap = z.record(z.string(), z.string());
 
 export const HttpTarget = z.strictObject({
   type: z.literal('http'),
   url: z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' }),
-  method: z._default(z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']), 'POST'),
+  // Any case ("post" is what people type after curl -X post); stored upper-case.
+  method: z._default(
+    z.pipe(
+      z.string().check(
+        z.refine((m) => (HTTP_METHODS as readonly string[]).includes(m.toUpperCase()), {
+          message: `must be one of ${HTTP_METHODS.join(', ')} (any case)`,
+        }),
+        z.describe(`one of ${HTTP_METHODS.join(', ')}, in any case; stored upper-case`),
+      ),
+      // Through the enum again so the output side stays representable in the OpenAPI document.
+      z.pipe(
+        z.transform((m: string) => m.toUpperCase()),
+        z.enum(HTTP_METHODS),
+      ),
+    ),
+    'POST',
+  ),
   headers: z._default(HeaderMap, {}),
   body: z.optional(z.unknown()),
   timeout_seconds: z.optional(z.number().check(z.positive(), z.maximum(86_400))),

@@ -107,12 +107,12 @@ describe('admin API: authentication', () => {
     expect(res.status).toBe(401);
   });
 
-  it('does not register the routes at all without CHRONOS_ADMIN_TOKEN (404)', async () => {
+  it('does not register the routes at all without CHRONOS_ADMIN_TOKEN (404 saying how to turn them on)', async () => {
     await start({ CHRONOS_ADMIN_TOKEN: '' });
     for (const route of ADMIN_ROUTES) {
       const res = await api(route.method.toUpperCase() as Method, route.path.replace('{id}', 'x'));
       expect(res.status).toBe(404);
-      expect(res.body.error).toBe('not_found');
+      expect(res.body.error).toBe('admin_disabled');
     }
   });
 });

@@ -11,8 +11,10 @@ import {
   syncJobsFileAtStart,
 } from '../../src/jobs/jobs-file.js';
 import { startChronos } from '../../src/main.js';
+import { createHandlerRegistry } from '../../src/run/targets/handler.js';
 import { FileStore } from '../../src/store/file-store.js';
 import type { Store } from '../../src/store/store.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 const T0 = Date.parse('2026-01-05T10:00:00Z');
 let dir: string;
@@ -78,15 +80,17 @@ describe('jobs file: loading', () => {
     const paths = problems.map((p) => p.path);
     expect(paths).toEqual(
       expect.arrayContaining([
-        'jobs[ok].id',
+        'jobs[1].id',
         'jobs[2].id',
         'jobs[bad-schedule].schedule',
-        'jobs[bad-zone].schedule',
+        'jobs[bad-zone].timezone',
         'jobs[extra]',
         'jobs[bad-target].target.url',
       ]),
     );
-    expect(problems.find((p) => p.path === 'jobs[ok].id')!.message).toContain('duplicate');
+    expect(problems.find((p) => p.path === 'jobs[1].id')!.message).toBe(
+      'duplicate id: entries 0 and 1 both declare "ok"',
+    );
     expect(problems.find((p) => p.path === 'jobs[extra]')!.message).toContain('colour');
     try {
       await loadJobsFile(jobsFile);
@@ -94,6 +98,76 @@ describe('jobs file: loading', () => {
       expect((err as Error).message).toContain(`jobs file ${jobsFile} has ${problems.length} problems`);
       expect((err as Error).message).toContain('jobs[bad-schedule].schedule:');
     }
+  });
+
+  it('one round: every problem of every entry, duplicates by index, a "did you mean", the forms once', async () => {
+    await declare({
+      jobs: [
+        { id: 'a', shedule: 'every 1h', target: handler },
+        { id: 'a', schedule: '30m', target: handler },
+        {
+          id: 'b',
+          schedule: 'bogus',
+          timezone: 'Mars/X',
+          target: { type: 'http', url: 'http://127.0.0.1:1/', methd: 'POST' },
+        },
+        { id: 'c', schedule: 'every 1h', target: { type: 'handler', name: 'x' }, misfire: { polcy: 'skip' } },
+      ],
+    });
+    let message = '';
+    const problems = await expectProblems(
+      loadJobsFile(jobsFile).catch((err: Error) => {
+        message = err.message;
+        throw err;
+      }),
+    );
+    expect(problems).toEqual([
+      { path: 'jobs[0]', message: 'unknown key "shedule": did you mean "schedule"?' },
+      { path: 'jobs[1].id', message: 'duplicate id: entries 0 and 1 both declare "a"' },
+      {
+        path: 'jobs[1].schedule',
+        message: '"30m" is ambiguous: write "every 30m" for a repeating job or "in 30m" for a one-shot',
+      },
+      { path: 'jobs[b].target', message: 'unknown key "methd": did you mean "method"?' },
+      {
+        path: 'jobs[b].timezone',
+        message: 'unknown time zone "Mars/X"; use an IANA name such as Europe/Paris',
+      },
+      { path: 'jobs[b].schedule', message: expect.stringContaining('"bogus"') },
+      { path: 'jobs[c].misfire', message: 'unknown key "polcy": did you mean "policy"?' },
+    ]);
+    expect(message.match(/Accepted schedule forms:/g)).toHaveLength(1);
+    expect(message).not.toContain('Accepted forms:');
+  });
+
+  it('an unknown key without a near match lists the accepted keys; a misspelt top-level key is named', () => {
+    const problems = (text: string) => {
+      try {
+        parseJobsFile(text, 'x.json');
+      } catch (err) {
+        if (isChronosError(err, 'validation_failed')) return err.details!.problems;
+      }
+      return undefined;
+    };
+    expect(problems(JSON.stringify([{ id: 'a', schedule: 'every 1h', target: handler, colour: 1 }]))).toEqual(
+      [
+        {
+          path: 'jobs[a]',
+          message: expect.stringMatching(/^unknown key "colour" \(accepted here: id, name, schedule,/),
+        },
+      ],
+    );
+    expect(problems('{"job": []}')).toEqual([
+      { path: '', message: 'unknown key "job": did you mean "jobs"? (only "jobs" is read)' },
+      { path: '', message: 'expected {"jobs": [<job spec>, ...]} or a JSON array of job specs' },
+    ]);
+  });
+
+  it('bad JSON is reported with its line and column', () => {
+    expect(() => parseJobsFile('{"jobs": [\n  {"id": "a",}\n]}', 'x.json')).toThrow(
+      /x\.json: not valid JSON at line 2, column 14: /,
+    );
+    expect(() => parseJobsFile('{"jobs": [', 'x.json')).toThrow(/not valid JSON at line 1, column 11: /);
   });
 
   it('reports JSON syntax errors and the wrong top-level shape', async () => {
@@ -250,6 +324,69 @@ describe('jobs file at start', () => {
       code: 'validation_failed',
       message: expect.stringMatching(/jobs\[x\]\.schedule[\s\S]*jobs\[1\]\.id/),
     });
+    store = await FileStore.open({ dir: dataDir });
+  });
+
+  it('a past one-shot never blocks a start: within grace it runs once, beyond it is recorded missed', async () => {
+    await store.close();
+    const clock = new ManualClock(T0);
+    const ran: string[] = [];
+    const handlers = createHandlerRegistry();
+    handlers.register('record', ({ job }) => {
+      ran.push(job.id);
+    });
+    await declare([
+      { id: 'long-ago', schedule: 'at 2025-12-24T18:00:00Z', target: handler },
+      { id: 'just-now', schedule: `at ${new Date(T0 - 60_000).toISOString()}`, target: handler },
+      { id: 'later', schedule: 'every 1h', target: handler },
+    ]);
+    const env = {
+      PORT: '0',
+      LOG_LEVEL: 'silent',
+      CHRONOS_DATA_DIR: dataDir,
+      CHRONOS_PROVIDER: 'builtin',
+      CHRONOS_JOBS_FILE: jobsFile,
+    };
+    const waitFor = async (what: string, predicate: () => Promise<boolean>) => {
+      const deadline = Date.now() + 10_000;
+      while (!(await predicate())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // Fresh data directory.
+    let chronos = await startChronos({ env, clock, handlers, handleSignals: false, exit: () => {} });
+    await waitFor('both one-shots settled', async () => {
+      // The overdue timer of the builtin provider is due now; a manual clock runs it when told to.
+      await clock.advance(0);
+      const jobs = await Promise.all(['long-ago', 'just-now'].map((id) => chronos.store.getJob(id)));
+      return jobs.every((job) => job?.state === 'completed');
+    });
+    expect(await chronos.store.getJob('long-ago')).toMatchObject({
+      last_status: 'missed',
+      next_run_at: null,
+    });
+    expect((await chronos.store.listRuns('long-ago', 5)).map((r) => r.status)).toEqual(['missed']);
+    await waitFor('the run within grace', async () => ran.includes('just-now'));
+    expect(ran).toEqual(['just-now']);
+    await chronos.shutdown('test');
+
+    // The same data directory after the file changed: the past one-shots are neither refused nor revived.
+    await declare([
+      { id: 'long-ago', schedule: 'at 2025-12-24T18:00:00Z', target: handler },
+      { id: 'just-now', schedule: `at ${new Date(T0 - 60_000).toISOString()}`, target: handler },
+      { id: 'later', schedule: 'every 2h', target: handler },
+    ]);
+    await clock.advance(600_000);
+    chronos = await startChronos({ env, clock, handlers, handleSignals: false, exit: () => {} });
+    expect(await chronos.store.getJob('long-ago')).toMatchObject({
+      state: 'completed',
+      last_status: 'missed',
+    });
+    expect(await chronos.store.getJob('just-now')).toMatchObject({ state: 'completed' });
+    expect((await chronos.store.listRuns('long-ago', 5)).map((r) => r.status)).toEqual(['missed']);
+    await chronos.shutdown('test');
+    expect(ran).toEqual(['just-now']);
     store = await FileStore.open({ dir: dataDir });
   });
 });

@@ -195,7 +195,11 @@ describe('parseSchedule: rejections', () => {
     expect(error.message).toContain(problem);
     expect(error.message).toContain('Accepted forms: ');
     expect(error.message.indexOf(problem)).toBeLessThan(error.message.indexOf('Accepted forms: '));
-    expect(error.details).toEqual({ schedule: text, accepted_forms: ACCEPTED_FORMS });
+    expect(error.details).toEqual({
+      schedule: text,
+      problem: expect.stringContaining(problem),
+      accepted_forms: ACCEPTED_FORMS,
+    });
   });
 
   it('accepts a leap day that exists', () => {
