@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'job_not_found'
   | 'job_exists'
   | 'job_file_managed'
+  | 'job_damaged'
   // store
   | 'store_corrupt'
   | 'store_unavailable'

@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { JOB_LIMITS, jsonValueProblem } from './limits.js';
 import { JOB_ID_PATTERN } from './model.js';
 
 // The job spec as users write it (API bodies, jobs-file entries), with its validation. Kept apart from
@@ -10,13 +11,33 @@ export const JobId = z
     z.regex(JOB_ID_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63} (lower-case letters, digits, _ and -)'),
   );
 
-export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+const limitMessage = (max: number) => `must be at most ${max} characters`;
+const Name = z.string().check(z.maxLength(JOB_LIMITS.nameChars, limitMessage(JOB_LIMITS.nameChars)));
+const Text = z.string().check(z.maxLength(JOB_LIMITS.textChars, limitMessage(JOB_LIMITS.textChars)));
 
-const HeaderMap = z.record(z.string(), z.string());
+/** Headers and env: bounded in entries and in the length of each name and value (src/jobs/limits.ts). */
+const StringMap = (what: string) =>
+  z.record(Name, Text).check(
+    z.refine((map) => Object.keys(map).length <= JOB_LIMITS.mapEntries, {
+      error: `must have at most ${JOB_LIMITS.mapEntries} ${what}`,
+    }),
+  );
+
+/** A free-form JSON value (http `body`, handler `payload`), bounded in nesting depth and encoded size. */
+const JsonValue = z.unknown().check(
+  z.superRefine((value, ctx) => {
+    const problem = jsonValueProblem(value);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem, input: value });
+  }),
+);
+
+export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
 export const HttpTarget = z.strictObject({
   type: z.literal('http'),
-  url: z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' }),
+  url: z
+    .url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' })
+    .check(z.maxLength(JOB_LIMITS.textChars, limitMessage(JOB_LIMITS.textChars))),
   // Any case ("post" is what people type after curl -X post); stored upper-case.
   method: z._default(
     z.pipe(
@@ -34,24 +55,27 @@ export const HttpTarget = z.strictObject({
     ),
     'POST',
   ),
-  headers: z._default(HeaderMap, {}),
-  body: z.optional(z.unknown()),
+  headers: z._default(StringMap('headers'), {}),
+  body: z.optional(JsonValue),
   timeout_seconds: z.optional(z.number().check(z.positive(), z.maximum(86_400))),
 });
 
 export const CommandTarget = z.strictObject({
   type: z.literal('command'),
   argv: z
-    .array(z.string().check(z.minLength(1)))
-    .check(z.minLength(1, 'needs the program and its arguments')),
-  cwd: z.optional(z.string()),
-  env: z._default(z.record(z.string(), z.string()), {}),
+    .array(Text.check(z.minLength(1)))
+    .check(
+      z.minLength(1, 'needs the program and its arguments'),
+      z.maxLength(JOB_LIMITS.argvItems, `must have at most ${JOB_LIMITS.argvItems} items`),
+    ),
+  cwd: z.optional(Text),
+  env: z._default(StringMap('variables'), {}),
 });
 
 export const HandlerTarget = z.strictObject({
   type: z.literal('handler'),
-  name: z.string().check(z.minLength(1)),
-  payload: z.optional(z.unknown()),
+  name: Name.check(z.minLength(1)),
+  payload: z.optional(JsonValue),
 });
 
 export const Target = z.discriminatedUnion('type', [HttpTarget, CommandTarget, HandlerTarget]);
@@ -83,8 +107,8 @@ export type MisfirePolicy = z.output<typeof MisfirePolicy>;
 export const JobSpec = z.strictObject({
   id: z.optional(JobId),
   name: z.optional(z.string().check(z.minLength(1), z.maxLength(200))),
-  schedule: z.string().check(z.minLength(1, 'is required, e.g. "*/15 * * * *" or "every 15m"')),
-  timezone: z.optional(z.string().check(z.minLength(1))),
+  schedule: Name.check(z.minLength(1, 'is required, e.g. "*/15 * * * *" or "every 15m"')),
+  timezone: z.optional(Name.check(z.minLength(1))),
   target: Target,
   enabled: z.optional(z.boolean()),
   repeat: z.optional(z.strictObject({ times: z.nullable(z.int().check(z.minimum(1))) })),

@@ -1,11 +1,13 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, openSync, writeSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ChronosError } from '../errors.js';
+import { ChronosError, isChronosError } from '../errors.js';
+import { jobLimitProblems } from '../jobs/limits.js';
 import { JOB_ID_PATTERN, type Job, type RunRecord } from '../jobs/model.js';
 import {
   DIR_MODE,
+  errnoCode,
   FILE_MODE,
   readTextIfExists,
   removeIfExists,
@@ -17,8 +19,10 @@ import {
 } from './atomic-file.js';
 import {
   assertSameId,
+  assertWithinLimits,
   DEFAULT_LEDGER_RETENTION,
   DEFAULT_RUN_RETENTION,
+  jobDamaged,
   jobExists,
   jobNotFound,
   makeView,
@@ -28,7 +32,7 @@ import {
 } from './ledger.js';
 import { FileLock } from './lock.js';
 import { currentOwner } from './owner.js';
-import type { JobTxnView, JobTxnWrite, LedgerEntry, Store, TransactOptions } from './store.js';
+import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Store, TransactOptions } from './store.js';
 import { WriteQueue } from './write-queue.js';
 
 /*
@@ -40,6 +44,8 @@ import { WriteQueue } from './write-queue.js';
  *   chronos.lock.break   exists for a few syscalls while a dead writer's lock is being removed
  *   write-token      random value replaced after every job-file write (see "List cache" below)
  *   .<name>.<hex>.tmp    temp files of in-progress atomic writes; leftovers of a crash are deleted at open
+ *   damaged/jobs/<id>.<time>.<hex>.json   a damaged job file, moved here when the job is deleted
+ *   damaged/runs/<id>.<time>.<hex>.json   a damaged run history, moved here when it was found
  *
  * A job and its ledger share one file so that a claim (ledger row + advanced next_run_at + repeat
  * count) is a single atomic file replacement whose cost depends on that job alone, not on how many
@@ -55,6 +61,12 @@ import { WriteQueue } from './write-queue.js';
  * and a writer compares (under the lock, before writing) the current token with its cache's: any
  * difference means someone else wrote, and the cache is dropped. Unlike a directory mtime, a token
  * cannot collide when two writes land within one file-system timestamp tick.
+ *
+ * Damage: a job file that cannot be read (bad JSON, a directory in its place, a job over the bounds of
+ * src/jobs/limits.ts) belongs to its job alone. Listing leaves it out and reports it (`damaged()`, and
+ * `onDamaged` once per file and problem); reads of that job throw `store_corrupt`; nothing ever writes over
+ * it; deleting the job moves it to damaged/jobs/. A damaged run history is moved to damaged/runs/ the first
+ * time it is read or written, and the job goes on with a new one.
  */
 
 export interface FileStoreOptions {
@@ -72,6 +84,8 @@ export interface FileStoreOptions {
    * at most ~500 ms under a steady stream of writes (the lock is then released between rounds).
    */
   lockLingerMs?: number;
+  /** Told once per damaged file and problem, as it is found (the server logs it). */
+  onDamaged?: (record: DamagedRecord) => void;
 }
 
 const FORMAT_VERSION = 1;
@@ -80,6 +94,11 @@ const LOCK_MAX_HOLD_MS = 500;
 const LOCK_YIELD_MS = 10;
 /** Job files read at once when listing. */
 const LIST_READ_BATCH = 64;
+/**
+ * Read errors that belong to one file (something is wrong with it, or in its place), not to the store as a
+ * whole: EMFILE, ENOMEM and the like pass, and fail the operation rather than condemn the file.
+ */
+const FILE_DAMAGE_ERRNOS = new Set(['EISDIR', 'EACCES', 'EPERM', 'EIO', 'ELOOP', 'EINVAL', 'EFBIG']);
 
 interface JobDoc {
   version: 1;
@@ -99,6 +118,12 @@ interface CachedJob {
 
 /** Job-file changes made by one locked write, applied to the list cache once the write is done. */
 type PendingCacheChanges = Map<string, CachedJob | null>;
+
+interface ListCache {
+  jobs: Map<string, CachedJob>;
+  /** Job files that could not be read, by job id. */
+  damaged: Map<string, DamagedRecord>;
+}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -126,8 +151,13 @@ export class FileStore implements Store {
   private readonly lock: FileLock;
   private readonly queue: WriteQueue<PendingCacheChanges>;
   private closed = false;
+  private readonly onDamaged: ((record: DamagedRecord) => void) | undefined;
+  /** `file` + problem already told to onDamaged. */
+  private readonly reported = new Set<string>();
+  /** Histories moved aside by this process (the folder listing finds those of earlier ones). */
+  private readonly damagedDir: string;
 
-  private cache: Map<string, CachedJob> | undefined;
+  private cache: ListCache | undefined;
   /** The write-token value the cache is known to reflect. */
   private cacheToken: string | undefined;
   /** Bumped by each own job-file write; a list reload started before a write must not install. */
@@ -147,6 +177,8 @@ export class FileStore implements Store {
     this.lock = new FileLock(join(this.dir, 'chronos.lock'), currentOwner(), options.lockTimeoutMs ?? 5000);
     this.queue = new WriteQueue((round) => this.commitRound(round));
     this.lockLingerMs = options.lockLingerMs ?? 50;
+    this.onDamaged = options.onDamaged;
+    this.damagedDir = join(this.dir, 'damaged');
   }
 
   /**
@@ -185,7 +217,7 @@ export class FileStore implements Store {
 
   async listJobs(): Promise<Job[]> {
     const all = await this.loadAll();
-    return [...all.values()]
+    return [...all.jobs.values()]
       .map((entry) => structuredClone(entry.job))
       .sort((a, b) => (a.id < b.id ? -1 : 1));
   }
@@ -200,7 +232,15 @@ export class FileStore implements Store {
       throw new ChronosError('validation_failed', `invalid job id "${job.id}"`, { job_id: job.id });
     }
     return this.exclusive(job.id, async (pending) => {
-      if (await this.readJobDoc(job.id)) throw jobExists(job.id);
+      let existing: JobDoc | undefined;
+      try {
+        existing = await this.readJobDoc(job.id);
+      } catch (err) {
+        // A damaged file is someone's job, waiting to be restored or deleted: never written over.
+        if (isChronosError(err, 'store_corrupt')) throw this.asJobDamaged(job.id, err);
+        throw err;
+      }
+      if (existing) throw jobExists(job.id);
       // History of an earlier job with this id whose removal was cut short must not be inherited, nor
       // come back after a crash: the removal is made durable like any other change.
       if (await removeIfExists(this.runsPath(job.id))) this.unsyncedDirs.add(this.runsDirHandle);
@@ -222,18 +262,68 @@ export class FileStore implements Store {
 
   async removeJob(id: string): Promise<boolean> {
     if (!JOB_ID_PATTERN.test(id)) return false;
+    return this.exclusive(id, async (pending) => (await this.removeLocked(id, pending)) !== undefined);
+  }
+
+  async removeDamagedJob(id: string): Promise<string | undefined> {
+    if (!JOB_ID_PATTERN.test(id)) return undefined;
     return this.exclusive(id, async (pending) => {
-      // Parsing first: a corrupt file is the operator's to recover, never silently deleted.
-      const doc = await this.readJobDoc(id);
-      // Job file first: a crash between the two leaves only orphaned history, which createJob clears.
-      if (doc) {
-        await removeIfExists(this.jobPath(id));
-        pending.set(id, null);
-        await syncDir(this.jobsDir, this.jobsDirHandle);
-      }
-      if (await removeIfExists(this.runsPath(id))) await syncDir(this.runsDir, this.runsDirHandle);
-      return doc !== undefined;
+      const removed = await this.removeLocked(id, pending, true);
+      return typeof removed === 'string' ? removed : undefined;
     });
+  }
+
+  /**
+   * Under the job's lock: a healthy job's files are deleted (true); a damaged job's file is moved aside
+   * (its new path). Undefined when there was no job, or (`onlyDamaged`) no damaged one.
+   */
+  private async removeLocked(
+    id: string,
+    pending: PendingCacheChanges,
+    onlyDamaged = false,
+  ): Promise<true | string | undefined> {
+    let doc: JobDoc | undefined;
+    let damaged = false;
+    try {
+      doc = await this.readJobDoc(id);
+    } catch (err) {
+      if (!isChronosError(err, 'store_corrupt')) throw err;
+      damaged = true;
+    }
+    if (onlyDamaged && !damaged) return undefined;
+    let removed: true | string | undefined;
+    // Job file first: a crash between the two leaves only orphaned history, which createJob clears.
+    if (damaged) {
+      // The operator's to recover: its bytes are kept under damaged/, never destroyed.
+      removed = await this.moveAside('jobs', id, this.jobPath(id), this.jobsDirHandle);
+      pending.set(id, null);
+    } else if (doc) {
+      await removeIfExists(this.jobPath(id));
+      pending.set(id, null);
+      await syncDir(this.jobsDir, this.jobsDirHandle);
+      removed = true;
+    }
+    await this.removeHistoryFile(id);
+    return removed;
+  }
+
+  /** A history that cannot even be deleted (a directory in its place) is moved aside like a damaged one. */
+  private async removeHistoryFile(id: string): Promise<void> {
+    try {
+      if (await removeIfExists(this.runsPath(id))) await syncDir(this.runsDir, this.runsDirHandle);
+    } catch (err) {
+      const code = errnoCode((err as { cause?: unknown }).cause);
+      if (code === undefined || !FILE_DAMAGE_ERRNOS.has(code)) throw err;
+      await this.moveAside('runs', id, this.runsPath(id), this.runsDirHandle);
+    }
+  }
+
+  async damaged(): Promise<DamagedRecord[]> {
+    const all = await this.loadAll();
+    const histories = await this.listMovedHistories();
+    return [...all.damaged.values(), ...histories].sort((a, b) =>
+      a.job_id === b.job_id ? (a.file < b.file ? -1 : 1) : a.job_id < b.job_id ? -1 : 1,
+    );
   }
 
   async transact<T>(
@@ -272,7 +362,7 @@ export class FileStore implements Store {
 
   async listClaimed(): Promise<LedgerEntry[]> {
     const all = await this.loadAll();
-    return [...all.values()].flatMap((entry) => entry.claimed.map((row) => structuredClone(row)));
+    return [...all.jobs.values()].flatMap((entry) => entry.claimed.map((row) => structuredClone(row)));
   }
 
   // ---- runs ----
@@ -280,7 +370,7 @@ export class FileStore implements Store {
   async appendRun(run: RunRecord): Promise<void> {
     await this.exclusive(run.job_id, async () => {
       if (!(await this.readJobDoc(run.job_id))) throw jobNotFound(run.job_id);
-      const runs = (await this.readRunsDoc(run.job_id))?.runs ?? [];
+      const runs = (await this.readHistoryLocked(run.job_id))?.runs ?? [];
       const next = [run, ...runs.filter((r) => r.run_id !== run.run_id)].slice(0, this.runRetention);
       await this.writeRunsDoc(run.job_id, next);
     });
@@ -288,7 +378,7 @@ export class FileStore implements Store {
 
   async updateRun(jobId: string, runId: string, mutate: (run: RunRecord) => RunRecord): Promise<RunRecord> {
     return this.exclusive(jobId, async () => {
-      const runs = (await this.readRunsDoc(jobId))?.runs ?? [];
+      const runs = (await this.readHistoryLocked(jobId))?.runs ?? [];
       const index = runs.findIndex((r) => r.run_id === runId);
       if (index < 0) throw runNotFound(jobId, runId);
       const next = mutate(runs[index]!);
@@ -302,13 +392,110 @@ export class FileStore implements Store {
 
   async listRuns(jobId: string, limit?: number): Promise<RunRecord[]> {
     this.assertOpen();
-    const runs = (await this.readRunsDoc(jobId))?.runs ?? [];
+    const runs = (await this.readHistory(jobId))?.runs ?? [];
     return limit === undefined ? runs : runs.slice(0, Math.max(0, limit));
   }
 
   async getRun(jobId: string, runId: string): Promise<RunRecord | undefined> {
     this.assertOpen();
-    return (await this.readRunsDoc(jobId))?.runs.find((r) => r.run_id === runId);
+    return (await this.readHistory(jobId))?.runs.find((r) => r.run_id === runId);
+  }
+
+  /** Lock-free, like every read; a damaged history is moved aside under the job's lock, then read again. */
+  private async readHistory(jobId: string): Promise<RunsDoc | undefined> {
+    try {
+      return await this.readRunsDoc(jobId);
+    } catch (err) {
+      if (!isChronosError(err, 'store_corrupt')) throw err;
+      return this.exclusive(jobId, () => this.readHistoryLocked(jobId));
+    }
+  }
+
+  /**
+   * Under the job's lock. A damaged history is moved to damaged/runs/ and the job starts a new one:
+   * refusing to record runs would lose every later run of a job that still fires, while the old bytes
+   * stay recoverable and reported by `damaged()` until the operator removes them.
+   */
+  private async readHistoryLocked(jobId: string): Promise<RunsDoc | undefined> {
+    try {
+      return await this.readRunsDoc(jobId);
+    } catch (err) {
+      if (!isChronosError(err, 'store_corrupt')) throw err;
+      const problem = String(err.details?.['problem'] ?? err.message);
+      const movedTo = await this.moveAside('runs', jobId, this.runsPath(jobId), this.runsDirHandle);
+      this.report({ job_id: jobId, kind: 'history', file: movedTo, error: problem });
+      return undefined;
+    }
+  }
+
+  /**
+   * Renames a damaged file (or whatever is in its place) into damaged/<kind>/, durably, and returns its new
+   * path. A timestamp and a random part keep every moved file: the same id may be damaged again later.
+   */
+  private async moveAside(
+    kind: 'jobs' | 'runs',
+    jobId: string,
+    path: string,
+    dirHandle: FileHandle,
+  ): Promise<string> {
+    const folder = join(this.damagedDir, kind);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const target = join(folder, `${jobId}.${stamp}.${randomBytes(2).toString('hex')}.json`);
+    try {
+      await mkdir(folder, { recursive: true, mode: DIR_MODE });
+      await rename(path, target);
+    } catch (err) {
+      throw unavailable('move aside', path, err);
+    }
+    await syncDir(folder);
+    await syncDir(kind === 'jobs' ? this.jobsDir : this.runsDir, dirHandle);
+    return target;
+  }
+
+  /** Histories in damaged/runs/, with what is wrong with each (read again: they are few and small). */
+  private async listMovedHistories(): Promise<DamagedRecord[]> {
+    const folder = join(this.damagedDir, 'runs');
+    let names: string[];
+    try {
+      names = await readdir(folder);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw unavailable('list', folder, err);
+    }
+    const records: DamagedRecord[] = [];
+    for (const name of names.sort()) {
+      const jobId = name.slice(0, name.indexOf('.'));
+      if (!JOB_ID_PATTERN.test(jobId)) continue;
+      const file = join(folder, name);
+      records.push({ job_id: jobId, kind: 'history', file, error: await this.diagnoseHistory(file) });
+    }
+    return records;
+  }
+
+  private async diagnoseHistory(file: string): Promise<string> {
+    try {
+      const text = await this.readStoredText(file);
+      const doc = this.parseVersioned(file, text ?? '');
+      if (!Array.isArray(doc['runs'])) return 'expected {"version":1,"runs":[...]}';
+      return 'moved aside; it reads as a run history now';
+    } catch (err) {
+      return isChronosError(err) ? String(err.details?.['problem'] ?? err.message) : String(err);
+    }
+  }
+
+  private report(record: DamagedRecord): void {
+    const key = `${record.file}\n${record.error}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.onDamaged?.(record);
+  }
+
+  private asJobDamaged(id: string, err: ChronosError): ChronosError {
+    return jobDamaged(
+      id,
+      String(err.details?.['path'] ?? this.jobPath(id)),
+      String(err.details?.['problem']),
+    );
   }
 
   /** Waits for queued writes, then releases the directory handles. Later calls fail `store_unavailable`. */
@@ -417,8 +604,10 @@ export class FileStore implements Store {
       return;
     }
     for (const [id, entry] of pending) {
-      if (entry === null) this.cache.delete(id);
-      else this.cache.set(id, entry);
+      // Whatever was damaged under this id has just been replaced or removed by a write of ours.
+      this.cache.damaged.delete(id);
+      if (entry === null) this.cache.jobs.delete(id);
+      else this.cache.jobs.set(id, entry);
     }
     this.cacheToken = token;
   }
@@ -427,7 +616,7 @@ export class FileStore implements Store {
     return (await readTextIfExists(this.tokenPath)) ?? '';
   }
 
-  private async loadAll(): Promise<Map<string, CachedJob>> {
+  private async loadAll(): Promise<ListCache> {
     this.assertOpen();
     // Token before files: a write we miss here has published a different token after we read it.
     const token = await this.readToken();
@@ -439,13 +628,25 @@ export class FileStore implements Store {
     } catch (err) {
       throw unavailable('list', this.jobsDir, err);
     }
-    const fresh = new Map<string, CachedJob>();
+    const fresh: ListCache = { jobs: new Map(), damaged: new Map() };
     const ids = names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length));
     const valid = ids.filter((id) => JOB_ID_PATTERN.test(id));
     // Bounded: opening 10,000 files at once exceeds a container's usual 1024 open-file limit (EMFILE).
     for (let i = 0; i < valid.length; i += LIST_READ_BATCH) {
-      const docs = await Promise.all(valid.slice(i, i + LIST_READ_BATCH).map((id) => this.readJobDoc(id)));
-      for (const doc of docs) if (doc) fresh.set(doc.job.id, cacheEntry(doc));
+      const reads = await Promise.all(
+        valid.slice(i, i + LIST_READ_BATCH).map((id) =>
+          this.readJobDoc(id).then(
+            (doc) => ({ id, doc, err: undefined }),
+            (err: unknown) => ({ id, doc: undefined, err }),
+          ),
+        ),
+      );
+      for (const { id, doc, err } of reads) {
+        if (doc) fresh.jobs.set(doc.job.id, cacheEntry(doc));
+        else if (isChronosError(err, 'store_corrupt')) fresh.damaged.set(id, this.damagedJobRecord(id, err));
+        // Anything else (EMFILE, ENOMEM) is about the store, not this file: the list fails and is retried.
+        else if (err !== undefined) throw err;
+      }
     }
     if (seq === this.writeSeq) {
       this.cache = fresh;
@@ -454,24 +655,63 @@ export class FileStore implements Store {
     return fresh;
   }
 
+  private damagedJobRecord(id: string, err: ChronosError): DamagedRecord {
+    return {
+      job_id: id,
+      kind: 'job',
+      file: String(err.details?.['path'] ?? this.jobPath(id)),
+      error: String(err.details?.['problem'] ?? err.message),
+    };
+  }
+
+  /**
+   * Throws `store_corrupt` for a damaged file (reported once through onDamaged), `store_unavailable` when
+   * the store itself cannot be read.
+   */
   private async readJobDoc(id: string): Promise<JobDoc | undefined> {
     // An id that fails the pattern can never name a file this store wrote; never build a path from it.
     if (!JOB_ID_PATTERN.test(id)) return undefined;
     const path = this.jobPath(id);
-    const text = await readTextIfExists(path);
-    if (text === undefined) return undefined;
-    const doc = this.parseVersioned(path, text);
-    const job = doc['job'];
-    if (!isRecord(job) || job['id'] !== id || !Array.isArray(doc['ledger'])) {
-      throw this.corrupt(path, `expected {"version":1,"job":{"id":"${id}",...},"ledger":[...]}`);
+    try {
+      const text = await this.readStoredText(path);
+      if (text === undefined) return undefined;
+      const doc = this.parseVersioned(path, text);
+      const job = doc['job'];
+      if (!isRecord(job) || job['id'] !== id || !Array.isArray(doc['ledger'])) {
+        throw this.corrupt(path, `expected {"version":1,"job":{"id":"${id}",...},"ledger":[...]}`);
+      }
+      // Stored before the bounds existed, or written by hand: served, it would overflow the stack of
+      // whatever copies or encodes it (listing, reconcile, the API), for every job at once.
+      const problem = jobLimitProblems(job as unknown as Job)[0];
+      if (problem) throw this.corrupt(path, `job ${problem.path} ${problem.message}`);
+      return doc as unknown as JobDoc;
+    } catch (err) {
+      if (isChronosError(err, 'store_corrupt')) {
+        const record = this.damagedJobRecord(id, err);
+        this.report(record);
+        // Damaged behind our back (no write token changed): the cached list must not keep serving it.
+        if (this.cache?.jobs.delete(id)) this.cache.damaged.set(id, record);
+      }
+      throw err;
     }
-    return doc as unknown as JobDoc;
+  }
+
+  /** A file's text, or undefined when it does not exist; an error of this file alone is `store_corrupt`. */
+  private async readStoredText(path: string): Promise<string | undefined> {
+    try {
+      return await readTextIfExists(path);
+    } catch (err) {
+      const code = errnoCode((err as { cause?: unknown }).cause);
+      if (code !== undefined && FILE_DAMAGE_ERRNOS.has(code))
+        throw this.corrupt(path, `cannot be read (${code})`);
+      throw err;
+    }
   }
 
   private async readRunsDoc(jobId: string): Promise<RunsDoc | undefined> {
     if (!JOB_ID_PATTERN.test(jobId)) return undefined;
     const path = this.runsPath(jobId);
-    const text = await readTextIfExists(path);
+    const text = await this.readStoredText(path);
     if (text === undefined) return undefined;
     const doc = this.parseVersioned(path, text);
     if (!Array.isArray(doc['runs'])) throw this.corrupt(path, 'expected {"version":1,"runs":[...]}');
@@ -498,15 +738,20 @@ export class FileStore implements Store {
   private corrupt(path: string, problem: string): ChronosError {
     return new ChronosError(
       'store_corrupt',
-      `store file ${path} cannot be read: ${problem}. Chronos will not overwrite or delete it. ` +
-        `Restore it from a backup, or move it out of ${this.dir} to drop that job, then start Chronos again.`,
-      { path },
+      `store file ${path} cannot be read: ${problem}. Chronos will not overwrite it, and every other job ` +
+        'goes on. Restore it from a backup and restart Chronos, or delete the job (chronos jobs rm <id>) ' +
+        'to move the file aside.',
+      { path, problem },
     );
   }
 
   private async writeJobDoc(doc: JobDoc, pending: PendingCacheChanges): Promise<void> {
+    // Everything that can refuse or throw comes before the file is replaced: a failed write stores nothing.
+    assertWithinLimits(doc.job);
+    const text = JSON.stringify(doc);
+    const entry = structuredClone(cacheEntry(doc));
     try {
-      await replaceFile(this.jobsDir, `${doc.job.id}.json`, JSON.stringify(doc), this.syncs);
+      await replaceFile(this.jobsDir, `${doc.job.id}.json`, text, this.syncs);
       this.unsyncedDirs.add(this.jobsDirHandle);
     } catch (err) {
       // A write can fail after its rename (the directory fsync): the file may hold the new content, so
@@ -515,7 +760,7 @@ export class FileStore implements Store {
       throw err;
     }
     // The caller keeps references to what it passed in; the cache must not share them.
-    pending.set(doc.job.id, structuredClone(cacheEntry(doc)));
+    pending.set(doc.job.id, entry);
   }
 
   private async writeRunsDoc(jobId: string, runs: RunRecord[]): Promise<void> {

@@ -1,4 +1,5 @@
 import { ChronosError } from '../errors.js';
+import { jobLimitProblems } from '../jobs/limits.js';
 import type { Job } from '../jobs/model.js';
 import type { JobTxnView, JobTxnWrite, LedgerEntry } from './store.js';
 
@@ -95,4 +96,24 @@ export function runNotFound(jobId: string, runId: string): ChronosError {
 
 export function jobExists(jobId: string): ChronosError {
   return new ChronosError('job_exists', `a job with id "${jobId}" already exists`, { job_id: jobId });
+}
+
+/**
+ * Every store refuses to write a job over the bounds (src/jobs/limits.ts), whoever built it: one such job
+ * once made listing overflow the stack for every job, so it must never reach storage.
+ */
+export function assertWithinLimits(job: Job): void {
+  const problems = jobLimitProblems(job);
+  if (problems.length === 0) return;
+  const summary = problems.map((p) => `${p.path}: ${p.message}`).join('; ');
+  throw new ChronosError('validation_failed', `invalid job: ${summary}`, { problems });
+}
+
+export function jobDamaged(id: string, file: string, error: string): ChronosError {
+  return new ChronosError(
+    'job_damaged',
+    `job "${id}" is damaged and cannot be used: ${file}: ${error}. Restore the file from a backup and ` +
+      `restart, or delete the job (chronos jobs rm ${id}; its file is moved aside, not destroyed).`,
+    { id, file, damage: error },
+  );
 }

@@ -1,6 +1,7 @@
 import type { Job, RunRecord } from '../jobs/model.js';
 import {
   assertSameId,
+  assertWithinLimits,
   DEFAULT_LEDGER_RETENTION,
   DEFAULT_RUN_RETENTION,
   jobExists,
@@ -10,7 +11,7 @@ import {
   resolveTxnWrite,
   runNotFound,
 } from './ledger.js';
-import type { JobTxnView, JobTxnWrite, LedgerEntry, Store } from './store.js';
+import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Store } from './store.js';
 
 export interface MemoryStoreOptions {
   /** Runs kept per job, newest first (default 100). */
@@ -57,6 +58,7 @@ export class MemoryStore implements Store {
 
   async createJob(job: Job): Promise<Job> {
     if (this.records.has(job.id)) throw jobExists(job.id);
+    assertWithinLimits(job);
     this.records.set(job.id, { job: copy(job), ledger: [] });
     return copy(job);
   }
@@ -66,6 +68,7 @@ export class MemoryStore implements Store {
     if (!record) throw jobNotFound(id);
     const next = mutate(copy(record.job));
     assertSameId(id, next.id, 'job');
+    assertWithinLimits(next);
     record.job = copy(next);
     return copy(next);
   }
@@ -75,11 +78,21 @@ export class MemoryStore implements Store {
     return this.records.delete(id);
   }
 
+  /** Nothing held in memory can be damaged: every write is checked, and nothing is parsed back. */
+  async damaged(): Promise<DamagedRecord[]> {
+    return [];
+  }
+
+  async removeDamagedJob(): Promise<string | undefined> {
+    return undefined;
+  }
+
   async transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T> {
     const record = this.records.get(jobId);
     const write = fn(makeView(record && copy(record.job), record ? copy(record.ledger) : []));
     const job = resolveTxnWrite(jobId, record?.job, write);
     if (job === undefined) return write.result;
+    assertWithinLimits(job);
     const ledger = mergeLedger(record?.ledger ?? [], copy(write.ledger ?? []), this.ledgerRetention);
     this.records.set(jobId, { job: copy(job), ledger });
     return write.result;

@@ -52,6 +52,25 @@ export interface JobTxnWrite<T> {
 }
 
 /**
+ * A stored job or run history that cannot be read as one: it does not parse, cannot be opened, or breaks
+ * the job bounds (src/jobs/limits.ts). Damage stays with its job: every other job is listed, armed and
+ * fired as usual. What Chronos does with each kind: docs/operations.md, "What Chronos does when…".
+ */
+export interface DamagedRecord {
+  job_id: string;
+  /**
+   * `job`: the job itself; it is left where it is (never overwritten), is not listed, armed or run, and
+   * stays reported until it is restored or deleted. `history`: its run history, moved aside; the job runs
+   * on with a new history, and the report stays until the operator removes the moved file.
+   */
+  kind: 'job' | 'history';
+  /** Where its bytes are now (a path for the file store). */
+  file: string;
+  /** Why it cannot be read: the parse error, the I/O error, or the bound it breaks. */
+  error: string;
+}
+
+/**
  * Durable state. Every method is atomic; writes are serialised within the process and across
  * processes sharing the same backing storage. Implementations: src/store/file-store.ts; all pass
  * test/store/contract.ts.
@@ -60,14 +79,30 @@ export interface Store {
   readonly kind: string;
 
   // Jobs
+  /** Every readable job; damaged ones are left out and reported by `damaged()`. */
   listJobs(): Promise<Job[]>;
+  /** Throws `store_corrupt` (with `details.job_id`, `details.path`, `details.problem`) for a damaged job. */
   getJob(id: string): Promise<Job | undefined>;
-  /** Throws ChronosError `job_exists` when the id is taken. */
+  /**
+   * Throws ChronosError `job_exists` when the id is taken, `job_damaged` when a damaged record holds it (it
+   * is never replaced), and `validation_failed` for a job over the bounds of src/jobs/limits.ts (which
+   * every write checks: nothing over them is ever stored).
+   */
   createJob(job: Job): Promise<Job>;
   /** Read-modify-write under the job's lock. Throws `job_not_found`. */
   updateJob(id: string, mutate: (job: Job) => Job): Promise<Job>;
-  /** Removes the job with its ledger and run history. Returns false when it did not exist. */
+  /**
+   * Removes the job with its ledger and run history. A damaged job's record is moved aside, not destroyed
+   * (as `removeDamagedJob` does). Returns false when it did not exist.
+   */
   removeJob(id: string): Promise<boolean>;
+  /** Jobs and histories that cannot be read, found by listing or by any read (newest knowledge). */
+  damaged(): Promise<DamagedRecord[]>;
+  /**
+   * Moves a damaged job's record aside (never deletes its bytes) and forgets the job with its history.
+   * Returns where the bytes went, or undefined when `id` is not a damaged job.
+   */
+  removeDamagedJob(id: string): Promise<string | undefined>;
 
   /**
    * The one primitive the fire path needs: read the job and its ledger fresh, decide, and persist the

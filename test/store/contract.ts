@@ -3,12 +3,19 @@ import type { Job } from '../../src/jobs/model.js';
 import { claimOccurrence, recordOccurrence, settleOccurrence } from '../../src/store/claim.js';
 import { currentOwner } from '../../src/store/owner.js';
 import type { LedgerEntry, Store } from '../../src/store/store.js';
+import { nested } from '../helpers/nested.js';
 import { claimReq, deadOwner, makeJob, makeRun, T0 } from './fixtures.js';
 
 export interface StoreHarness {
   store: Store;
   /** Closes `store` and opens the same backing storage again (durable stores only). */
   reopen?: () => Promise<Store>;
+  /**
+   * Stores that read back what they wrote: make the stored job `id` (or its run history) unreadable the way
+   * this backing storage can be damaged, then return a freshly opened store over it.
+   */
+  damageJob?: (id: string) => Promise<Store>;
+  damageHistory?: (id: string) => Promise<Store>;
   cleanup: () => Promise<void>;
 }
 
@@ -416,6 +423,103 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
           expect(await store.listRuns('a')).toEqual([]);
           expect(await store.getLedgerEntry('a', T0)).toBeUndefined();
         }));
+    });
+
+    describe('bounds and damage', () => {
+      it('reports no damage and removes no healthy job as damaged', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          expect(await store.damaged()).toEqual([]);
+          expect(await store.removeDamagedJob('a')).toBeUndefined();
+          expect(await store.removeDamagedJob('nope')).toBeUndefined();
+          expect((await store.getJob('a'))?.id).toBe('a');
+        }));
+
+      it('never stores a job over the bounds, through any write', () =>
+        withStore(async ({ store }) => {
+          const poisoned = (id: string) =>
+            makeJob(id, {
+              target: {
+                type: 'http',
+                url: 'http://127.0.0.1:9/',
+                method: 'POST',
+                headers: {},
+                body: nested(2_000),
+              },
+            });
+          await expectCode(store.createJob(poisoned('p')), 'validation_failed');
+          expect(await store.getJob('p')).toBeUndefined();
+          await store.createJob(makeJob('a'));
+          await expectCode(
+            store.updateJob('a', () => poisoned('a')),
+            'validation_failed',
+          );
+          await expectCode(
+            store.transact('a', () => ({ job: poisoned('a'), result: 0 })),
+            'validation_failed',
+          );
+          expect(await store.getJob('a')).toEqual(makeJob('a'));
+          expect((await store.listJobs()).map((j) => j.id)).toEqual(['a']);
+        }));
+
+      it('contains a damaged job: the others list, claim and run; it is reported and never overwritten', async () => {
+        const h = await makeStore();
+        try {
+          if (!h.damageJob) return;
+          await h.store.createJob(makeJob('a'));
+          await h.store.createJob(makeJob('bad'));
+          await h.store.createJob(makeJob('c'));
+          await claimOccurrence(h.store, claimReq('a', T0, { run_id: 'run-a' }));
+          const store = await h.damageJob('bad');
+
+          expect((await store.listJobs()).map((j) => j.id)).toEqual(['a', 'c']);
+          expect((await store.listClaimed()).map((r) => r.run_id)).toEqual(['run-a']);
+          const [report, ...more] = await store.damaged();
+          expect(more).toEqual([]);
+          expect(report).toMatchObject({ job_id: 'bad', kind: 'job' });
+          expect(report?.error.length).toBeGreaterThan(0);
+          await expectCode(store.getJob('bad'), 'store_corrupt');
+          await expectCode(store.createJob(makeJob('bad')), 'job_damaged');
+          expect((await claimOccurrence(store, claimReq('c', T0))).outcome).toBe('claimed');
+          await store.appendRun(makeRun('c', 'run-c'));
+
+          // Deleting it sets its record aside; the id is free again.
+          const movedTo = await store.removeDamagedJob('bad');
+          expect(movedTo).toEqual(expect.any(String));
+          expect(movedTo).not.toBe(report?.file);
+          expect(await store.damaged()).toEqual([]);
+          expect(await store.getJob('bad')).toBeUndefined();
+          await store.createJob(makeJob('bad'));
+          expect((await store.listJobs()).map((j) => j.id)).toEqual(['a', 'bad', 'c']);
+        } finally {
+          await h.cleanup();
+        }
+      });
+
+      it('contains a damaged run history: the job runs on with a new one and the damage is reported', async () => {
+        const h = await makeStore();
+        try {
+          if (!h.damageHistory) return;
+          await h.store.createJob(makeJob('a'));
+          await h.store.createJob(makeJob('b'));
+          await h.store.appendRun(makeRun('a', 'old'));
+          await h.store.appendRun(makeRun('b', 'other'));
+          const store = await h.damageHistory('a');
+
+          expect(await store.getRun('a', 'old')).toBeUndefined();
+          await store.appendRun(makeRun('a', 'new'));
+          await store.updateRun('a', 'new', (r) => ({ ...r, status: 'succeeded' }));
+          expect((await store.listRuns('a')).map((r) => [r.run_id, r.status])).toEqual([
+            ['new', 'succeeded'],
+          ]);
+          expect((await store.listRuns('b')).map((r) => r.run_id)).toEqual(['other']);
+          const reports = await store.damaged();
+          expect(reports).toEqual([expect.objectContaining({ job_id: 'a', kind: 'history' })]);
+          expect((await store.listJobs()).map((j) => j.id)).toEqual(['a', 'b']);
+        } finally {
+          await h.cleanup();
+        }
+      });
     });
 
     it('keeps everything across a reopen (durable stores)', async () => {

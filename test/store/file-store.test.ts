@@ -19,12 +19,24 @@ storeContract('FileStore', async () => {
   const dir = await tempDir();
   const options = { dir, runRetention: CONTRACT_RUN_RETENTION, ledgerRetention: CONTRACT_LEDGER_RETENTION };
   let current = await FileStore.open(options);
+  const reopen = async () => {
+    await current.close();
+    current = await FileStore.open(options);
+    return current;
+  };
   return {
     store: current,
-    reopen: async () => {
+    reopen,
+    damageJob: async (id) => {
       await current.close();
-      current = await FileStore.open(options);
-      return current;
+      const path = join(dir, 'jobs', `${id}.json`);
+      await writeFile(path, (await readFile(path, 'utf8')).slice(0, 40));
+      return reopen();
+    },
+    damageHistory: async (id) => {
+      await current.close();
+      await writeFile(join(dir, 'runs', `${id}.json`), '{"version":1,"runs":[{"run_');
+      return reopen();
     },
     cleanup: async () => {
       await current.close();
@@ -76,30 +88,50 @@ describe('FileStore', () => {
     await expect(store.getJob('a')).rejects.toMatchObject({ code: 'store_unavailable' });
   });
 
-  describe('a file that does not parse', () => {
-    const cases = [
-      ['truncated JSON', '{"version":1,"job":{"id":"a"'],
-      ['an unknown version', JSON.stringify({ version: 2, job: { id: 'a' }, ledger: [] })],
-      ['another job inside', JSON.stringify({ version: 1, job: { id: 'b' }, ledger: [] })],
-      ['an empty file', ''],
-    ] as const;
-    for (const [what, content] of cases) {
-      it(`stops with store_corrupt naming the file and never touches it (${what})`, async () => {
-        const store = await FileStore.open({ dir: await fresh() });
+  describe('a damaged file', () => {
+    let deep = '1';
+    for (let i = 0; i < 2_000; i++) deep = `{"a":${deep}}`;
+    const poisoned = (id: string) =>
+      `{"version":1,"job":${JSON.stringify({ ...makeJob(id), target: { type: 'handler', name: 'h', payload: 0 } }).replace('"payload":0', `"payload":${deep}`)},"ledger":[]}`;
+    const cases: Array<[string, (path: string) => Promise<void>]> = [
+      ['truncated JSON', (path) => writeFile(path, '{"version":1,"job":{"id":"a"')],
+      [
+        'an unknown version',
+        (path) => writeFile(path, JSON.stringify({ version: 2, job: { id: 'a' }, ledger: [] })),
+      ],
+      [
+        'another job inside',
+        (path) => writeFile(path, JSON.stringify({ version: 1, job: { id: 'b' }, ledger: [] })),
+      ],
+      ['an empty file', (path) => writeFile(path, '')],
+      ['a directory in its place (unreadable)', (path) => mkdir(path)],
+      ['a body nested 2,000 levels deep', (path) => writeFile(path, poisoned('a'))],
+    ];
+    const snapshot = async (path: string) =>
+      (await stat(path)).isDirectory() ? 'dir' : readFile(path, 'utf8');
+
+    for (const [what, damage] of cases) {
+      it(`is contained to its job, reported once, never overwritten, and set aside on delete (${what})`, async () => {
+        const reports: unknown[] = [];
+        const store = await FileStore.open({ dir: await fresh(), onDamaged: (r) => reports.push(r) });
         await store.createJob(makeJob('ok'));
+        await claimOccurrence(store, claimReq('ok', T0, { run_id: 'run-ok' }));
+        await store.close();
         const path = join(dir, 'jobs', 'a.json');
-        await writeFile(path, content);
+        await damage(path);
+        const bytes = await snapshot(path);
+
+        const reopened = await FileStore.open({ dir, onDamaged: (r) => reports.push(r) });
+        expect((await reopened.listJobs()).map((j) => j.id)).toEqual(['ok']);
+        expect((await reopened.listClaimed()).map((r) => r.run_id)).toEqual(['run-ok']);
         const attempts: (() => Promise<unknown>)[] = [
-          () => store.getJob('a'),
-          () => store.getLedgerEntry('a', T0),
-          () => store.listJobs(),
-          () => store.listClaimed(),
-          () => store.createJob(makeJob('a')),
-          () => store.updateJob('a', (j) => j),
-          () => store.transact('a', () => ({ job: makeJob('a'), result: 0 })),
-          () => claimOccurrence(store, claimReq('a', T0)),
-          () => store.removeJob('a'),
-          () => store.appendRun(makeRun('a', 'r1')),
+          () => reopened.getJob('a'),
+          () => reopened.getLedgerEntry('a', T0),
+          () => reopened.peek('a'),
+          () => reopened.updateJob('a', (j) => j),
+          () => reopened.transact('a', () => ({ job: makeJob('a'), result: 0 })),
+          () => claimOccurrence(reopened, claimReq('a', T0)),
+          () => reopened.appendRun(makeRun('a', 'r1')),
         ];
         for (const attempt of attempts) {
           const err = await caught(attempt());
@@ -107,28 +139,74 @@ describe('FileStore', () => {
           expect((err as Error).message).toContain(path);
           expect((err as Error).message).toMatch(/backup/);
         }
-        expect(await readFile(path, 'utf8')).toBe(content);
-        // Other jobs stay usable.
-        expect((await store.getJob('ok'))?.id).toBe('ok');
-        await store.close();
-        // Reopening does not "repair" it either.
-        const again = await FileStore.open({ dir });
-        await expect(again.getJob('a')).rejects.toMatchObject({ code: 'store_corrupt' });
-        await again.close();
-        expect(await readFile(path, 'utf8')).toBe(content);
+        expect(await caught(reopened.createJob(makeJob('a')))).toMatchObject({ code: 'job_damaged' });
+        const damaged = await reopened.damaged();
+        expect(damaged).toEqual([{ job_id: 'a', kind: 'job', file: path, error: expect.any(String) }]);
+        // Told once, however many reads met it.
+        expect(reports).toEqual(damaged);
+        expect(await snapshot(path)).toEqual(bytes);
+
+        // Deleting the job moves its bytes aside; the id is free again.
+        expect(await reopened.removeJob('a')).toBe(true);
+        const aside = await readdir(join(dir, 'damaged', 'jobs'));
+        expect(aside).toEqual([expect.stringMatching(/^a\.\d{4}-.*\.json$/)]);
+        expect(await snapshot(join(dir, 'damaged', 'jobs', aside[0]!))).toEqual(bytes);
+        expect(await reopened.damaged()).toEqual([]);
+        expect(await readdir(join(dir, 'jobs'))).toEqual(['ok.json']);
+        await reopened.createJob(makeJob('a'));
+        expect((await reopened.listJobs()).map((j) => j.id)).toEqual(['a', 'ok']);
+        await reopened.close();
       });
     }
 
-    it('reports a corrupt run history the same way', async () => {
+    it('leaves a cached list as soon as any read meets the damage (damaged behind the store)', async () => {
       const store = await FileStore.open({ dir: await fresh() });
       await store.createJob(makeJob('a'));
+      await store.createJob(makeJob('b'));
+      expect((await store.listJobs()).map((j) => j.id)).toEqual(['a', 'b']);
+      await writeFile(join(dir, 'jobs', 'a.json'), '{');
+      await expect(store.updateJob('a', (j) => j)).rejects.toMatchObject({ code: 'store_corrupt' });
+      expect((await store.listJobs()).map((j) => j.id)).toEqual(['b']);
+      expect((await store.damaged()).map((d) => d.job_id)).toEqual(['a']);
+      await store.close();
+    });
+
+    it('moves a damaged run history aside and starts a new one; the job and others are untouched', async () => {
+      const reports: unknown[] = [];
+      const store = await FileStore.open({ dir: await fresh(), onDamaged: (r) => reports.push(r) });
+      await store.createJob(makeJob('a'));
+      await store.createJob(makeJob('b'));
+      await store.appendRun(makeRun('b', 'rb'));
       const path = join(dir, 'runs', 'a.json');
       await writeFile(path, '{nope');
-      const err = await caught(store.listRuns('a'));
-      expect(err).toMatchObject({ code: 'store_corrupt' });
-      expect((err as Error).message).toContain(path);
-      await expect(store.appendRun(makeRun('a', 'r1'))).rejects.toMatchObject({ code: 'store_corrupt' });
-      expect(await readFile(path, 'utf8')).toBe('{nope');
+      expect(await store.listRuns('a')).toEqual([]);
+      const aside = await readdir(join(dir, 'damaged', 'runs'));
+      expect(aside).toHaveLength(1);
+      const movedTo = join(dir, 'damaged', 'runs', aside[0]!);
+      expect(await readFile(movedTo, 'utf8')).toBe('{nope');
+      expect(reports).toEqual([{ job_id: 'a', kind: 'history', file: movedTo, error: expect.any(String) }]);
+      await store.appendRun(makeRun('a', 'r1'));
+      expect((await store.listRuns('a')).map((r) => r.run_id)).toEqual(['r1']);
+      expect((await store.listRuns('b')).map((r) => r.run_id)).toEqual(['rb']);
+      await store.close();
+
+      // Reported after a restart too, until the operator removes the moved file.
+      const again = await FileStore.open({ dir });
+      expect(await again.damaged()).toEqual([
+        { job_id: 'a', kind: 'history', file: movedTo, error: expect.stringContaining('JSON') },
+      ]);
+      await again.close();
+    });
+
+    it('moves aside a directory standing where a run history should be, on the first run', async () => {
+      const store = await FileStore.open({ dir: await fresh() });
+      await store.createJob(makeJob('a'));
+      await mkdir(join(dir, 'runs', 'a.json'));
+      await store.appendRun(makeRun('a', 'r1'));
+      expect((await store.listRuns('a')).map((r) => r.run_id)).toEqual(['r1']);
+      expect(await store.damaged()).toEqual([
+        expect.objectContaining({ job_id: 'a', kind: 'history', error: expect.stringContaining('EISDIR') }),
+      ]);
       await store.close();
     });
   });
