@@ -74,7 +74,16 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     });
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const dataDir = resolve(config.dataDir);
-  const store = await FileStore.open({ dir: dataDir });
+  const store = await FileStore.open({
+    dir: dataDir,
+    onDamaged: (record) =>
+      logger.error(
+        { code: 'store_corrupt', job_id: record.job_id, file: record.file, error: record.error },
+        record.kind === 'job'
+          ? 'damaged job file: this job is left out (not armed, not run) until its file is restored or the job is deleted'
+          : 'damaged run history moved aside: the job goes on with a new history',
+      ),
+  });
   const startedAt = clock.now();
   if (config.jobsFile) {
     // Before listening: a jobs file with errors stops the start, and fires must see the declared jobs.
@@ -310,6 +319,12 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       const recovered = await (await getRunner()).recoverInterrupted();
       if (recovered.length > 0)
         logger.warn({ count: recovered.length }, 'runs interrupted by a previous process');
+    } catch (err) {
+      // Recovery is retried at the next start; skipping the reconcile too would leave every job unarmed
+      // while idle exit, seeing nothing desired, stopped the process.
+      logger.error({ err }, 'start-up recovery failed');
+    }
+    try {
       await provider.start();
     } catch (err) {
       logger.error({ err }, 'start-up reconcile failed');

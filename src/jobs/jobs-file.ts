@@ -43,6 +43,8 @@ export interface JobsFileSyncResult {
   updated: string[];
   removed: string[];
   unchanged: string[];
+  /** Declared jobs whose stored record is damaged: left as they are (never overwritten), synced next start. */
+  damaged: string[];
 }
 
 /** Shown once under a report that has schedule problems, rather than after every one of them. */
@@ -274,6 +276,7 @@ export async function syncJobsFile(
   earlier?: JobsFileCheck,
 ): Promise<JobsFileSyncResult> {
   const existing = new Map((await store.listJobs()).map((job) => [job.id, job]));
+  const damaged = new Set((await store.damaged()).filter((d) => d.kind === 'job').map((d) => d.job_id));
   // Problems the text check found are reported with those only the store can tell, in one report.
   const problems: JobsFileProblem[] = [...(earlier?.problems ?? [])];
   const plan: Array<{ kind: 'create' | 'update' | 'same'; job: Job; spec: DeclaredJobSpec }> = [];
@@ -284,8 +287,15 @@ export async function syncJobsFile(
     source: 'file' as const,
   };
 
+  const result: JobsFileSyncResult = { created: [], updated: [], removed: [], unchanged: [], damaged: [] };
   for (const raw of specs) {
     const spec = declared(raw, ctx.defaultTimezone);
+    if (damaged.has(spec.id)) {
+      // Its file is the operator's to restore or delete (the log and /api/status name it); every other
+      // declared job is still synced.
+      result.damaged.push(spec.id);
+      continue;
+    }
     const current = existing.get(spec.id);
     if (current && current.source !== 'file') {
       problems.push({
@@ -306,7 +316,6 @@ export async function syncJobsFile(
   if (problems.length > 0) throw problemsError(path, problems, earlier?.scheduleHelp);
 
   const declaredIds = new Set(specs.map((s) => s.id));
-  const result: JobsFileSyncResult = { created: [], updated: [], removed: [], unchanged: [] };
   for (const step of plan) {
     if (step.kind === 'create') {
       await store.createJob(step.job);
@@ -384,6 +393,8 @@ export async function syncJobsFileAtStart(options: StartupSyncOptions): Promise<
     options.path,
     checked,
   );
+  // Not remembered as synced while a declared job could not be: the next start tries it again.
+  if (result.damaged.length > 0) return { skipped: false, ...result };
   const next: SyncState = {
     version: SYNC_STATE_VERSION,
     path: options.path,

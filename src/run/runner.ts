@@ -435,9 +435,17 @@ export class JobRunner {
     const recovered: RunRecord[] = [];
     for (const row of claimed) {
       if (this.executing.has(row.run_id)) continue; // ours, still going: a long run past its TTL is not dead
-      if (row.expires_at > now && isAlive(row.owner)) continue;
-      const run = await this.recoverRow(row, now);
-      if (run) recovered.push(run);
+      // One row that throws (a damaged history, a field of the wrong type) must not stop the others.
+      try {
+        if (row.expires_at > now && isAlive(row.owner)) continue;
+        const run = await this.recoverRow(row, now);
+        if (run) recovered.push(run);
+      } catch (err) {
+        this.logger.error(
+          { err, job_id: row.job_id, run_id: row.run_id },
+          'recovering an interrupted run failed',
+        );
+      }
     }
     return recovered;
   }

@@ -88,8 +88,17 @@ export class BuiltinProvider implements SchedulerProvider {
     this.desired.clear();
     let armed = 0;
     let unchanged = 0;
+    let failed = 0;
     for (const job of jobs) {
-      const at = armedInstant(job);
+      let at: number | null;
+      try {
+        at = armedInstant(job);
+      } catch (err) {
+        // One job whose next instant cannot be computed must not leave every other job without a timer.
+        failed += 1;
+        this.deps.logger.error({ err, job_id: job.id }, 'cannot compute the next occurrence of this job');
+        continue;
+      }
       if (at === null) continue;
       this.desired.set(job.id, at);
       if (before.get(job.id) === at) unchanged += 1;
@@ -102,14 +111,14 @@ export class BuiltinProvider implements SchedulerProvider {
       armed,
       cancelled,
       unchanged,
-      failed: 0,
+      failed,
       misfires,
       trusted: true,
       at: now,
       durationMs: now - started,
     };
     this.deps.logger.info(
-      { provider: 'builtin', armed, cancelled, unchanged, failed: 0, misfires, next_wake: iso(this.wakeAt) },
+      { provider: 'builtin', armed, cancelled, unchanged, failed, misfires, next_wake: iso(this.wakeAt) },
       'reconcile',
     );
     return this.lastReconcile;

@@ -111,14 +111,28 @@ export class ChronosProvider implements SchedulerProvider {
     let jobs = await store.listJobs();
     summary.misfires = await engine.applyMisfires(jobs);
     if (summary.misfires > 0) jobs = await store.listJobs();
+    // A damaged job is neither armed nor cancelled: NAS keeps whatever arm it holds, so a job whose file the
+    // operator restores fires again without anyone re-creating it (a fire meanwhile answers 503).
+    const leaveAlone = new Set(
+      (await store.damaged()).filter((record) => record.kind === 'job').map((record) => record.job_id),
+    );
 
     // A job armed or disarmed since the list was read (a fire, a mutation) keeps that newer decision:
     // the list may predate it and would re-arm an instant that was just claimed.
     const changedSince = (jobId: string) => (this.versions.get(jobId) ?? 0) !== (seen.get(jobId) ?? 0);
     const listed = new Map<string, number>();
     for (const job of jobs) {
-      const at = armedInstant(job);
-      if (at !== null) listed.set(job.id, at);
+      try {
+        const at = armedInstant(job);
+        if (at !== null) listed.set(job.id, at);
+      } catch (err) {
+        // One job whose next instant cannot be computed must not stop every other job's arm.
+        leaveAlone.add(job.id);
+        logger.error(
+          { err, job_id: job.id },
+          'cannot compute the next occurrence of this job; left as it is',
+        );
+      }
     }
     for (const jobId of [...this.desired.keys()]) {
       if (!listed.has(jobId) && !changedSince(jobId)) this.desired.delete(jobId);
@@ -133,7 +147,7 @@ export class ChronosProvider implements SchedulerProvider {
     // Only arms we know of can be orphans; an untrusted (failed) list leaves NAS-only arms alone,
     // and they answer `gone`/`inactive` if they ever fire.
     for (const jobId of this.armed.keys()) {
-      if (!this.desired.has(jobId))
+      if (!this.desired.has(jobId) && !leaveAlone.has(jobId))
         calls.push(() => this.cancel(jobId).then((ok) => (ok ? 'cancelled' : 'failed')));
     }
     const results = await runBounded(calls, this.deps.concurrency ?? 8);
@@ -143,7 +157,13 @@ export class ChronosProvider implements SchedulerProvider {
     else this.healAttempt = 0;
     const result = this.finish(summary, started);
     logger.info(
-      { provider: 'chronos', ...summary, trusted: this.listed, duration_ms: result.durationMs },
+      {
+        provider: 'chronos',
+        ...summary,
+        trusted: this.listed,
+        duration_ms: result.durationMs,
+        ...(leaveAlone.size > 0 ? { left_alone: [...leaveAlone].sort() } : {}),
+      },
       `reconcile: armed ${summary.armed} / cancelled ${summary.cancelled} / unchanged ${summary.unchanged} / failed ${summary.failed}`,
     );
     return result;

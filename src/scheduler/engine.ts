@@ -131,10 +131,11 @@ export class Engine {
     const now = this.deps.clock.now();
     let handled = 0;
     for (const job of jobs) {
-      const instant = armedInstant(job);
-      if (instant === null || now - instant <= job.misfire.grace_seconds * 1000) continue;
-      // One job's problem (unreadable file, a schedule that no longer parses) must not stop the others.
+      // One job's problem (unreadable file, a schedule that no longer parses, a RangeError from a value
+      // nobody expected) must not stop the others.
       try {
+        const instant = armedInstant(job);
+        if (instant === null || now - instant <= job.misfire.grace_seconds * 1000) continue;
         const entry = await this.deps.store.getLedgerEntry(job.id, instant);
         if (entry && !isOrphaned(entry, now, isOwnerAlive)) continue;
         const oneShot = compileSchedule(job).kind === 'once';

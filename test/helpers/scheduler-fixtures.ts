@@ -57,9 +57,8 @@ export interface SchedulerHarness {
   runsSettled(): Promise<void>;
 }
 
-export function createHarness(start: number = T0): SchedulerHarness {
+export function createHarness(start: number = T0, store: Store = new MemoryStore()): SchedulerHarness {
   const clock = new ManualClock(start);
-  const store = new MemoryStore();
   const activity = new Activity();
   const handlers = createHandlerRegistry();
   const calls: HandlerInput[] = [];

@@ -278,6 +278,38 @@ describe('jobs file: sync', () => {
     expect(await sync()).toMatchObject({ skipped: true });
   });
 
+  it('syncs every other declared job past a damaged one, never writes over it, and tries it again next start', async () => {
+    await declare([
+      { id: 'a', schedule: 'every 1h', target: handler },
+      { id: 'broken', schedule: 'every 1h', target: handler },
+    ]);
+    await sync();
+    const brokenPath = join(dataDir, 'jobs', 'broken.json');
+    await writeFile(brokenPath, '{"version":1,');
+    await store.close();
+    store = await FileStore.open({ dir: dataDir });
+    await declare([
+      { id: 'a', schedule: 'every 2h', target: handler },
+      { id: 'broken', schedule: 'every 2h', target: handler },
+      { id: 'c', schedule: 'every 1h', target: handler },
+    ]);
+    expect(await sync(T0 + 1_000)).toMatchObject({
+      skipped: false,
+      updated: ['a'],
+      created: ['c'],
+      damaged: ['broken'],
+    });
+    expect(await readFile(brokenPath, 'utf8')).toBe('{"version":1,');
+    expect((await store.listJobs()).map((j) => [j.id, j.schedule])).toEqual([
+      ['a', 'every 2h'],
+      ['c', 'every 1h'],
+    ]);
+    // Deleted (set aside) by the operator: the next start creates it from the declaration.
+    await store.removeJob('broken');
+    expect(await sync(T0 + 2_000)).toMatchObject({ skipped: false, created: ['broken'], damaged: [] });
+    expect(await sync(T0 + 3_000)).toMatchObject({ skipped: true });
+  });
+
   it('an unchanged file is skipped without listing or writing jobs', async () => {
     await declare([{ id: 'a', schedule: 'every 1h', target: handler }]);
     await sync();
