@@ -17,10 +17,12 @@ Manages the jobs of a running Chronos through its admin API. The token is read f
 CHRONOS_ADMIN_TOKEN; the server must have the same CHRONOS_ADMIN_TOKEN set.
 
 Commands:
-  list                 all jobs: state, whether armed, next run
+  list                 all jobs: state, whether armed, next run; then any damaged job
+                       file or run history (what is wrong, and where its bytes are)
   get <id>             one job
   add [--file F]       create a job from a JSON spec (a file, or stdin when --file is absent)
-  rm <id>              delete a job and its history (not jobs declared in the jobs file)
+  rm <id>              delete a job and its history (not jobs declared in the jobs file);
+                       a damaged job's file is moved aside, never destroyed
   pause <id>           stop firing; the arm is cancelled
   resume <id>          fire again; the next run is computed from now
   run <id>             run now (manual run); the scheduled next run does not move
@@ -112,6 +114,26 @@ function jobsTable(jobs: JobView[]): string {
       j.schedule,
     ]),
   );
+}
+
+interface DamagedView {
+  job_id: string;
+  kind: 'job' | 'history';
+  file: string;
+  error: string;
+}
+
+function damagedTable(damaged: DamagedView[]): string {
+  const lines = [
+    '',
+    `DAMAGED (${damaged.length}): a damaged job is not armed or run until its file is restored (then restart)`,
+    'or the job is deleted with "chronos jobs rm <id>"; a damaged history was moved aside and the job runs on.',
+    table(
+      ['ID', 'KIND', 'FILE', 'ERROR'],
+      damaged.map((d) => [d.job_id, d.kind, d.file, d.error.split('\n')[0]!.slice(0, 120)]),
+    ),
+  ];
+  return lines.join('\n');
 }
 
 function jobDetails(job: JobView): string {
@@ -260,9 +282,12 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
     return EXIT_OK;
   }
   switch (command) {
-    case 'list':
-      io.out(jobsTable((body as unknown as { jobs: JobView[] }).jobs));
+    case 'list': {
+      const { jobs, damaged = [] } = body as unknown as { jobs: JobView[]; damaged?: DamagedView[] };
+      io.out(jobsTable(jobs));
+      if (damaged.length > 0) io.out(damagedTable(damaged));
       break;
+    }
     case 'get':
       io.out(jobDetails(body as unknown as JobView));
       break;
@@ -270,7 +295,11 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       io.out(runsTable((body as unknown as { runs: RunView[] }).runs));
       break;
     case 'rm':
-      io.out(`deleted ${id}`);
+      io.out(
+        typeof body.moved_to === 'string'
+          ? `deleted ${id} (damaged; its file was moved to ${body.moved_to})`
+          : `deleted ${id}`,
+      );
       break;
     case 'run':
       io.out(`started run ${String(body.run_id)} of ${id} (manual)`);

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import * as z from 'zod/mini';
 import type { Clock } from '../clock.js';
-import { ChronosError } from '../errors.js';
+import { ChronosError, isChronosError } from '../errors.js';
 import { buildJob, type JobBuildContext } from '../jobs/build.js';
 import { armedInstant, rescheduleFromNow } from '../jobs/jobs.js';
 import { JOB_ID_PATTERN, type Job } from '../jobs/model.js';
@@ -10,7 +10,8 @@ import { isOneShotSchedule } from '../jobs/schedule.js';
 import { JobSpec, type JobSpecInput } from '../jobs/spec.js';
 import { isoOrNull, jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../scheduler/provider.js';
-import type { Store } from '../store/store.js';
+import { jobDamaged } from '../store/ledger.js';
+import type { DamagedRecord, Store } from '../store/store.js';
 import { describeJsonError, parseOrThrow } from '../validation.js';
 import { VERSION } from '../version.js';
 
@@ -207,11 +208,35 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       ? `no handler "${name}" is registered yet: runs fail until the application registers it`
       : undefined;
   };
+  /**
+   * A damaged job is a 409 that names its file and problem: the operator asked about this very job, and a
+   * 503 (what the fire path answers, so NAS retries) would hide what to fix behind "try again later".
+   */
+  const aboutJob = async <T>(id: string, work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      if (isChronosError(err, 'store_corrupt')) {
+        throw jobDamaged(
+          id,
+          String(err.details?.['path'] ?? ''),
+          String(err.details?.['problem'] ?? err.message),
+        );
+      }
+      throw err;
+    }
+  };
   const getJob = async (id: string): Promise<Job> => {
-    const job = await store.getJob(id);
+    const job = await aboutJob(id, () => store.getJob(id));
     if (!job) throw notFound(id);
     return job;
   };
+  const damagedView = (record: DamagedRecord) => ({
+    job_id: record.job_id,
+    kind: record.kind,
+    file: record.file,
+    error: record.error,
+  });
 
   /**
    * After a mutation: ask for a reconcile, and wait a little for this job's own arm (or cancel) so the reply
@@ -267,7 +292,12 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const provider = deps.provider();
     const jobs = await store.listJobs();
     jobs.sort((a, b) => a.id.localeCompare(b.id));
-    return { jobs: jobs.map((job) => jobView(job, provider.isArmed(job.id))) };
+    const damaged = await store.damaged();
+    return {
+      jobs: jobs.map((job) => jobView(job, provider.isArmed(job.id))),
+      // Beside `jobs`, not in it: these records cannot be read as jobs (docs/operations.md).
+      damaged: damaged.map(damagedView),
+    };
   });
 
   app.post('/api/jobs', bodyOptions, async (request, res) => {
@@ -294,25 +324,46 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       });
     }
     // Built inside the store's read-modify-write so a fire that advanced the job meanwhile is not undone.
-    const job = await store.updateJob(id, (current) => {
-      if (declaredInFile(current)) throw fileManaged(current, 'edit');
-      const merged: JobSpecInput = { ...jobSpecOf(current), ...patch };
-      if (patch.schedule !== undefined && patch.repeat === undefined) {
-        // The stored repeat count was the default of the old schedule's kind; a new kind gets its own default.
-        const wasOneShot = isOneShotSchedule(current.schedule);
-        const isOneShot = isOneShotSchedule(patch.schedule);
-        if (wasOneShot !== isOneShot) merged.repeat = { times: isOneShot ? 1 : null };
-      }
-      const built = buildJob(merged, buildContext('api'), current);
-      handlerWarning = checkHandler(built);
-      return built;
-    });
+    const job = await aboutJob(id, () =>
+      store.updateJob(id, (current) => {
+        if (declaredInFile(current)) throw fileManaged(current, 'edit');
+        const merged: JobSpecInput = { ...jobSpecOf(current), ...patch };
+        if (patch.schedule !== undefined && patch.repeat === undefined) {
+          // The stored repeat count was the default of the old schedule's kind; a new kind gets its own default.
+          const wasOneShot = isOneShotSchedule(current.schedule);
+          const isOneShot = isOneShotSchedule(patch.schedule);
+          if (wasOneShot !== isOneShot) merged.repeat = { times: isOneShot ? 1 : null };
+        }
+        const built = buildJob(merged, buildContext('api'), current);
+        handlerWarning = checkHandler(built);
+        return built;
+      }),
+    );
     return reply(job, withWarning(await settle(id, job), handlerWarning));
   });
 
   app.delete('/api/jobs/:id', async (request) => {
     const id = jobIdParam(request);
-    const job = await getJob(id);
+    let job: Job | undefined;
+    try {
+      job = await store.getJob(id);
+    } catch (err) {
+      if (!isChronosError(err, 'store_corrupt')) throw err;
+      // Whoever declared it (API or jobs file), its bytes are set aside, never destroyed; a job still
+      // declared in the jobs file is created again from it at the next start.
+      const movedTo = await store.removeDamagedJob(id);
+      if (movedTo === undefined) throw err;
+      request.log.warn({ job_id: id, moved_to: movedTo }, 'damaged job deleted; its file was moved aside');
+      const settled = await settle(id, null);
+      return {
+        id,
+        deleted: true,
+        armed: false,
+        moved_to: movedTo,
+        ...(settled.warning ? { warning: settled.warning } : {}),
+      };
+    }
+    if (!job) throw notFound(id);
     if (declaredInFile(job)) throw fileManaged(job, 'remove');
     if (!(await store.removeJob(id))) throw notFound(id);
     const settled = await settle(id, null);
@@ -321,24 +372,26 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.post('/api/jobs/:id/pause', async (request) => {
     const id = jobIdParam(request);
-    const job = await store.updateJob(id, (current) => {
-      if (current.state === 'paused' || current.state === 'completed') return current;
-      // A pending retry belongs to the run before the pause; it is not carried over to the resume.
-      return { ...current, state: 'paused', retry_at: null, retry_attempt: 0, updated_at: clock.now() };
-    });
+    const job = await aboutJob(id, () =>
+      store.updateJob(id, (current) => {
+        if (current.state === 'paused' || current.state === 'completed') return current;
+        // A pending retry belongs to the run before the pause; it is not carried over to the resume.
+        return { ...current, state: 'paused', retry_at: null, retry_attempt: 0, updated_at: clock.now() };
+      }),
+    );
     return reply(job, await settle(id, job));
   });
 
   app.post('/api/jobs/:id/resume', async (request) => {
     const id = jobIdParam(request);
-    const job = await store.updateJob(id, (current) => resumed(current, clock.now()));
+    const job = await aboutJob(id, () => store.updateJob(id, (current) => resumed(current, clock.now())));
     return reply(job, await settle(id, job));
   });
 
   app.post('/api/jobs/:id/run', async (request, res) => {
     const id = jobIdParam(request);
     await getJob(id);
-    const accepted = await deps.engine.runManual(id);
+    const accepted = await aboutJob(id, () => deps.engine.runManual(id));
     if (!accepted) {
       // Removed in between, or another manual run claimed this very millisecond.
       if (!(await store.getJob(id))) throw notFound(id);
@@ -365,6 +418,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const provider = deps.provider();
     const status = provider.status();
     const jobs = await store.listJobs();
+    const damaged = await store.damaged();
     const now = clock.now();
     const jwksAge = deps.jwksAgeMs();
     const last = status.lastReconcile;
@@ -389,6 +443,8 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
               duration_ms: last.durationMs,
             },
       jobs: jobs.length,
+      // Not counted in `jobs`, never armed or run by this process until restored or deleted.
+      damaged: damaged.map(damagedView),
       desired: status.desiredCount,
       armed: status.armedCount,
       last_arm_at: isoOrNull(status.lastArmAt),

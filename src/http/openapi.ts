@@ -54,6 +54,19 @@ const RunView = z.object({
   error: z.nullable(z.string()),
 });
 
+const Damaged = z.object({
+  job_id: JobId,
+  kind: z
+    .enum(['job', 'history'])
+    .check(
+      z.describe(
+        'job: the job file cannot be read; the job is not armed or run until restored or deleted. history: its run history was moved aside and the job runs on with a new one',
+      ),
+    ),
+  file: z.string().check(z.describe('where the bytes are now')),
+  error: z.string().check(z.describe('why it cannot be read: parse error, I/O error or the bound it breaks')),
+});
+
 const Status = z.object({
   version: z.string(),
   uptime_seconds: z.number(),
@@ -74,6 +87,7 @@ const Status = z.object({
     }),
   ),
   jobs: z.int(),
+  damaged: z.array(Damaged),
   desired: z.int(),
   armed: z.int(),
   last_arm_at: nullableInstant,
@@ -101,6 +115,9 @@ const Deleted = z.object({
   id: JobId,
   deleted: z.literal(true),
   armed: z.literal(false),
+  moved_to: z.optional(
+    z.string().check(z.describe('a damaged job: where its file was moved (it is never destroyed)')),
+  ),
   warning: z.optional(z.string()),
 });
 
@@ -109,7 +126,10 @@ const components = {
   JobPatch: z.toJSONSchema(z.partial(JobSpec), { io: 'input', target: 'draft-2020-12' }),
   Job: z.toJSONSchema(JobView, { io: 'output', target: 'draft-2020-12' }),
   JobMutationReply: z.toJSONSchema(JobMutationReply, { io: 'output', target: 'draft-2020-12' }),
-  JobList: z.toJSONSchema(z.object({ jobs: z.array(JobView) }), { io: 'output', target: 'draft-2020-12' }),
+  JobList: z.toJSONSchema(z.object({ jobs: z.array(JobView), damaged: z.array(Damaged) }), {
+    io: 'output',
+    target: 'draft-2020-12',
+  }),
   Run: z.toJSONSchema(RunView, { io: 'output', target: 'draft-2020-12' }),
   RunList: z.toJSONSchema(z.object({ job_id: JobId, runs: z.array(RunView) }), {
     io: 'output',
@@ -138,11 +158,19 @@ type RouteKey = AdminRoute extends infer R
 const common = {
   '401': json('Error', 'missing or wrong admin token (unauthorized)'),
 };
-const withId = { '404': json('Error', 'no job with this id (job_not_found)') };
+const withId = {
+  '404': json('Error', 'no job with this id (job_not_found)'),
+  '409': json(
+    'Error',
+    'job_damaged: the job file cannot be read (file and damage named); delete or restore it',
+  ),
+};
 
 /** Request body and replies of every route, by "method path". */
 const OPERATIONS: Record<RouteKey, { body?: keyof typeof components; responses: Record<string, unknown> }> = {
-  'get /api/jobs': { responses: { '200': json('JobList', 'all jobs, by id') } },
+  'get /api/jobs': {
+    responses: { '200': json('JobList', 'all jobs, by id, and the damaged records that are not jobs') },
+  },
   'post /api/jobs': {
     body: 'JobSpec',
     responses: {
@@ -151,7 +179,7 @@ const OPERATIONS: Record<RouteKey, { body?: keyof typeof components; responses: 
         'Error',
         'validation_failed (problems with field paths), invalid_schedule (accepted_forms)',
       ),
-      '409': json('Error', 'job_exists'),
+      '409': json('Error', 'job_exists, or job_damaged: a damaged job file holds this id'),
     },
   },
   'get /api/jobs/{id}': { responses: { '200': json('Job', 'the job'), ...withId } },
@@ -161,12 +189,12 @@ const OPERATIONS: Record<RouteKey, { body?: keyof typeof components; responses: 
       '200': json('JobMutationReply', 'changed'),
       '400': json('Error', 'validation_failed or invalid_schedule'),
       ...withId,
-      '409': json('Error', 'job_file_managed: the job is declared in the jobs file'),
+      '409': json('Error', 'job_file_managed (declared in the jobs file) or job_damaged'),
     },
   },
   'delete /api/jobs/{id}': {
     responses: {
-      '200': json('Deleted', 'deleted with its history'),
+      '200': json('Deleted', 'deleted with its history; a damaged job file is moved aside (moved_to)'),
       ...withId,
       '409': json('Error', 'job_file_managed: the job is declared in the jobs file'),
     },

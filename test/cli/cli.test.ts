@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -238,6 +238,39 @@ describe('chronos jobs (against a running server)', () => {
     const missing = await chronos(['jobs', 'get', 'from-stdin', ...url()], { env: env() });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('job_not_found');
+  });
+
+  it('list shows a damaged job with its file and error; rm moves its file aside', async () => {
+    const add = await chronos(['jobs', 'add', ...url()], {
+      env: env(),
+      stdin: JSON.stringify({
+        id: 'to-break',
+        schedule: 'every 1h',
+        target: { type: 'handler', name: 'noop' },
+      }),
+    });
+    expect(add.code, add.stderr).toBe(0);
+    const path = join(dir, 'data', 'jobs', 'to-break.json');
+    await writeFile(path, '{"version":1,"job":');
+
+    const got = await chronos(['jobs', 'get', 'to-break', ...url()], { env: env() });
+    expect(got.code).toBe(1);
+    expect(got.stderr).toContain('job_damaged');
+    expect(got.stderr).toContain(path);
+    const list = await chronos(['jobs', 'list', ...url()], { env: env() });
+    expect(list.code).toBe(0);
+    expect(list.stdout).not.toMatch(/^to-break\s+scheduled/m);
+    expect(list.stdout).toMatch(/DAMAGED \(1\)/);
+    expect(list.stdout).toMatch(
+      new RegExp(`to-break\\s+job\\s+${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\s+\\S`),
+    );
+
+    const removed = await chronos(['jobs', 'rm', 'to-break', ...url()], { env: env() });
+    expect(removed.code, removed.stderr).toBe(0);
+    const movedTo = /moved to (\S+)\)/.exec(removed.stdout)?.[1];
+    expect(movedTo).toContain(join(dir, 'data', 'damaged', 'jobs', 'to-break.'));
+    expect(await readFile(movedTo!, 'utf8')).toBe('{"version":1,"job":');
+    expect((await chronos(['jobs', 'list', ...url()], { env: env() })).stdout).not.toContain('DAMAGED');
   });
 
   it('shows field paths of a rejected spec and exits 1', async () => {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -485,5 +485,76 @@ describe('admin API with the chronos provider and NAS unreachable', () => {
     expect(await running!.store.getJob('offline')).toBeDefined();
     const status = await api('GET', '/api/status');
     expect(status.body).toMatchObject({ provider: 'chronos', nas_reachable: false, armed: 0 });
+  });
+});
+
+describe('admin API: bounded input and damaged jobs', () => {
+  it('refuses a body nested 2,000 levels deep with 400 naming the field and the limit, and stores nothing', async () => {
+    await start();
+    await api('POST', '/api/jobs', spec('healthy'));
+    // Sent as text: the request carries exactly what an attacker would send.
+    const body = `{"id":"deep","schedule":"every 1h","target":{"type":"http","url":"http://127.0.0.1:9/","body":${'['.repeat(2_000)}${']'.repeat(2_000)}}}`;
+    const res = await api('POST', '/api/jobs', body);
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({
+      error: 'validation_failed',
+      problems: [{ path: 'target.body', message: expect.stringContaining('64') }],
+    });
+    expect(await running!.store.getJob('deep')).toBeUndefined();
+    expect(await readdir(join(dir, 'jobs'))).toEqual(['healthy.json']);
+    const list = await api('GET', '/api/jobs');
+    expect(list.body.jobs.map((j: { id: string }) => j.id)).toEqual(['healthy']);
+    // The same through PATCH: refused, the stored job unchanged.
+    const patched = await api('PATCH', '/api/jobs/healthy', JSON.parse(body.replace('"id":"deep",', '')));
+    expect(patched.status).toBe(400);
+    expect((await running!.store.getJob('healthy'))?.target).toEqual({ type: 'handler', name: 'record' });
+  });
+
+  it('shows a damaged job beside the others, refuses to overwrite it, and deletes it by moving its file aside', async () => {
+    await start();
+    await api('POST', '/api/jobs', spec('alpha'));
+    await api('POST', '/api/jobs', spec('broken'));
+    await running!.shutdown('restart');
+    const path = join(dir, 'jobs', 'broken.json');
+    const bytes = (await readFile(path, 'utf8')).slice(0, 50);
+    await writeFile(path, bytes);
+    await start();
+
+    const list = await api('GET', '/api/jobs');
+    expect(list.status).toBe(200);
+    expect(list.body.jobs.map((j: { id: string }) => j.id)).toEqual(['alpha']);
+    expect(list.body.damaged).toEqual([
+      { job_id: 'broken', kind: 'job', file: path, error: expect.stringMatching(/JSON/) },
+    ]);
+    const status = await api('GET', '/api/status');
+    expect(status.body).toMatchObject({ jobs: 1, damaged: [{ job_id: 'broken', kind: 'job', file: path }] });
+
+    for (const [method, url] of [
+      ['GET', '/api/jobs/broken'],
+      ['PATCH', '/api/jobs/broken'],
+      ['POST', '/api/jobs/broken/pause'],
+      ['POST', '/api/jobs/broken/resume'],
+      ['POST', '/api/jobs/broken/run'],
+      ['GET', '/api/jobs/broken/runs'],
+    ] as const) {
+      const res = await api(method, url, method === 'PATCH' ? { name: 'x' } : undefined);
+      expect([method, url, res.status, res.body.error]).toEqual([method, url, 409, 'job_damaged']);
+      expect(res.body).toMatchObject({ file: path, damage: expect.any(String) });
+    }
+    const create = await api('POST', '/api/jobs', spec('broken'));
+    expect(create.status).toBe(409);
+    expect(create.body.error).toBe('job_damaged');
+    expect(await readFile(path, 'utf8')).toBe(bytes);
+
+    const removed = await api('DELETE', '/api/jobs/broken');
+    expect(removed.status).toBe(200);
+    expect(removed.body).toMatchObject({
+      id: 'broken',
+      deleted: true,
+      moved_to: expect.stringContaining('damaged'),
+    });
+    expect(await readFile(removed.body.moved_to, 'utf8')).toBe(bytes);
+    expect((await api('GET', '/api/jobs')).body.damaged).toEqual([]);
+    expect((await api('POST', '/api/jobs', spec('broken'))).status).toBe(201);
   });
 });
