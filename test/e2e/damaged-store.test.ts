@@ -203,11 +203,12 @@ describe('e2e: damaged job files and run history', () => {
       'truncated',
     ]);
     // Deleting a damaged job cancels the arm NAS held for it.
-    await s.waitFor(
-      'the damaged job’s arm cancelled',
-      () => !s.nas.armed().some((a) => a.job_id === 'corrupt'),
+    await s.waitFor('a cancel for the deleted damaged job', () =>
+      s.nas
+        .provisions()
+        .some((p) => p.kind === 'cancel' && (p.body as { job_id?: string }).job_id === 'corrupt'),
     );
-  });
+  }, 90_000);
 });
 
 describe('e2e: a job body nested 2,000 levels deep', () => {
