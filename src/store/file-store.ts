@@ -154,7 +154,7 @@ export class FileStore implements Store {
   private readonly onDamaged: ((record: DamagedRecord) => void) | undefined;
   /** `file` + problem already told to onDamaged. */
   private readonly reported = new Set<string>();
-  /** Histories moved aside by this process (the folder listing finds those of earlier ones). */
+  /** Where damaged files are moved (damaged/jobs/, damaged/runs/); nothing there is ever deleted. */
   private readonly damagedDir: string;
 
   private cache: ListCache | undefined;
