@@ -170,6 +170,15 @@ describe('jobs file: loading', () => {
     expect(() => parseJobsFile('{"jobs": [', 'x.json')).toThrow(/not valid JSON at line 1, column 11: /);
   });
 
+  it('holds declared jobs to the same bounds as the API, naming the field and the limit', async () => {
+    await writeFile(
+      jobsFile,
+      `{"jobs":[{"id":"deep","schedule":"every 1h","target":{"type":"handler","name":"record","payload":${'['.repeat(2_000)}${']'.repeat(2_000)}}}]}`,
+    );
+    const problems = await expectProblems(loadJobsFile(jobsFile));
+    expect(problems).toEqual([{ path: 'jobs[deep].target.payload', message: expect.stringContaining('64') }]);
+  });
+
   it('reports JSON syntax errors and the wrong top-level shape', async () => {
     await writeFile(jobsFile, '{"jobs": [');
     expect((await expectProblems(loadJobsFile(jobsFile)))[0]!.message).toContain('not valid JSON');

@@ -106,6 +106,14 @@ describe('FileStore', () => {
       ['an empty file', (path) => writeFile(path, '')],
       ['a directory in its place (unreadable)', (path) => mkdir(path)],
       ['a body nested 2,000 levels deep', (path) => writeFile(path, poisoned('a'))],
+      [
+        'an instant that is not a number',
+        (path) =>
+          writeFile(
+            path,
+            JSON.stringify({ version: 1, job: { ...makeJob('a'), next_run_at: 'soon' }, ledger: [] }),
+          ),
+      ],
     ];
     const snapshot = async (path: string) =>
       (await stat(path)).isDirectory() ? 'dir' : readFile(path, 'utf8');
