@@ -166,6 +166,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     jwksUrl: config.jwksUrl,
     publicKey: config.firePublicKey,
     cacheFile: join(dataDir, 'jwks-cache.json'),
+    maxLifetimeSeconds: config.fireTokenMaxLifetimeSeconds,
     clock,
     log: (obj, msg) => logger.info(obj, msg),
   });
@@ -266,8 +267,9 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   // After listening: recover runs a dead process left `running`, then reconcile (which applies misfires).
   const startUp = async () => {
     if (shuttingDown) return; // stopping already: starting the provider now would undo its stop()
+    // An old cached key set answered the first fire; a fresh one is fetched now, beside the reconcile.
+    const keys = verifier.warm().then(() => verifier.refreshIfStale());
     try {
-      await verifier.warm();
       const recovered = await (await getRunner()).recoverInterrupted();
       if (recovered.length > 0)
         logger.warn({ count: recovered.length }, 'runs interrupted by a previous process');
@@ -275,6 +277,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     } catch (err) {
       logger.error({ err }, 'start-up reconcile failed');
     }
+    await keys; // never rejects; idle exit must not cut a refresh short before it is persisted
     if (provider.name === 'chronos' && config.idleExitSeconds > 0 && shuttingDown === undefined) {
       idle = new IdleExit({
         clock,

@@ -15,13 +15,19 @@ export interface Config {
   dataDir: string;
   jobsFile: string | undefined;
   timezone: string;
+  /** From CHRONOS_ADMIN_TOKEN, or read from CHRONOS_ADMIN_TOKEN_FILE at start. */
   adminToken: string | undefined;
   idleExitSeconds: number;
   shutdownGraceSeconds: number;
   allowCommands: boolean;
   /** Fire requests per second accepted from one client address (SPEC §2 row 2); benchmarks raise it. */
   fireRateLimit: number;
+  /** Longest fire-token lifetime accepted (`exp - iat`); NAS mints 90-120 s tokens. */
+  fireTokenMaxLifetimeSeconds: number;
 }
+
+/** NAS mints fire tokens for 90-120 s; a token meant to live longer than this is refused. */
+export const DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS = 300;
 
 /** Every variable loadConfig reads, with its default and meaning; .env.example and docs are checked against it. */
 export const CONFIG_VARIABLES = [
@@ -40,10 +46,12 @@ export const CONFIG_VARIABLES = [
   'CHRONOS_JOBS_FILE',
   'CHRONOS_TIMEZONE',
   'CHRONOS_ADMIN_TOKEN',
+  'CHRONOS_ADMIN_TOKEN_FILE',
   'CHRONOS_IDLE_EXIT_SECONDS',
   'CHRONOS_SHUTDOWN_GRACE_SECONDS',
   'CHRONOS_ALLOW_COMMANDS',
   'CHRONOS_FIRE_RATE_LIMIT',
+  'CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS',
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 

@@ -122,8 +122,12 @@ export interface Emulator {
   jwks(): { keys: JWK[] };
   /** The kid of the current signing key. */
   currentKid(): string;
-  /** Make a new key the signing key; the old public key stays in the JWKS for retiredKeyTtlMs. */
-  rotateKey(): Promise<string>;
+  /**
+   * Make a new key the signing key; the old public key stays in the JWKS for retiredKeyTtlMs. With
+   * `keepKid`, the new key takes the current key's kid and replaces it in the JWKS at once (a NAS that
+   * rotates key material under a stable kid): tokens signed with the old key stop verifying.
+   */
+  rotateKey(options?: { keepKid?: boolean }): Promise<string>;
   /**
    * A fire JWT signed with the current key. Overrides replace default claims; an override set to
    * `undefined` removes that claim (e.g. `{ exp: undefined }` for a token without expiry).
@@ -553,7 +557,15 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     return undefined;
   }
 
-  async function rotateKey(): Promise<string> {
+  async function rotateKey(options: { keepKid?: boolean } = {}): Promise<string> {
+    if (options.keepKid) {
+      const current = keys[keys.length - 1]!;
+      const next = await newSigningKey(alg, current.kid);
+      keys[keys.length - 1] = next;
+      log(`rotate   signing key replaced under the same kid ${next.kid}`);
+      notify();
+      return next.kid;
+    }
     const next = await newSigningKey(alg);
     const retireAfter = now() + retiredKeyTtlMs;
     for (const key of keys) key.retireAfter ??= retireAfter;
@@ -597,7 +609,18 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
       return sendJson(res, 200, { faults: { ...faults } });
     }
     if (path === '/_emulator/rotate-key' && method === 'POST') {
-      return sendJson(res, 200, { kid: await rotateKey() });
+      const raw = await readBody(req);
+      const parsed = raw === undefined || raw.length === 0 ? {} : tryParseJson(raw);
+      const keepKid =
+        typeof parsed === 'object' && parsed !== null
+          ? (parsed as { keep_kid?: unknown }).keep_kid
+          : undefined;
+      if (parsed === NOT_JSON || (keepKid !== undefined && typeof keepKid !== 'boolean'))
+        return sendJson(res, 400, {
+          error: 'invalid_request',
+          message: 'body must be empty or {"keep_kid": true|false}',
+        });
+      return sendJson(res, 200, { kid: await rotateKey({ keepKid: keepKid === true }) });
     }
     const fire = /^\/_emulator\/fire\/([^/]+)$/.exec(path);
     if (fire && method === 'POST') {
@@ -691,10 +714,10 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
 
 const NOT_JSON: unique symbol = Symbol('not-json');
 
-async function newSigningKey(alg: FireAlg): Promise<SigningKey> {
+async function newSigningKey(alg: FireAlg, keepKid?: string): Promise<SigningKey> {
   const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
   const jwk = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(jwk);
+  const kid = keepKid ?? (await calculateJwkThumbprint(jwk));
   return { kid, privateKey, publicJwk: { ...jwk, kid, alg, use: 'sig' } };
 }
 
