@@ -65,7 +65,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     });
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const dataDir = resolve(config.dataDir);
-  const store = await FileStore.open({ dir: dataDir });
+  const store = await FileStore.open({
+    dir: dataDir,
+    onLockBroken: (broken) =>
+      logger.warn(broken, 'store lock taken over: its holder is gone or stopped renewing it'),
+  });
   const startedAt = clock.now();
   if (config.jobsFile) {
     // Before listening: a jobs file with errors stops the start, and fires must see the declared jobs.
