@@ -58,6 +58,7 @@ describe('e2e: a missed occurrence', () => {
     );
     const runs = (await s.runs('late')).filter((r) => r.fire_at <= missedAt);
     expect(runs.map((r) => [r.trigger, r.status])).toEqual([['misfire', 'missed']]);
+    await s.waitFor('the missed occurrence logged', () => s.logsWith('occurrence missed').length > 0);
     expect(s.logsWith('occurrence missed').map((l) => l.job_id)).toEqual(['late']);
     await s.waitFor('late re-armed', () => s.nas.armed().some((a) => a.job_id === 'late'));
     expect(s.recorder.hitsFor('late').filter((h) => Date.parse(h.fireAt) === missedAt)).toHaveLength(0);
