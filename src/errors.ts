@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'job_not_found'
   | 'job_exists'
   | 'job_file_managed'
+  | 'run_in_progress'
   // store
   | 'store_corrupt'
   | 'store_unavailable'
