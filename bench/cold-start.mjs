@@ -128,7 +128,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
         const dir = join(work, `data-${n}`);
         const path = `/hook/${n}`;
         const dueAt = await prepareDataDir(lib, template, dir, `${recorder.url}${path}`);
-        const token = await emulator.mintFireToken();
+        const token = await emulator.mintFireToken({ sub: JOB_ID });
         const reached = recorder.expect(path, 5_000);
         let runStarted;
         const runStartedAt = new Promise((resolve) => {

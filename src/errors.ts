@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'job_exists'
   | 'job_file_managed'
   | 'job_damaged'
+  | 'run_in_progress'
   // store
   | 'store_corrupt'
   | 'store_unavailable'

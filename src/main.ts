@@ -83,6 +83,8 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
           ? 'damaged job file: this job is left out (not armed, not run) until its file is restored or the job is deleted'
           : 'damaged run history moved aside: the job goes on with a new history',
       ),
+    onLockBroken: (broken) =>
+      logger.warn(broken, 'store lock taken over: its holder is gone or stopped renewing it'),
   });
   const startedAt = clock.now();
   if (config.jobsFile) {
@@ -186,6 +188,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     jwksUrl: config.jwksUrl,
     publicKey: config.firePublicKey,
     cacheFile: join(dataDir, 'jwks-cache.json'),
+    maxLifetimeSeconds: config.fireTokenMaxLifetimeSeconds,
     clock,
     log: (obj, msg) => logger.info(obj, msg),
   });
@@ -314,8 +317,9 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   // After listening: recover runs a dead process left `running`, then reconcile (which applies misfires).
   const startUp = async () => {
     if (shuttingDown) return; // stopping already: starting the provider now would undo its stop()
+    // An old cached key set answered the first fire; a fresh one is fetched now, beside the reconcile.
+    const keys = verifier.warm().then(() => verifier.refreshIfStale());
     try {
-      await verifier.warm();
       const recovered = await (await getRunner()).recoverInterrupted();
       if (recovered.length > 0)
         logger.warn({ count: recovered.length }, 'runs interrupted by a previous process');
@@ -329,6 +333,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     } catch (err) {
       logger.error({ err }, 'start-up reconcile failed');
     }
+    await keys; // never rejects; idle exit must not cut a refresh short before it is persisted
     if (provider.name === 'chronos' && config.idleExitSeconds > 0 && shuttingDown === undefined) {
       idle = new IdleExit({
         clock,

@@ -34,7 +34,7 @@ export async function startChronosServer({ jobs, env = {} }) {
     JSON.stringify({ fetched_at: dueAt, jwks: emulator.jwks() }),
   );
   const tokens = [];
-  for (let i = 0; i < jobs; i++) tokens.push(await emulator.mintFireToken());
+  for (let i = 0; i < jobs; i++) tokens.push(await emulator.mintFireToken({ sub: `job-${i}` }));
   const fireAt = new Date(dueAt).toISOString();
 
   let runsStarted = 0;

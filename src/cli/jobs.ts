@@ -14,7 +14,7 @@ import {
 export const JOBS_USAGE = `Usage: chronos jobs <command> [options]
 
 Manages the jobs of a running Chronos through its admin API. The token is read from
-CHRONOS_ADMIN_TOKEN; the server must have the same CHRONOS_ADMIN_TOKEN set.
+CHRONOS_ADMIN_TOKEN, or from the file named by CHRONOS_ADMIN_TOKEN_FILE; it must be the server's.
 
 Commands:
   list                 all jobs: state, whether armed, next run; then any damaged job
@@ -210,9 +210,20 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
   if (values.limit !== undefined && command !== 'runs')
     throw new UsageError('--limit is only for "jobs runs"');
 
-  const token = io.env['CHRONOS_ADMIN_TOKEN'];
+  let token = io.env['CHRONOS_ADMIN_TOKEN'];
+  const tokenFile = io.env['CHRONOS_ADMIN_TOKEN_FILE'];
+  if (!token && tokenFile) {
+    try {
+      token = (await readFile(tokenFile, 'utf8')).trim();
+    } catch (err) {
+      io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${(err as Error).message}`);
+      return EXIT_FAILURE;
+    }
+  }
   if (!token) {
-    io.err('chronos jobs: set CHRONOS_ADMIN_TOKEN to the admin token of the server');
+    io.err(
+      'chronos jobs: set CHRONOS_ADMIN_TOKEN (or CHRONOS_ADMIN_TOKEN_FILE) to the admin token of the server',
+    );
     return EXIT_FAILURE;
   }
   const baseUrl = (values.url ?? `http://127.0.0.1:${io.env['PORT'] || '8080'}`).replace(/\/+$/, '');

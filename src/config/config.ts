@@ -15,6 +15,7 @@ export interface Config {
   dataDir: string;
   jobsFile: string | undefined;
   timezone: string;
+  /** From CHRONOS_ADMIN_TOKEN, or read from CHRONOS_ADMIN_TOKEN_FILE at start. */
   adminToken: string | undefined;
   idleExitSeconds: number;
   shutdownGraceSeconds: number;
@@ -23,7 +24,12 @@ export interface Config {
   fireRateLimit: number;
   /** Which proxies' X-Forwarded-For names the client (false: the TCP peer is the client). */
   trustProxy: boolean | number | string[];
+  /** Longest fire-token lifetime accepted (`exp - iat`); NAS mints 90-120 s tokens. */
+  fireTokenMaxLifetimeSeconds: number;
 }
+
+/** NAS mints fire tokens for 90-120 s; a token meant to live longer than this is refused. */
+export const DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS = 300;
 
 /** Every variable loadConfig reads, with its default and meaning; .env.example and docs are checked against it. */
 export const CONFIG_VARIABLES = [
@@ -42,11 +48,13 @@ export const CONFIG_VARIABLES = [
   'CHRONOS_JOBS_FILE',
   'CHRONOS_TIMEZONE',
   'CHRONOS_ADMIN_TOKEN',
+  'CHRONOS_ADMIN_TOKEN_FILE',
   'CHRONOS_IDLE_EXIT_SECONDS',
   'CHRONOS_SHUTDOWN_GRACE_SECONDS',
   'CHRONOS_ALLOW_COMMANDS',
   'CHRONOS_FIRE_RATE_LIMIT',
   'CHRONOS_TRUST_PROXY',
+  'CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS',
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 

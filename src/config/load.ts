@@ -1,10 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import * as z from 'zod/mini';
 import { ChronosError } from '../errors.js';
 import { parseInlinePublicKey } from '../fire/inline-key.js';
 import { isValidTimeZone } from '../jobs/zone.js';
 import '../validation.js';
-import type { Config, ConfigVariable } from './config.js';
+import { type Config, type ConfigVariable, DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from './config.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -23,6 +24,9 @@ const flag = z.optional(
     z.transform((v) => v === 'true' || v === '1' || v === 'yes'),
   ),
 );
+
+const ADMIN_TOKEN_MIN_LENGTH = 16;
+const ADMIN_TOKEN_TOO_SHORT = `must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters (use a random secret)`;
 
 const EnvSchema = z.object({
   PORT: wholeNumber(0, 65535, '(TCP port, e.g. 8080)'),
@@ -49,8 +53,9 @@ const EnvSchema = z.object({
     z.string().check(z.refine(isValidTimeZone, 'must be an IANA time zone such as UTC or Europe/Paris')),
   ),
   CHRONOS_ADMIN_TOKEN: z.optional(
-    z.string().check(z.minLength(16, 'must be at least 16 characters (use a random secret)')),
+    z.string().check(z.minLength(ADMIN_TOKEN_MIN_LENGTH, ADMIN_TOKEN_TOO_SHORT)),
   ),
+  CHRONOS_ADMIN_TOKEN_FILE: text,
   CHRONOS_IDLE_EXIT_SECONDS: wholeNumber(0, 86_400, '(seconds; 0 disables idle exit)'),
   CHRONOS_SHUTDOWN_GRACE_SECONDS: wholeNumber(0, 3_600, '(seconds)'),
   CHRONOS_ALLOW_COMMANDS: flag,
@@ -67,6 +72,11 @@ const EnvSchema = z.object({
         return parsed;
       }),
     ),
+  ),
+  CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS: wholeNumber(
+    30,
+    3_600,
+    '(seconds a fire token may live, exp - iat; NAS mints 90-120 s tokens)',
   ),
 });
 
@@ -127,6 +137,18 @@ export function loadConfig(env: Env): Readonly<Config> {
   };
   both('CHRONOS_JWKS_URL', 'CHRONOS_FIRE_PUBLIC_KEY');
   both('CHRONOS_ACCESS_TOKEN', 'CHRONOS_ACCESS_TOKEN_FILE');
+  both('CHRONOS_ADMIN_TOKEN', 'CHRONOS_ADMIN_TOKEN_FILE');
+  const adminTokenFile = cleaned['CHRONOS_ADMIN_TOKEN_FILE'];
+  const adminTokenFromFile = adminTokenFile === undefined ? undefined : readSecretFile(adminTokenFile);
+  if (typeof adminTokenFromFile === 'object') {
+    problems.push(
+      `CHRONOS_ADMIN_TOKEN_FILE=${JSON.stringify(adminTokenFile)}: ${adminTokenFromFile.problem}`,
+    );
+  } else if (adminTokenFromFile !== undefined && adminTokenFromFile.length < ADMIN_TOKEN_MIN_LENGTH) {
+    problems.push(
+      `CHRONOS_ADMIN_TOKEN_FILE=${JSON.stringify(adminTokenFile)}: the token ${ADMIN_TOKEN_TOO_SHORT}`,
+    );
+  }
   if (cleaned['CHRONOS_PROVIDER'] === 'chronos') {
     const missing: string[] = [];
     if (!has('CHRONOS_PORTAL_URL')) missing.push('CHRONOS_PORTAL_URL');
@@ -174,15 +196,31 @@ export function loadConfig(env: Env): Readonly<Config> {
     dataDir: e.CHRONOS_DATA_DIR ?? DEFAULT_DATA_DIR,
     jobsFile: e.CHRONOS_JOBS_FILE,
     timezone: e.CHRONOS_TIMEZONE ?? 'UTC',
-    adminToken: e.CHRONOS_ADMIN_TOKEN,
+    adminToken: e.CHRONOS_ADMIN_TOKEN ?? (adminTokenFromFile as string | undefined),
     idleExitSeconds: e.CHRONOS_IDLE_EXIT_SECONDS ?? 0,
     shutdownGraceSeconds: e.CHRONOS_SHUTDOWN_GRACE_SECONDS ?? 30,
     allowCommands: e.CHRONOS_ALLOW_COMMANDS ?? false,
     fireRateLimit: e.CHRONOS_FIRE_RATE_LIMIT ?? DEFAULT_FIRE_RATE_LIMIT,
     trustProxy: e.CHRONOS_TRUST_PROXY ?? false,
+    fireTokenMaxLifetimeSeconds:
+      e.CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS ?? DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS,
   };
 
   return Object.freeze(config);
+}
+
+/**
+ * A secret kept in a file (a mounted secret) rather than in the environment, which child processes and
+ * anyone who can read /proc/<pid>/environ see. Surrounding whitespace (a trailing newline) is dropped.
+ */
+function readSecretFile(path: string): string | { problem: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+  }
+  return text === '' ? { problem: 'the file is empty' } : text;
 }
 
 function configError(problems: string[]): ChronosError {

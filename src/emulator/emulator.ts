@@ -183,7 +183,8 @@ export interface Emulator {
   /** The kid of the current signing key. */
   currentKid(): string;
   /** Make a new key the signing key; the old public key stays in the JWKS for retiredKeyTtlMs. */
-  rotateKey(): Promise<string>;
+  /** See SigningKeys.rotate: a new signing key, or with `keepKid` new key material under the same kid. */
+  rotateKey(options?: { keepKid?: boolean }): Promise<string>;
   /**
    * A fire JWT signed with the current key. Overrides replace default claims; an override set to
    * `undefined` removes that claim (e.g. `{ exp: undefined }` for a token without expiry).
@@ -301,7 +302,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     consumedKeys: () => table.consumedKeys(),
     jwks: () => keys.jwks(),
     currentKid: () => keys.currentKid(),
-    rotateKey: () => keys.rotate(),
+    rotateKey: (options) => keys.rotate(options),
     mintFireToken: (claims) => keys.sign({ aud: audience, iss: url }, { sub: 'job', ...claims }),
     fireNow,
     waitFor(predicate, timeoutMs = 5000) {

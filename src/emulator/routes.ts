@@ -104,7 +104,18 @@ export function createRouter(deps: RouterDeps): Router {
       return sendJson(res, 200, { faults: snapshotFaults(ctx.faults) });
     }
     if (path === '/_emulator/rotate-key' && method === 'POST') {
-      return sendJson(res, 200, { kid: await keys.rotate() });
+      const raw = await readBody(req);
+      const parsed = raw === undefined || raw.length === 0 ? {} : tryParseJson(raw);
+      const keepKid =
+        typeof parsed === 'object' && parsed !== null
+          ? (parsed as { keep_kid?: unknown }).keep_kid
+          : undefined;
+      if (parsed === NOT_JSON || (keepKid !== undefined && typeof keepKid !== 'boolean'))
+        return sendJson(res, 400, {
+          error: 'invalid_request',
+          message: 'body must be empty or {"keep_kid": true|false}',
+        });
+      return sendJson(res, 200, { kid: await keys.rotate({ keepKid: keepKid === true }) });
     }
     const fire = /^\/_emulator\/fire\/([^/]+)$/.exec(path);
     if (fire && method === 'POST') {

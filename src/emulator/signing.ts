@@ -48,7 +48,20 @@ export class SigningKeys {
       .sign(key.privateKey);
   }
 
-  async rotate(): Promise<string> {
+  /**
+   * Make a new key the signing key; the old public key stays in the JWKS for retiredKeyTtlMs. With
+   * `keepKid`, the new key takes the current key's kid and replaces it in the JWKS at once (a NAS that
+   * rotates key material under a stable kid): tokens signed with the old key stop verifying.
+   */
+  async rotate(options: { keepKid?: boolean } = {}): Promise<string> {
+    if (options.keepKid) {
+      const current = this.keys[this.keys.length - 1]!;
+      const replacement = await newSigningKey(this.alg, current.kid);
+      this.keys[this.keys.length - 1] = replacement;
+      this.ctx.log(`rotate   signing key replaced under the same kid ${replacement.kid}`);
+      this.ctx.notify();
+      return replacement.kid;
+    }
     const next = await newSigningKey(this.alg);
     const retireAfter = this.ctx.now() + this.retiredKeyTtlMs;
     for (const key of this.keys) key.retireAfter ??= retireAfter;
@@ -69,9 +82,9 @@ export class SigningKeys {
   }
 }
 
-async function newSigningKey(alg: FireAlg): Promise<SigningKey> {
+async function newSigningKey(alg: FireAlg, keepKid?: string): Promise<SigningKey> {
   const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
   const jwk = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(jwk);
+  const kid = keepKid ?? (await calculateJwkThumbprint(jwk));
   return { kid, privateKey, publicJwk: { ...jwk, kid, alg, use: 'sig' } };
 }

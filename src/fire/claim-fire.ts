@@ -5,9 +5,9 @@ import { claimOccurrence, isOrphaned } from '../store/claim.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { LedgerEntry, Owner, Store } from '../store/store.js';
 
-/** SPEC §2 row 10: a fire may arrive this much before its fire_at (clock skew between NAS and us). */
+/** A fire may arrive this much before its fire_at (clock skew between NAS and us; docs/contract.md). */
 export const EARLY_SKEW_MS = 60_000;
-/** Margin added to the run timeout for the claim TTL, so long runs are never recovered while alive (lesson 9). */
+/** Margin added to the run timeout for the claim TTL, so long runs are never recovered while alive. */
 export const CLAIM_TTL_MARGIN_MS = 120_000;
 
 export interface AcceptedFire {
@@ -31,7 +31,7 @@ export type FireOutcome =
 
 export interface ClaimFireRequest {
   job_id: string;
-  /** Undefined when an older NAS omitted it: the job's current armed instant is used if it is due. */
+  /** Undefined when an older NAS omitted it: the occurrence currently due is meant (currentOccurrence). */
   fire_at: number | undefined;
   /** Who delivered it; a retry occurrence is always recorded with trigger `retry`. */
   trigger: Trigger;
@@ -43,7 +43,29 @@ export interface ClaimFireRequest {
 }
 
 /**
- * SPEC §2 rows 6–12 for every trigger (NAS fire, builtin timer, misfire catch-up): decide from a lock-free
+ * Which occurrence a delivery without fire_at means: of the job's armed instant and the latest occurrence
+ * in its ledger, the one closest to now, provided it is within the early-fire window (the armed instant
+ * may be overdue by any amount: a late delivery after an outage). The latest ledger occurrence makes a
+ * second delivery of an occurrence already claimed a duplicate, instead of an early claim of the next
+ * one (which would run it ahead of time and leave its own delivery answered `duplicate`). A tie goes to
+ * the ledger: answering a duplicate never runs anything twice. Null: nothing is due (`stale`).
+ */
+export function currentOccurrence(
+  armed: number | null,
+  latestClaimed: number | undefined,
+  now: number,
+): number | null {
+  const armedDue = armed !== null && armed <= now + EARLY_SKEW_MS;
+  const latestRecent = latestClaimed !== undefined && Math.abs(now - latestClaimed) <= EARLY_SKEW_MS;
+  if (armedDue && latestRecent)
+    return Math.abs(armed - now) < Math.abs(latestClaimed - now) ? armed : latestClaimed;
+  if (armedDue) return armed;
+  if (latestRecent) return latestClaimed;
+  return null;
+}
+
+/**
+ * The fire endpoint's decision table (docs/contract.md) for every trigger (NAS fire, builtin timer, misfire catch-up): decide from a lock-free
  * read, then claim under the job's lock, where the decision is re-made on fresh state. The claim, the
  * advanced next_run_at and the repeat count are one durable write; a store failure propagates (row 11).
  */
@@ -56,14 +78,14 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
 
   let fireAt = req.fire_at;
   if (fireAt === undefined) {
-    const armed = armedInstant(job);
-    if (armed === null || armed > req.now + EARLY_SKEW_MS) return { kind: 'stale', job };
-    fireAt = armed;
+    const current = currentOccurrence(armedInstant(job), view.latest()?.fire_at, req.now);
+    if (current === null) return { kind: 'stale', job };
+    fireAt = current;
   }
 
   const existing = view.entry(fireAt);
   if (existing && !isOrphaned(existing, req.now, isAlive)) return { kind: 'duplicate', entry: existing };
-  // A run that had started when its process died is not run again (lesson 16: a one-shot must not fire
+  // A run that had started when its process died is not run again (a one-shot must not fire
   // twice); boot recovery books it `interrupted`. Only a claim whose run never started is taken over.
   if (existing && (await store.getRun(job.id, existing.run_id)))
     return { kind: 'duplicate', entry: existing };

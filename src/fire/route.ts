@@ -115,6 +115,14 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
       }
       const fire = parseFireBody(request.body as Buffer | undefined);
       if (typeof fire === 'string') return reply.code(400).send({ error: 'bad_request', message: fire });
+      // A token minted for one job must not fire another; the body is only parsed once the token is
+      // trusted, so this is the first place the two can be compared.
+      const sub = verdict.claims.sub;
+      if (sub !== undefined && sub !== fire.job_id) {
+        refused.hit(ip);
+        refusalLog.record('subject_mismatch', ip, `token for "${sub}", body for "${fire.job_id}"`);
+        return reply.code(401).send(INVALID_TOKEN_BODY);
+      }
 
       const retryAfter = deps.draining();
       if (retryAfter !== null)

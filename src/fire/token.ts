@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import type { Clock } from '../clock.js';
+import { DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from '../config/config.js';
 import { USER_AGENT } from '../version.js';
 import { parseInlinePublicKey } from './inline-key.js';
 
@@ -22,6 +23,12 @@ export const ALLOWED_ALGORITHMS = [
 ];
 export const CLOCK_TOLERANCE_SECONDS = 30;
 export const FIRE_PURPOSE = 'cron_fire';
+/**
+ * How old the key set may get before a process refreshes it (off the fire path). A key replaced under the
+ * same kid is also picked up at once by the refresh a failed signature triggers; this bounds how long a
+ * retired key that NAS still lists would keep verifying.
+ */
+export const DEFAULT_JWKS_MAX_AGE_MS = 60 * 60_000;
 
 /** Stable codes for why a fire token was refused; logged, never sent (the 401 body is always the same). */
 export type TokenFailure =
@@ -36,6 +43,8 @@ export type TokenFailure =
   | 'audience_mismatch'
   | 'issuer_mismatch'
   | 'purpose_mismatch'
+  | 'lifetime_too_long'
+  | 'subject_mismatch'
   | 'no_key_source'
   | 'jwks_unavailable';
 
@@ -49,6 +58,11 @@ export interface FireTokenVerifier {
   jwksAgeMs(): number | null;
   /** Load (or fetch) the key set ahead of the first fire; never throws. */
   warm(): Promise<void>;
+  /**
+   * Fetch the key set when the one in use is older than its maximum age; never throws. Called off the
+   * fire path (after a woken process's first reply), so an old cache still answers the first fire.
+   */
+  refreshIfStale(): Promise<void>;
 }
 
 export interface VerifierOptions {
@@ -59,8 +73,12 @@ export interface VerifierOptions {
   /** Where the JWKS is persisted so a cold process verifies its first fire without a network call. */
   cacheFile?: string | undefined;
   clock: Clock;
-  /** Minimum time between two JWKS refreshes triggered by unknown kids. */
+  /** Minimum time between two JWKS refreshes triggered by a token the cached set cannot verify. */
   refreshCooldownMs?: number;
+  /** A key set older than this is refreshed by refreshIfStale() (default DEFAULT_JWKS_MAX_AGE_MS). */
+  maxAgeMs?: number;
+  /** Longest accepted token lifetime: `exp - iat`, or `exp - now` without `iat` (default 300 s). */
+  maxLifetimeSeconds?: number;
   fetchTimeoutMs?: number;
   log?: (obj: Record<string, unknown>, msg: string) => void;
 }
@@ -69,6 +87,8 @@ type KeyResolver = Parameters<typeof jwtVerify>[1];
 
 export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifier {
   const cooldownMs = opts.refreshCooldownMs ?? 30_000;
+  const maxAgeMs = opts.maxAgeMs ?? DEFAULT_JWKS_MAX_AGE_MS;
+  const maxLifetime = opts.maxLifetimeSeconds ?? DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS;
   const issuers = opts.issuer ? [opts.issuer, `${opts.issuer}/`] : [];
   let inlineKey: KeyObject | undefined;
   if (opts.publicKey) inlineKey = parseInlinePublicKey(opts.publicKey);
@@ -118,7 +138,7 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
     }
   }
 
-  /** Single-flight refresh with a cooldown, so a burst of bad kids cannot hammer the portal (lesson 1). */
+  /** Single-flight refresh with a cooldown, so a burst of unverifiable tokens cannot hammer the portal. */
   function refresh(): Promise<boolean> {
     if (refreshing) return refreshing;
     if (opts.clock.now() - lastRefreshAt < cooldownMs) return Promise.resolve(false);
@@ -139,7 +159,7 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
     if (!opts.jwksUrl || jwks) return Promise.resolve();
     // The first load is not an unknown-kid refresh: it does not start the cooldown.
     warming ??= loadCache().then(async (ok) => {
-      // During an outage, fires are refused without a fetch each until the cooldown has passed (lesson 1).
+      // During an outage, fires are refused without a fetch each until the cooldown has passed.
       if (!ok && !jwks && opts.clock.now() - lastFailureAt >= cooldownMs) await fetchOnce();
       warming = undefined;
     });
@@ -157,6 +177,13 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
         currentDate: new Date(opts.clock.now()),
       });
       if (payload['purpose'] !== FIRE_PURPOSE) return { ok: false, code: 'purpose_mismatch' };
+      const lifetime = tokenLifetimeSeconds(payload, opts.clock.now());
+      if (lifetime > maxLifetime)
+        return {
+          ok: false,
+          code: 'lifetime_too_long',
+          detail: `token lives ${lifetime} s; at most ${maxLifetime} s is accepted`,
+        };
       return { ok: true, claims: payload };
     } catch (err) {
       return { ok: false, ...classify(err) };
@@ -166,6 +193,13 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
   return {
     jwksAgeMs: () => (jwks ? Math.max(0, opts.clock.now() - jwks.loadedAt) : null),
     warm,
+    async refreshIfStale() {
+      if (!opts.jwksUrl) return;
+      if (!jwks) await warm();
+      if (!jwks || opts.clock.now() - jwks.loadedAt < maxAgeMs) return;
+      if (opts.clock.now() - lastFailureAt < cooldownMs) return;
+      await fetchOnce();
+    },
     async verify(authorization) {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
       if (!authorization) return { ok: false, code: 'token_missing' };
@@ -186,8 +220,9 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
     if (!jwks) await warm();
     if (!jwks) return { ok: false, code: 'jwks_unavailable' };
     const first = await verifyWith(token, jwks.resolver);
-    if (first.ok || first.code !== 'kid_unknown') return first;
-    // An unknown kid may be a rotation at NAS: refresh once, then decide.
+    if (first.ok || (first.code !== 'kid_unknown' && first.code !== 'signature_invalid')) return first;
+    // An unknown kid is a rotation at NAS; a bad signature under a kid we know may be one too, when NAS
+    // replaced the key and kept its kid. Either way: refresh once (single-flight, cooldown), then decide.
     if (!(await refresh())) return first;
     return verifyWith(token, jwks.resolver);
   }
@@ -195,7 +230,7 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
 
 /**
  * Tokens verified recently, by their exact text. A duplicate delivery (a relay retrying the same request,
- * lesson 3) carries the very same JWT: its signature was checked, so only the time claims need checking
+ * see docs/contract.md) carries the very same JWT: its signature was checked, so only the time claims need checking
  * again. That spares the signature check (~0.15 ms of CPU for ES256) on the path that must answer duplicates
  * fastest.
  */
@@ -223,6 +258,13 @@ class RecentTokens {
     if (this.entries.size >= this.limit) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(token, claims);
   }
+}
+
+/** `exp - iat`, or `exp - now` for a token without `iat`, in whole seconds. */
+function tokenLifetimeSeconds(claims: JWTPayload, now: number): number {
+  const exp = claims.exp ?? 0;
+  const from = typeof claims.iat === 'number' ? claims.iat : Math.floor(now / 1000);
+  return exp - from;
 }
 
 function classify(err: unknown): { code: TokenFailure; detail?: string } {

@@ -13,6 +13,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   job_exists: 409,
   job_file_managed: 409,
   job_damaged: 409,
+  run_in_progress: 409,
   store_corrupt: 503,
   store_unavailable: 503,
   store_locked: 503,

@@ -76,7 +76,11 @@ export interface RetryOptions {
   maxAttempts?: number;
   /** Default 250. */
   baseDelayMs?: number;
-  /** Caps both the backoff and any Retry-After; default 15000. */
+  /**
+   * Caps the backoff; default 15000. A Retry-After longer than this ends the call at once with its
+   * error (carrying `retryAfterMs`): waiting less than NAS asked would only be refused again, so the
+   * caller's own later retry (the chronos provider's heal timer) honours it, up to MAX_RETRY_AFTER_MS.
+   */
   maxDelayMs?: number;
   clock?: Clock;
   random?: () => number;
@@ -91,6 +95,12 @@ export interface RetryOptions {
 }
 
 export const DEFAULT_RETRY = { maxAttempts: 5, baseDelayMs: 250, maxDelayMs: 15_000 } as const;
+
+/**
+ * The longest Retry-After honoured (5 minutes; docs/contract.md): a NAS that asks for hours must not
+ * leave jobs unarmed that long while the process stays awake to arm them.
+ */
+export const MAX_RETRY_AFTER_MS = 300_000;
 
 function defaultIsRetryable(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === true;
@@ -129,8 +139,8 @@ export async function withRetry<T>(
       if (signal?.aborted) throw signal.reason;
       if (attempt >= maxAttempts || !isRetryable(error, attempt)) throw error;
       const hinted = retryAfter(error);
-      const delayMs =
-        hinted === undefined ? computeBackoff(attempt, bounds, random) : Math.min(hinted, bounds.max);
+      if (hinted !== undefined && hinted > bounds.max) throw error;
+      const delayMs = hinted === undefined ? computeBackoff(attempt, bounds, random) : hinted;
       options.onRetry?.({ attempt, delayMs, error, fromRetryAfter: hinted !== undefined });
       await sleep(delayMs, clock, signal);
     }

@@ -4,7 +4,7 @@ import { isChronosError } from '../errors.js';
 import { armedInstant } from '../jobs/jobs.js';
 import type { Job } from '../jobs/model.js';
 import { isNasError, type NasClient } from '../nas/nas.js';
-import { computeBackoff } from '../nas/retry.js';
+import { computeBackoff, MAX_RETRY_AFTER_MS } from '../nas/retry.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import { SingleFlight } from './debounce.js';
@@ -322,11 +322,12 @@ export class ChronosProvider implements SchedulerProvider {
     if (this.healTimer || this.stopped || this.disabled) return;
     this.healAttempt += 1;
     const bounds = this.deps.healBackoff ?? { base: 1_000, max: 60_000 };
-    // NAS's own Retry-After wins over our backoff when it asks for longer.
+    // NAS's own Retry-After wins over our backoff when it asks for longer, beyond the backoff's cap too
+    // (up to MAX_RETRY_AFTER_MS): retrying earlier than asked is refused again.
     const delay = Math.max(
       bounds.base / 2,
       computeBackoff(this.healAttempt, bounds, this.deps.random),
-      Math.min(this.retryAfterMs ?? 0, bounds.max),
+      Math.min(this.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS),
     );
     this.retryAfterMs = undefined;
     this.deps.logger.info({ attempt: this.healAttempt, delay_ms: delay }, 'will retry failed NAS calls');

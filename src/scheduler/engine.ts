@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
+import { ChronosError } from '../errors.js';
 import { type AcceptedFire, CLAIM_TTL_MARGIN_MS, claimFire, type FireOutcome } from '../fire/claim-fire.js';
 import {
   advanceJob,
@@ -14,7 +15,7 @@ import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Occurrence, RunOutcome } from '../run/runner.js';
 import { claimOccurrence, isOrphaned, recordOccurrence } from '../store/claim.js';
 import { isOwnerAlive } from '../store/owner.js';
-import type { Owner, Store } from '../store/store.js';
+import type { LedgerEntry, Owner, Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import type { SchedulerProvider } from './provider.js';
 
@@ -93,12 +94,17 @@ export class Engine {
   /**
    * `POST /api/jobs/:id/run`: run now as a `manual` run without consuming or moving the armed occurrence.
    * It still takes a ledger row (keyed by the request instant) so it is recorded like every other run.
+   * It respects the job's concurrency policy: with `forbid`, a run already claimed and not finished (any
+   * trigger, any live process) refuses it with `run_in_progress`, decided under the job's lock, so a
+   * target that calls its own run-now cannot chain runs forever. `allow` and `replace` start it anyway
+   * (beside the running one, or aborting it), as for a scheduled occurrence.
    */
   async runManual(jobId: string): Promise<AcceptedFire | null> {
     const now = this.deps.clock.now();
     const job = await this.deps.store.getJob(jobId);
     if (!job) return null;
     const runId = randomUUID();
+    let running: LedgerEntry | undefined;
     const result = await claimOccurrence(this.deps.store, {
       job_id: jobId,
       fire_at: now,
@@ -107,8 +113,20 @@ export class Engine {
       owner: this.deps.owner,
       now,
       ttl_ms: runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS,
-      advance: (fresh) => fresh,
+      advance: (fresh, _recovering, view) => {
+        if (fresh.concurrency !== 'forbid') return fresh;
+        running = view.claimed().find((row) => !isOrphaned(row, now, isOwnerAlive));
+        return running ? { refuse: 'run_in_progress' } : fresh;
+      },
     });
+    if (result.outcome === 'refused' && running) {
+      throw new ChronosError(
+        'run_in_progress',
+        `job "${jobId}" is running (run ${running.run_id}) and its concurrency is "forbid"; ` +
+          'wait for that run to end, or set concurrency to "allow" or "replace"',
+        { job_id: jobId, running_run_id: running.run_id },
+      );
+    }
     if (result.outcome !== 'claimed' && result.outcome !== 'recovered') return null;
     const accepted: AcceptedFire = {
       job: result.job,

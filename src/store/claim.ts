@@ -1,6 +1,6 @@
 import type { Job, Trigger } from '../jobs/model.js';
 import { isOwnerAlive } from './owner.js';
-import type { LedgerEntry, LedgerStatus, Owner, Store } from './store.js';
+import type { JobTxnView, LedgerEntry, LedgerStatus, Owner, Store } from './store.js';
 
 export interface ClaimRequest {
   job_id: string;
@@ -17,9 +17,9 @@ export interface ClaimRequest {
    * Given the fresh job under the store's lock, return the advanced job (next_run_at, repeat count,
    * state), or `{ refuse: reason }` to write nothing. Must be synchronous and side-effect free.
    * `recovering` is the orphaned row being taken over: its dead owner's claim already advanced the job,
-   * so the occurrence must not be counted again.
+   * so the occurrence must not be counted again. `view` is the job's ledger under the same lock.
    */
-  advance: (job: Job, recovering: LedgerEntry | undefined) => Job | { refuse: string };
+  advance: (job: Job, recovering: LedgerEntry | undefined, view: JobTxnView) => Job | { refuse: string };
 }
 
 export type ClaimResult =
@@ -60,7 +60,7 @@ export async function claimOccurrence(
       if (previous && !isOrphaned(previous, req.now, isAlive)) {
         return { result: { outcome: 'duplicate', entry: previous } };
       }
-      const advanced = req.advance(job, previous);
+      const advanced = req.advance(job, previous, view);
       if ('refuse' in advanced) return { result: { outcome: 'refused', reason: advanced.refuse, job } };
       const entry: LedgerEntry = {
         job_id: req.job_id,

@@ -30,7 +30,7 @@ import {
   resolveTxnWrite,
   runNotFound,
 } from './ledger.js';
-import { FileLock } from './lock.js';
+import { type BrokenLock, FileLock } from './lock.js';
 import { currentOwner } from './owner.js';
 import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Store, TransactOptions } from './store.js';
 import { WriteQueue } from './write-queue.js';
@@ -40,7 +40,8 @@ import { WriteQueue } from './write-queue.js';
  *
  *   jobs/<id>.json   { "version": 1, "job": Job, "ledger": LedgerEntry[] }  ledger newest first
  *   runs/<id>.json   { "version": 1, "runs": RunRecord[] }                   newest first, ≤ runRetention
- *   chronos.lock     exists while a writer (any process) holds the store; JSON owner + acquired_at
+ *   chronos.lock     exists while a writer (any process) holds the store; JSON owner + acquired_at +
+ *                    lease_ms, its mtime renewed by the holder (a lock not renewed within its lease is broken)
  *   chronos.lock.break   exists for a few syscalls while a dead writer's lock is being removed
  *   write-token      random value replaced after every job-file write (see "List cache" below)
  *   .<name>.<hex>.tmp    temp files of in-progress atomic writes; leftovers of a crash are deleted at open
@@ -75,8 +76,15 @@ export interface FileStoreOptions {
   runRetention?: number;
   /** Settled ledger rows kept per job beside every `claimed` one (default 200). */
   ledgerRetention?: number;
-  /** Longest wait for another process's write lock before `store_locked` (default 5000 ms). */
+  /**
+   * Longest wait for another process's write lock before `store_locked` (default 5000 ms), when that
+   * process keeps renewing it. A lock that is not renewed is waited out until its lease ends, then broken.
+   */
   lockTimeoutMs?: number;
+  /** How long the write lock stays valid without renewal (default DEFAULT_LOCK_LEASE_MS, 10 s). */
+  lockLeaseMs?: number;
+  /** Told when a lock left by another process is broken (its holder dead, or its lease run out). */
+  onLockBroken?: (broken: BrokenLock) => void;
   /**
    * How long the write lock is kept after the last write (default 50 ms): writes that follow each other
    * closely (a fire's claim, its run record, its summary) then skip creating and deleting the lock file,
@@ -200,7 +208,14 @@ export class FileStore implements Store {
     this.tokenPath = join(this.dir, 'write-token');
     this.runRetention = options.runRetention ?? DEFAULT_RUN_RETENTION;
     this.ledgerRetention = options.ledgerRetention ?? DEFAULT_LEDGER_RETENTION;
-    this.lock = new FileLock(join(this.dir, 'chronos.lock'), currentOwner(), options.lockTimeoutMs ?? 5000);
+    this.lock = new FileLock(
+      join(this.dir, 'chronos.lock'),
+      currentOwner(),
+      options.lockTimeoutMs ?? 5000,
+      undefined,
+      options.lockLeaseMs,
+      options.onLockBroken,
+    );
     this.queue = new WriteQueue((round) => this.commitRound(round));
     this.lockLingerMs = options.lockLingerMs ?? 50;
     this.onDamaged = options.onDamaged;

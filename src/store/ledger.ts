@@ -41,6 +41,11 @@ export function makeView(job: Job | undefined, ledger: LedgerEntry[]): JobTxnVie
       index ??= new Map(ledger.map((row) => [row.fire_at, row]));
       return index.get(fireAt);
     },
+    latest() {
+      let newest: LedgerEntry | undefined;
+      for (const row of ledger) if (!newest || row.fire_at > newest.fire_at) newest = row;
+      return newest;
+    },
     claimed() {
       return ledger.filter((row) => row.status === 'claimed');
     },

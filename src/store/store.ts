@@ -34,6 +34,8 @@ export interface LedgerEntry {
 export interface JobTxnView {
   readonly job: Job | undefined;
   entry(fire_at: number): LedgerEntry | undefined;
+  /** The entry with the latest fire_at, whatever its status. */
+  latest(): LedgerEntry | undefined;
   /** Entries still `claimed` (runs in flight or orphaned by a dead owner). */
   claimed(): LedgerEntry[];
 }

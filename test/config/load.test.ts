@@ -4,6 +4,9 @@
  * empty strings as unset, idle exit refused with the builtin provider.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, type Config } from '../../src/config/config.js';
 import { DEFAULT_FIRE_RATE_LIMIT, loadConfig } from '../../src/config/load.js';
@@ -61,6 +64,7 @@ describe('loadConfig defaults', () => {
       allowCommands: false,
       fireRateLimit: DEFAULT_FIRE_RATE_LIMIT,
       trustProxy: false,
+      fireTokenMaxLifetimeSeconds: 300,
     } satisfies Config);
   });
 
@@ -105,9 +109,10 @@ describe('loadConfig parses every variable', () => {
       CHRONOS_ALLOW_COMMANDS: 'true',
       CHRONOS_FIRE_RATE_LIMIT: '5000',
       CHRONOS_TRUST_PROXY: '10.0.0.0/8, fdaa::/16,127.0.0.1',
+      CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS: '120',
     };
-    // Every variable loadConfig owns is exercised here or, for the two either-or alternatives, in the next test.
-    const alternatives = ['CHRONOS_FIRE_PUBLIC_KEY', 'CHRONOS_ACCESS_TOKEN'];
+    // Every variable loadConfig owns is exercised here or, for the either-or alternatives, in the next tests.
+    const alternatives = ['CHRONOS_FIRE_PUBLIC_KEY', 'CHRONOS_ACCESS_TOKEN', 'CHRONOS_ADMIN_TOKEN_FILE'];
     expect([...Object.keys(env), ...alternatives].sort()).toEqual([...CONFIG_VARIABLES].sort());
     expect(loadConfig(env)).toEqual({
       port: 9090,
@@ -130,6 +135,7 @@ describe('loadConfig parses every variable', () => {
       allowCommands: true,
       fireRateLimit: 5000,
       trustProxy: ['10.0.0.0/8', 'fdaa::/16', '127.0.0.1'],
+      fireTokenMaxLifetimeSeconds: 120,
     } satisfies Config);
   });
 
@@ -142,6 +148,31 @@ describe('loadConfig parses every variable', () => {
       accessToken: 'agent-access-token',
       provider: 'builtin',
     });
+  });
+
+  it('reads the admin token from CHRONOS_ADMIN_TOKEN_FILE, keeping it out of the environment', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chronos-config-'));
+    try {
+      const file = join(dir, 'admin-token');
+      await writeFile(file, 'a-very-long-admin-secret-from-a-file\n');
+      expect(loadConfig({ CHRONOS_ADMIN_TOKEN_FILE: file }).adminToken).toBe(
+        'a-very-long-admin-secret-from-a-file',
+      );
+      await writeFile(file, 'short\n');
+      const short = problemsOf({ CHRONOS_ADMIN_TOKEN_FILE: file });
+      expect(short).toEqual([
+        expect.stringMatching(/CHRONOS_ADMIN_TOKEN_FILE=.*must be at least 16 characters/),
+      ]);
+      expect(short.join('\n')).not.toContain('short\n');
+      expect(problemsOf({ CHRONOS_ADMIN_TOKEN_FILE: join(dir, 'missing') })).toEqual([
+        expect.stringMatching(/CHRONOS_ADMIN_TOKEN_FILE=.*cannot be read \(ENOENT\)/),
+      ]);
+      expect(
+        problemsOf({ CHRONOS_ADMIN_TOKEN: 'a-very-long-admin-secret', CHRONOS_ADMIN_TOKEN_FILE: file }),
+      ).toContain('set only one of CHRONOS_ADMIN_TOKEN and CHRONOS_ADMIN_TOKEN_FILE');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([
@@ -197,6 +228,11 @@ describe('loadConfig refuses bad values, naming the variable and the fix', () =>
       /CHRONOS_TRUST_PROXY=.*"10.0.0.0\/33" is not an IP address or CIDR/,
     ],
     ['CHRONOS_TRUST_PROXY', '64', /CHRONOS_TRUST_PROXY="64": a hop count must be between 1 and 32/],
+    [
+      'CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS',
+      '31536000',
+      /CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS="31536000": must be between 30 and 3600/,
+    ],
   ])('%s=%s', (name, value, pattern) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);

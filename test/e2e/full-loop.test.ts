@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, idleExits } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
@@ -18,17 +18,16 @@ describe('e2e: the scale-to-zero loop', () => {
     expect(new Set(fireAts).size).toBe(fireAts.length);
     for (let i = 1; i < fireAts.length; i++) expect(fireAts[i]! - fireAts[i - 1]!).toBe(4_000);
 
-    // Each fire was answered by a fresh process, and every process exited on its own (idle) before the next one.
-    const accepting = s.logsWith('fire accepted').map((l) => l.pid);
-    expect(accepting.length).toBe(fireAts.length);
-    expect(new Set(accepting).size).toBe(accepting.length);
+    // Each fire was answered by a fresh process, and every process exited on its own (idle, exit code 0)
+    // before the next one started: judged from the processes themselves, not from log lines.
     const starts = s.proxy.starts();
+    expect(starts.length).toBeGreaterThanOrEqual(fireAts.length);
     for (let i = 1; i < starts.length; i++) {
       const previous = starts[i - 1]!;
       expect(previous.exitCode, s.transcript()).toBe(0);
       expect(previous.exitedAt).toBeLessThanOrEqual(starts[i]!.startedAt);
     }
-    expect(s.logsWith('idle and every job armed; exiting').length).toBeGreaterThanOrEqual(fireAts.length - 1);
+    expect(idleExits(s.proxy)).toBeGreaterThanOrEqual(fireAts.length - 1);
 
     // NAS saw one accepted delivery per occurrence, and history has one succeeded run per occurrence.
     const accepted = s.nas.deliveries().filter((d) => d.job_id === 'tick' && d.status === 202);

@@ -15,6 +15,10 @@ describe('e2e: NAS rejects the agent (invalid_client)', () => {
     await s.wake();
     await s.waitFor('three local runs', () => s.recorder.hitsFor('local').length >= 3, 20_000);
 
+    // Log lines trail behaviour (pino writes asynchronously): wait for the warning rather than count it.
+    await s.waitFor('the invalid_client warning', () =>
+      s.logs().some((l) => l.code === 'nas_invalid_client'),
+    );
     const warning = s.logs().find((l) => l.code === 'nas_invalid_client');
     expect(warning?.level).toBe(40);
     const runs = await s.runs('local');

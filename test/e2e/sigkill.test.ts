@@ -38,6 +38,10 @@ describe('e2e: a process killed in the middle of a run', () => {
     const runs = await s.runs('slow');
     expect(runs.filter((r) => r.fire_at === killedFireAt).map((r) => r.status)).toEqual(['interrupted']);
     expect(runs.filter((r) => r.fire_at === nextFireAt).map((r) => r.status)).toEqual(['succeeded']);
+    await s.waitFor(
+      'the recovery logged',
+      () => s.logsWith('runs interrupted by a previous process').length > 0,
+    );
     expect(s.logsWith('runs interrupted by a previous process')).toHaveLength(1);
     // The killed occurrence is not run again.
     expect(s.recorder.hitsFor('slow').filter((h) => Date.parse(h.fireAt) === killedFireAt)).toHaveLength(1);

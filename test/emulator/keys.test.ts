@@ -54,6 +54,25 @@ describe('JWKS and signing keys', () => {
     }
   });
 
+  it('rotateKey({ keepKid: true }) replaces the key under the same kid: old tokens stop verifying', async () => {
+    const emu = await start();
+    const kid = emu.currentKid();
+    const oldToken = await emu.mintFireToken();
+    expect(await emu.rotateKey({ keepKid: true })).toBe(kid);
+    expect(emu.currentKid()).toBe(kid);
+    const jwks = await fetchJwks(emu);
+    expect(jwks.keys.map((k) => k.kid)).toEqual([kid]);
+    const keySet = createLocalJWKSet(jwks as never);
+    const newToken = await emu.mintFireToken();
+    expect(decodeProtectedHeader(newToken).kid).toBe(kid);
+    await expect(
+      jwtVerify(newToken, keySet, { audience: emu.audience, issuer: emu.url }),
+    ).resolves.toBeDefined();
+    await expect(jwtVerify(oldToken, keySet, { audience: emu.audience, issuer: emu.url })).rejects.toThrow(
+      /signature verification failed/,
+    );
+  });
+
   it('fires after a rotation carry the new kid and verify against the live JWKS', async () => {
     const emu = await start();
     const agent = await startAgent(emu);

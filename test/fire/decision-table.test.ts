@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChronosError } from '../../src/errors.js';
-import { claimFire } from '../../src/fire/claim-fire.js';
+import { claimFire, currentOccurrence } from '../../src/fire/claim-fire.js';
 import { DEFAULT_REFUSAL_LOG_INTERVAL_MS, REFUSALS_SUMMARY_MSG, REFUSED_MSG } from '../../src/fire/guard.js';
 import { FIRE_BODY_LIMIT } from '../../src/fire/route.js';
 import { createFireTokenVerifier, type FireTokenVerifier } from '../../src/fire/token.js';
@@ -458,6 +458,84 @@ describe('row 8: duplicate occurrence', () => {
     expect(f.inactive).toEqual([]);
     expect(await f.store.getJob('once')).toEqual(afterFirst);
     expect(await f.store.getLedgerEntry('once', T1)).toEqual(row);
+  });
+
+  describe('without fire_at (older NAS): the occurrence currently due', () => {
+    it('a second delivery of a claimed occurrence is a duplicate, not an early claim of the next one', async () => {
+      const { f, bearer } = await setup();
+      await seedJob(f.store, START, { id: 'legacy' });
+      f.clock.set(T1);
+      const first = await f.fire(await bearer(), fireBody('legacy'));
+      expect(first.statusCode).toBe(202);
+      expect(first.json()).toMatchObject({ fire_at: '2026-03-08T07:00:00Z' });
+      const afterFirst = await f.store.getJob('legacy');
+      expect(afterFirst?.next_run_at).toBe(T2);
+
+      // 5 s later T2 is within the 60 s early window: before the fix this claimed T2 early, and T2's own
+      // delivery was then answered `duplicate` although its run had happened a minute ahead of time.
+      f.clock.advance(5_000);
+      const second = await f.fire(await bearer(), fireBody('legacy'));
+      expect(second.statusCode).toBe(200);
+      expect(second.json()).toEqual({ status: 'duplicate' });
+      await flushMicrotasks();
+      expect(f.accepted).toHaveLength(1);
+      expect(await f.store.getJob('legacy')).toEqual(afterFirst);
+      expect(await f.store.getLedgerEntry('legacy', T2)).toBeUndefined();
+
+      // T2's own delivery, with or without fire_at, is accepted when it comes.
+      f.clock.set(T2);
+      const next = await f.fire(await bearer(), fireBody('legacy'));
+      expect(next.statusCode).toBe(202);
+      expect(next.json()).toMatchObject({ fire_at: '2026-03-08T07:01:00Z' });
+    });
+
+    it('a settled occurrence delivered again is a duplicate too', async () => {
+      const { f, bearer } = await setup();
+      await seedJob(f.store, START, { id: 'legacy' });
+      f.clock.set(T1);
+      expect((await f.fire(await bearer(), fireBody('legacy'))).statusCode).toBe(202);
+      await settleOccurrence(f.store, 'legacy', T1, 'finished');
+      f.clock.advance(20_000);
+      expect((await f.fire(await bearer(), fireBody('legacy'))).json()).toEqual({ status: 'duplicate' });
+      expect(await f.store.getLedgerEntry('legacy', T2)).toBeUndefined();
+    });
+
+    it('closer to the next instant than to the last claimed one, it is an early delivery of the next', async () => {
+      const { f, bearer } = await setup();
+      await seedJob(f.store, START, { id: 'legacy' });
+      f.clock.set(T1);
+      expect((await f.fire(await bearer(), fireBody('legacy'))).statusCode).toBe(202);
+      f.clock.set(T1 + 40_000); // 40 s after T1, 20 s before T2
+      const res = await f.fire(await bearer(), fireBody('legacy'));
+      expect(res.statusCode).toBe(202);
+      expect(res.json()).toMatchObject({ fire_at: '2026-03-08T07:01:00Z' });
+    });
+
+    it('an overdue armed instant is due however late, even with an older occurrence in the ledger', async () => {
+      const { f, bearer } = await setup();
+      await seedJob(f.store, START, { id: 'legacy' });
+      f.clock.set(T1);
+      expect((await f.fire(await bearer(), fireBody('legacy'))).statusCode).toBe(202);
+      await settleOccurrence(f.store, 'legacy', T1, 'finished');
+      f.clock.set(T2 + 300_000); // NAS was down: T2 is 5 minutes late
+      const res = await f.fire(await bearer(), fireBody('legacy'));
+      expect(res.statusCode).toBe(202);
+      expect(res.json()).toMatchObject({ fire_at: '2026-03-08T07:01:00Z' });
+    });
+  });
+
+  it.each<[string, number | null, number | undefined, number, number | null]>([
+    ['nothing armed, nothing claimed', null, undefined, T1, null],
+    ['armed overdue by an hour', T1, undefined, T1 + 3_600_000, T1],
+    ['armed 60 s ahead (the edge of the early window)', T1, undefined, T1 - 60_000, T1],
+    ['armed 61 s ahead', T1, undefined, T1 - 61_000, null],
+    ['claimed 5 s ago, next 55 s ahead', T2, T1, T1 + 5_000, T1],
+    ['claimed 40 s ago, next 20 s ahead', T2, T1, T1 + 40_000, T2],
+    ['claimed 30 s ago, next 30 s ahead (a tie goes to the ledger)', T2, T1, T1 + 30_000, T1],
+    ['claimed 61 s ago, next 59 s ahead', T2 + 1_000, T1, T1 + 61_000, T2 + 1_000],
+    ['claimed 61 s ago, next 3 min ahead', T2 + 120_000, T1, T1 + 61_000, null],
+  ])('currentOccurrence: %s', (_name, armed, latest, now, expected) => {
+    expect(currentOccurrence(armed, latest, now)).toBe(expected);
   });
 
   it('an occurrence already finished is a duplicate', async () => {

@@ -145,6 +145,16 @@ const cases: TokenCase[] = [
     async (now) => bearer(await mint(now, { purpose: 'admin' })),
   ],
   ['purpose missing', 'purpose_mismatch', async (now) => bearer(await mint(now, { purpose: null }))],
+  [
+    'a token valid for a year',
+    'lifetime_too_long',
+    async (now) => bearer(await mint(now, { exp: sec(now) + 365 * 86_400 })),
+  ],
+  [
+    'a token minted for another job (sub differs from the body job_id)',
+    'subject_mismatch',
+    async (now) => bearer(await mint(now, { extraClaims: { sub: 'other-job' } })),
+  ],
 ];
 
 describe('row 2: refused tokens', () => {
@@ -161,6 +171,15 @@ describe('row 2: refused tokens', () => {
   it('refuses, and says why in the log, when the JWKS cannot be fetched at all', async () => {
     const { f, job } = await dueApp({ verifierOptions: { jwksUrl: 'http://127.0.0.1:1/jwks.json' } });
     await expectRefused(f, job, bearer(await mint(f.clock.now())), 'jwks_unavailable');
+  });
+
+  it('accepts a token whose sub names the fired job, as NAS signs them', async () => {
+    const { f } = await dueApp();
+    const res = await f.fire(
+      bearer(await mint(f.clock.now(), { extraClaims: { sub: 'nightly' } })),
+      fireBody('nightly', T1),
+    );
+    expect(res.statusCode).toBe(202);
   });
 
   it('accepts the issuer with a trailing slash, as portals often write it', async () => {

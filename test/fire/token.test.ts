@@ -12,6 +12,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseInlinePublicKey } from '../../src/fire/inline-key.js';
 import { createFireTokenVerifier } from '../../src/fire/token.js';
@@ -168,6 +169,86 @@ describe('JWKS cache', () => {
     expect(cached.jwks.keys.map((k) => k.kid)).toContain('ed-cache');
   });
 
+  it('a key replaced under the same kid: one refresh on the failed signature, then the fire verifies', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    await verifierFor(file, clock).warm();
+    // NAS rotated its key material while keeping the kid: the cached set has a key for this kid, but the
+    // wrong one. Before the fix, every fire was refused `signature_invalid`, even after a restart.
+    const rotated = await generateFireKey('ES256', es.kid);
+    jwks.publish(jwksOf(rotated, rs));
+    const before = jwks.requests.length;
+    const cold = verifierFor(file, clock);
+    expect(await cold.verify(await bearerFor(rotated, clock))).toMatchObject({ ok: true });
+    expect(jwks.requests.length - before).toBe(1);
+    // The refreshed set is what the next cold start reads.
+    const next = verifierFor(file, clock);
+    expect(await next.verify(await bearerFor(rotated, clock))).toMatchObject({ ok: true });
+    expect(jwks.requests.length - before).toBe(1);
+  });
+
+  it('forged signatures under a known kid refresh at most once per cooldown, single-flight', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    const verifier = createFireTokenVerifier({
+      audience: AUDIENCE,
+      issuer: ISSUER,
+      jwksUrl: jwks.url,
+      cacheFile: file,
+      clock,
+      refreshCooldownMs: 30_000,
+    });
+    await verifier.warm();
+    const forger = await generateFireKey('ES256', es.kid);
+    const before = jwks.requests.length;
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, async () => verifier.verify(await bearerFor(forger, clock))),
+    );
+    for (const r of burst) expect(r).toMatchObject({ ok: false, code: 'signature_invalid' });
+    expect(jwks.requests.length - before).toBe(1);
+    clock.advance(29_000);
+    expect(await verifier.verify(await bearerFor(forger, clock))).toMatchObject({ ok: false });
+    expect(jwks.requests.length - before).toBe(1);
+    clock.advance(1_000);
+    expect(await verifier.verify(await bearerFor(forger, clock))).toMatchObject({ ok: false });
+    expect(jwks.requests.length - before).toBe(2);
+    // The genuine key still verifies throughout.
+    expect(await verifier.verify(await bearerFor(es, clock))).toMatchObject({ ok: true });
+  });
+
+  it('an old cache still answers a cold fire without a fetch; refreshIfStale() then replaces it', async () => {
+    const file = await cacheFile();
+    const clock = new ManualClock(START);
+    const maxAgeMs = 3_600_000;
+    const make = () =>
+      createFireTokenVerifier({
+        audience: AUDIENCE,
+        issuer: ISSUER,
+        jwksUrl: jwks.url,
+        cacheFile: file,
+        clock,
+        maxAgeMs,
+      });
+    await make().warm();
+    clock.advance(maxAgeMs - 1);
+    const young = make();
+    const before = jwks.requests.length;
+    expect(await young.verify(await bearerFor(es, clock))).toMatchObject({ ok: true });
+    await young.refreshIfStale();
+    expect(jwks.requests.length - before).toBe(0);
+
+    clock.advance(1);
+    const old = make();
+    expect(await old.verify(await bearerFor(es, clock))).toMatchObject({ ok: true });
+    expect(jwks.requests.length - before).toBe(0);
+    expect(old.jwksAgeMs()).toBe(maxAgeMs);
+    await old.refreshIfStale();
+    expect(jwks.requests.length - before).toBe(1);
+    expect(old.jwksAgeMs()).toBe(0);
+    const cached = JSON.parse(await readFile(file, 'utf8')) as { fetched_at: number };
+    expect(cached.fetched_at).toBe(clock.now());
+  });
+
   it('an unreadable cache file is ignored and replaced by a fetch', async () => {
     const file = await cacheFile();
     const clock = new ManualClock(START);
@@ -178,6 +259,51 @@ describe('JWKS cache', () => {
     expect(await cold.verify(await bearerFor(es, clock))).toMatchObject({ ok: true });
     expect(jwks.requests.length - before).toBe(1);
     expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ jwks: { keys: expect.any(Array) } });
+  });
+});
+
+describe('token lifetime', () => {
+  const file = () => cacheFile();
+  it.each([
+    ['a 90 s token (as NAS mints them)', 90, true],
+    ['a token at the bound', 300, true],
+    ['a token one second over the bound', 301, false],
+    ['a token valid for a year', 365 * 86_400, false],
+  ])('%s', async (_name, lifetime, ok) => {
+    const clock = new ManualClock(START);
+    const verifier = verifierFor(await file(), clock);
+    const iat = Math.floor(clock.now() / 1000);
+    const token = await mintFireToken(es, {
+      now: clock.now(),
+      aud: AUDIENCE,
+      iss: ISSUER,
+      exp: iat + lifetime,
+    });
+    const result = await verifier.verify(`Bearer ${token}`);
+    if (ok) expect(result).toMatchObject({ ok: true });
+    else expect(result).toMatchObject({ ok: false, code: 'lifetime_too_long' });
+  });
+
+  it('without iat, measures exp from now; the bound is configurable', async () => {
+    const clock = new ManualClock(START);
+    const verifier = createFireTokenVerifier({
+      audience: AUDIENCE,
+      issuer: ISSUER,
+      jwksUrl: jwks.url,
+      cacheFile: await file(),
+      clock,
+      maxLifetimeSeconds: 60,
+    });
+    const now = Math.floor(clock.now() / 1000);
+    const sign = (exp: number) =>
+      new SignJWT({ aud: AUDIENCE, iss: ISSUER, purpose: 'cron_fire', exp })
+        .setProtectedHeader({ alg: es.alg, kid: es.kid })
+        .sign(es.privateKey);
+    expect(await verifier.verify(`Bearer ${await sign(now + 60)}`)).toMatchObject({ ok: true });
+    expect(await verifier.verify(`Bearer ${await sign(now + 61)}`)).toMatchObject({
+      ok: false,
+      code: 'lifetime_too_long',
+    });
   });
 });
 

@@ -198,6 +198,8 @@ export interface NasProxy {
   url: string;
   /** Answer GET list with 503 while true. */
   failList: boolean;
+  /** Answer the next N provision calls with 503 and this Retry-After header. */
+  failProvisions: { count: number; retryAfter: string };
   /** Hold every request until release() while true. */
   hold: boolean;
   /** Requests currently held. */
@@ -209,7 +211,7 @@ export interface NasProxy {
 export async function startNasProxy(target: string): Promise<NasProxy> {
   const upstream = new URL(target);
   let waiting: Array<() => void> = [];
-  const state = { failList: false, hold: false };
+  const state = { failList: false, hold: false, failProvisions: { count: 0, retryAfter: '1' } };
   const release = (): void => {
     state.hold = false;
     const queued = waiting;
@@ -221,6 +223,15 @@ export async function startNasProxy(target: string): Promise<NasProxy> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const forward = (): void => {
+        if (state.failProvisions.count > 0 && req.url?.startsWith('/api/agent-cron/provision')) {
+          state.failProvisions.count -= 1;
+          res.writeHead(503, {
+            'content-type': 'application/json',
+            'retry-after': state.failProvisions.retryAfter,
+          });
+          res.end(JSON.stringify({ error: 'unavailable' }));
+          return;
+        }
         if (state.failList && req.method === 'GET' && req.url?.startsWith('/api/agent-cron/list')) {
           res.writeHead(503, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ error: 'unavailable' }));
@@ -258,6 +269,12 @@ export async function startNasProxy(target: string): Promise<NasProxy> {
     },
     set failList(v: boolean) {
       state.failList = v;
+    },
+    get failProvisions() {
+      return state.failProvisions;
+    },
+    set failProvisions(v: { count: number; retryAfter: string }) {
+      state.failProvisions = v;
     },
     get hold() {
       return state.hold;

@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,11 +19,14 @@ let dir: string;
 let running: RunningChronos | undefined;
 let clock: ManualClock;
 let calls: HandlerInput[];
+/** Resolvers of `hold` handler runs still going, in start order. */
+let held: (() => void)[];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chronos-admin-'));
   clock = new ManualClock(T0);
   calls = [];
+  held = [];
 });
 
 afterEach(async () => {
@@ -37,6 +41,13 @@ async function start(env: Record<string, string> = {}): Promise<RunningChronos> 
     calls.push(input);
     return 'recorded';
   });
+  handlers.register(
+    'hold',
+    () =>
+      new Promise<string>((resolve) => {
+        held.push(() => resolve('released'));
+      }),
+  );
   running = await startChronos({
     env: {
       PORT: '0',
@@ -356,8 +367,11 @@ describe('admin API: pause, resume, run', () => {
       (await running!.store.listRuns('manual')).some((r) => r.status === 'succeeded'),
     );
 
+    // concurrency "forbid" (the default): the next run-now is accepted once the first run is settled.
+    await waitUntil(async () => (await running!.store.listClaimed()).length === 0);
     clock.set('2026-01-05T10:00:05Z');
     const second = await api('POST', '/api/jobs/manual/run');
+    expect(second.status).toBe(202);
     await waitUntil(
       async () =>
         (await running!.store.listRuns('manual')).filter((r) => r.status === 'succeeded').length === 2,
@@ -387,6 +401,89 @@ describe('admin API: pause, resume, run', () => {
     const badLimit = await api('GET', '/api/jobs/manual/runs?limit=0');
     expect(badLimit.status).toBe(400);
     expect(badLimit.body.problems[0].path).toBe('limit');
+  });
+});
+
+describe('admin API: run-now respects the job concurrency policy', () => {
+  /**
+   * A real loopback target that, on each call, asks Chronos (over real HTTP) to run its own job again,
+   * as the job in the report did. Each call moves the clock on, so every run-now gets its own instant.
+   */
+  async function selfCallingTarget(jobId: string) {
+    const replies: { status: number; error?: string }[] = [];
+    const server = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', async () => {
+        clock.advance(1_000);
+        const reply = await fetch(`${running!.url}/api/jobs/${jobId}/run`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+        const body = (await reply.json()) as { error?: string };
+        replies.push({ status: reply.status, ...(body.error ? { error: body.error } : {}) });
+        res.writeHead(200).end('ok');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/self`;
+    return { url, replies, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  it('forbid (the default): a target calling its own run-now is refused 409 run_in_progress, no loop', async () => {
+    await start();
+    const target = await selfCallingTarget('loop');
+    try {
+      await api('POST', '/api/jobs', {
+        id: 'loop',
+        schedule: 'every 1h',
+        target: { type: 'http', url: target.url },
+      });
+      expect((await api('POST', '/api/jobs/loop/run')).status).toBe(202);
+      await waitUntil(async () =>
+        (await running!.store.listRuns('loop')).some((r) => r.status === 'succeeded'),
+      );
+      // Before: each run started the next (~99 runs/s). Now the run's own call is refused while it runs.
+      expect(target.replies).toEqual([{ status: 409, error: 'run_in_progress' }]);
+      await waitUntil(async () => (await running!.store.listClaimed()).length === 0);
+      expect(await running!.store.listRuns('loop')).toHaveLength(1);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('forbid: refused while a run is going, with the running run named; accepted again once it ended', async () => {
+    await start();
+    await api('POST', '/api/jobs', spec('busy', 'every 1h', { target: { type: 'handler', name: 'hold' } }));
+    const first = await api('POST', '/api/jobs/busy/run');
+    expect(first.status).toBe(202);
+    await waitUntil(() => held.length === 1);
+    clock.advance(1_000);
+    const refused = await api('POST', '/api/jobs/busy/run');
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ error: 'run_in_progress', running_run_id: first.body.run_id });
+    expect(refused.body.message).toContain('forbid');
+    held[0]!();
+    // Free again once the run has ended and its ledger row is settled.
+    await waitUntil(async () => (await running!.store.listClaimed()).length === 0);
+    clock.advance(1_000);
+    expect((await api('POST', '/api/jobs/busy/run')).status).toBe(202);
+    await waitUntil(() => held.length === 2);
+    held[1]!();
+  });
+
+  it('allow: run-now starts a run beside the one going', async () => {
+    await start();
+    await api(
+      'POST',
+      '/api/jobs',
+      spec('many', 'every 1h', { target: { type: 'handler', name: 'hold' }, concurrency: 'allow' }),
+    );
+    expect((await api('POST', '/api/jobs/many/run')).status).toBe(202);
+    await waitUntil(() => held.length === 1);
+    clock.advance(1_000);
+    expect((await api('POST', '/api/jobs/many/run')).status).toBe(202);
+    await waitUntil(() => held.length === 2);
+    for (const done of held) done();
   });
 });
 

@@ -90,9 +90,9 @@ describe('withRetry', () => {
     expect(clock.sleeps).toHaveLength(3);
   });
 
-  it('uses the error retryAfterMs instead of the backoff, capped at maxDelayMs', async () => {
+  it('uses the error retryAfterMs instead of the backoff', async () => {
     const clock = new ObservedClock(true);
-    const hints = [7000, 60_000];
+    const hints = [7000, 15_000];
     await withRetry(
       async (attempt) => {
         const hint = hints[attempt - 1];
@@ -102,6 +102,22 @@ describe('withRetry', () => {
       { clock, maxDelayMs: 15_000 },
     );
     expect(clock.sleeps).toEqual([7000, 15_000]);
+  });
+
+  it('ends the call with the error when Retry-After exceeds maxDelayMs, rather than retrying early', async () => {
+    // Before: a Retry-After of 120 s was cut to the 15 s cap and the call retried into another refusal.
+    const clock = new ObservedClock(true);
+    let calls = 0;
+    const err = await withRetry(
+      async () => {
+        calls++;
+        throw Object.assign(retryable('busy'), { retryAfterMs: 120_000 });
+      },
+      { clock, maxDelayMs: 15_000 },
+    ).catch((e: unknown) => e);
+    expect(err).toMatchObject({ message: 'busy', retryAfterMs: 120_000 });
+    expect(calls).toBe(1);
+    expect(clock.sleeps).toEqual([]);
   });
 
   it('stops a backoff sleep when the signal aborts, rejecting with its reason', async () => {

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import type { Job, Trigger } from '../../src/jobs/model.js';
+import type { Job, RunRecord, Trigger } from '../../src/jobs/model.js';
 import {
   COMMANDS_REFUSED_ERROR,
   INTERRUPTED_ERROR,
@@ -793,6 +793,55 @@ describe('JobRunner: recoverInterrupted', () => {
     expect(await h.runner.recoverInterrupted(notDead)).toEqual([]);
     expect((await h.store.getLedgerEntry(job.id, T0))!.status).toBe('finished');
     expect((await h.store.getRun(job.id, entry.run_id))!.status).toBe('succeeded');
+  });
+
+  it('finishes a recovery that died after recording the run interrupted: the row is settled interrupted', async () => {
+    // The state a process leaves when it dies between writing the run `interrupted` and settling the
+    // ledger row (before the fix, the next boot settled it `finished`, as for a run recorded to its end).
+    const h = harness();
+    const job = await h.store.createJob(makeJob({ next_run_at: null, repeat: { times: 1, completed: 1 } }));
+    const entry = await claim(h, job, T0, { owner: deadOwner });
+    const interrupted: RunRecord = {
+      run_id: entry.run_id,
+      job_id: job.id,
+      fire_at: T0,
+      trigger: 'nas',
+      status: 'interrupted',
+      attempt: 1,
+      started_at: T0,
+      finished_at: T0 + 60_000,
+      output: null,
+      error: INTERRUPTED_ERROR,
+    };
+    await h.store.appendRun(interrupted);
+    expect((await h.store.getLedgerEntry(job.id, T0))!.status).toBe('claimed');
+
+    const recovered = await h.runner.recoverInterrupted(notDead);
+    expect(recovered).toEqual([interrupted]);
+    expect((await h.store.getLedgerEntry(job.id, T0))!.status).toBe('interrupted');
+    expect(await h.store.getRun(job.id, entry.run_id)).toEqual(interrupted);
+    expect(await h.store.getJob(job.id)).toMatchObject({ state: 'completed', last_status: 'interrupted' });
+    expect(await h.runner.recoverInterrupted(notDead)).toEqual([]);
+  });
+
+  it('settles a row whose run was recorded skipped as skipped', async () => {
+    const h = harness();
+    const job = await h.store.createJob(makeJob());
+    const entry = await claim(h, job, T0, { owner: deadOwner });
+    await h.store.appendRun({
+      run_id: entry.run_id,
+      job_id: job.id,
+      fire_at: T0,
+      trigger: 'nas',
+      status: 'skipped',
+      attempt: 1,
+      started_at: T0,
+      finished_at: T0,
+      output: null,
+      error: null,
+    });
+    expect(await h.runner.recoverInterrupted(notDead)).toEqual([]);
+    expect((await h.store.getLedgerEntry(job.id, T0))!.status).toBe('skipped');
   });
 
   it('uses the real owner check by default: a previous incarnation with our pid is dead', async () => {

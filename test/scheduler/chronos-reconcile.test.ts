@@ -216,6 +216,26 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(provider.isArmed('alpha')).toBe(true);
   });
 
+  it.each([
+    ['120', 120_000],
+    // A NAS asking for an hour is capped (MAX_RETRY_AFTER_MS): jobs must not stay unarmed that long.
+    ['3600', 300_000],
+  ])('honours Retry-After: %s beyond the backoff cap (heals after %i ms)', async (header, expected) => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    proxy = await startNasProxy(emulator.url);
+    proxy.failProvisions = { count: 1, retryAfter: header };
+    // Before: the heal delay was capped at the backoff's 60 s, so NAS was asked again too early.
+    const provider = h.chronos(nasAt(proxy.url), { healBackoff: { base: 100, max: 60_000 } });
+    await provider.start();
+    expect(provider.status().lastReconcile).toMatchObject({ failed: 1 });
+    expect(h.clock.nextTimerAt()! - h.clock.now()).toBe(expected);
+    await h.clock.advance(expected - 1);
+    expect(provider.isArmed('alpha')).toBe(false);
+    await h.clock.advance(1);
+    await waitUntil(() => provider.settled());
+    expect(provider.isArmed('alpha')).toBe(true);
+  });
+
   it('does not count as settled when the store could not be read, and heals once it can', async () => {
     await h.addJob(recordSpec('alpha', 'every 15m'));
     const listJobs = h.store.listJobs.bind(h.store);

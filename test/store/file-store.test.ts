@@ -320,6 +320,14 @@ describe('FileStore', () => {
   });
 
   describe('the write lock', () => {
+    let child: { file: string; cleanup: () => Promise<void> };
+    beforeAll(async () => {
+      child = await bundleStoreChild();
+    });
+    afterAll(async () => {
+      await child.cleanup();
+    });
+
     it('is broken when its holder died', async () => {
       // No lingering: the test then checks that the broken lock is gone once the write is done.
       const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 2000, lockLingerMs: 0 });
@@ -344,57 +352,127 @@ describe('FileStore', () => {
       await store.close();
     });
 
-    it('times out with store_locked naming the file and holder when a live process never releases it', async () => {
-      const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 300 });
+    /** A process that keeps `path` renewed (touches it) as a live holder does, until killed. */
+    const renewingHolder = (path: string) =>
+      spawn(
+        process.execPath,
+        [
+          '-e',
+          `const fs = require('node:fs'); setInterval(() => { try { const t = new Date(); fs.utimesSync(${JSON.stringify(path)}, t, t); } catch {} }, 50);`,
+        ],
+        { env: childEnv(), stdio: 'ignore' },
+      );
+
+    it('times out with store_locked naming the file and holder while a live holder keeps renewing it', async () => {
+      const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 300, lockLeaseMs: 1_000 });
       await store.createJob(makeJob('a'));
-      const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
-        env: childEnv(),
-        stdio: 'ignore',
-      });
+      const lockPath = join(dir, 'chronos.lock');
+      const holderProc = renewingHolder(lockPath);
       try {
-        const lockPath = join(dir, 'chronos.lock');
-        const holder = { boot_id: randomUUID(), pid: sleeper.pid, host: hostname(), acquired_at: 'now' };
+        const holder = { boot_id: randomUUID(), pid: holderProc.pid, host: hostname(), acquired_at: 'now' };
         await writeFile(lockPath, JSON.stringify(holder));
         const started = Date.now();
         const err = await caught(store.updateJob('a', (j) => ({ ...j, name: 'x' })));
         const waited = Date.now() - started;
         expect(err).toMatchObject({ code: 'store_locked' });
         expect((err as Error).message).toContain(lockPath);
-        expect((err as Error).message).toContain(`pid ${sleeper.pid}`);
+        expect((err as Error).message).toContain(`pid ${holderProc.pid}`);
+        // Renewals seen while waiting: the holder is alive, so the normal timeout applies, not the lease.
         expect(waited).toBeGreaterThanOrEqual(290);
-        expect(waited).toBeLessThan(2000);
+        expect(waited).toBeLessThan(1_000);
         // Reads never wait for the lock.
         expect((await store.getJob('a'))?.name).toBe('a');
         expect(await readFile(lockPath, 'utf8')).toBe(JSON.stringify(holder));
         // Once the holder is gone, writes go through again.
-        sleeper.kill('SIGKILL');
-        await new Promise((resolve) => sleeper.once('exit', resolve));
+        holderProc.kill('SIGKILL');
+        await new Promise((resolve) => holderProc.once('exit', resolve));
         await store.updateJob('a', (j) => ({ ...j, name: 'x' }));
         expect((await store.getJob('a'))?.name).toBe('x');
       } finally {
-        sleeper.kill('SIGKILL');
+        holderProc.kill('SIGKILL');
         await store.close();
       }
     });
 
-    it('cleans up temp files only under the lock (open waits for a live writer)', async () => {
+    it('cleans up temp files only under the lock (open waits for a live, renewing writer)', async () => {
       await fresh();
       await mkdir(join(dir, 'jobs'), { recursive: true });
-      const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
-        env: childEnv(),
-        stdio: 'ignore',
-      });
+      const lockPath = join(dir, 'chronos.lock');
+      const holderProc = renewingHolder(lockPath);
       try {
-        const holder = { boot_id: randomUUID(), pid: sleeper.pid, host: hostname(), acquired_at: 'now' };
-        await writeFile(join(dir, 'chronos.lock'), JSON.stringify(holder));
+        const holder = { boot_id: randomUUID(), pid: holderProc.pid, host: hostname(), acquired_at: 'now' };
+        await writeFile(lockPath, JSON.stringify(holder));
         const inFlight = join(dir, 'jobs', '.x.json.0123456789ab.tmp');
         await writeFile(inFlight, 'being written');
-        await expect(FileStore.open({ dir, lockTimeoutMs: 200 })).rejects.toMatchObject({
+        await expect(FileStore.open({ dir, lockTimeoutMs: 200, lockLeaseMs: 1_000 })).rejects.toMatchObject({
           code: 'store_locked',
         });
         expect(await readFile(inFlight, 'utf8')).toBe('being written');
       } finally {
-        sleeper.kill('SIGKILL');
+        holderProc.kill('SIGKILL');
+      }
+    });
+
+    it('breaks at once a lock naming another host that was not renewed within its lease (a moved volume)', async () => {
+      await fresh();
+      const lockPath = join(dir, 'chronos.lock');
+      const holder = {
+        boot_id: randomUUID(),
+        pid: process.pid,
+        host: 'old-machine-that-is-gone',
+        acquired_at: 'yesterday',
+        lease_ms: 10_000,
+      };
+      await writeFile(lockPath, JSON.stringify(holder));
+      const past = new Date(Date.now() - 3_600_000);
+      await utimes(lockPath, past, past);
+      const started = Date.now();
+      const store = await FileStore.open({ dir, lockTimeoutMs: 5_000, lockLingerMs: 0 });
+      expect(Date.now() - started).toBeLessThan(1_000);
+      await store.createJob(makeJob('a'));
+      await store.close();
+      await expect(stat(lockPath)).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+
+    it.each([
+      ['another host', () => ({ pid: 4242, host: 'some-other-machine' })],
+      ['a live pid of an unrelated process on this host', () => ({ pid: process.ppid, host: hostname() })],
+    ])('waits out a fresh lock naming %s for its lease, then breaks it', async (_name, who) => {
+      await fresh();
+      const leaseMs = 600;
+      const lockPath = join(dir, 'chronos.lock');
+      // Fresh (mtime now) and never renewed: nobody can prove its holder alive or dead.
+      await writeFile(
+        lockPath,
+        JSON.stringify({ boot_id: randomUUID(), ...who(), acquired_at: 'now', lease_ms: leaseMs }),
+      );
+      const started = Date.now();
+      // The timeout is shorter than the lease: a holder that does not renew is still waited out.
+      const store = await FileStore.open({ dir, lockTimeoutMs: 100, lockLeaseMs: 5_000, lockLingerMs: 0 });
+      const waited = Date.now() - started;
+      expect(waited).toBeGreaterThanOrEqual(leaseMs - 50);
+      expect(waited).toBeLessThan(leaseMs + 2_000);
+      await store.createJob(makeJob('a'));
+      expect((await store.getJob('a'))?.id).toBe('a');
+      await store.close();
+    });
+
+    it('two live processes still exclude each other when one holds the lock for several leases', async () => {
+      const store = await FileStore.open({ dir: await fresh(), lockTimeoutMs: 10_000, lockLeaseMs: 300 });
+      await store.createJob(makeJob('a'));
+      await store.close();
+      // The child holds the lock for ~7 leases with its event loop free, as during a stalled fsync.
+      const other = spawnLines(child.file, ['hold', dir, '300', '2000']);
+      try {
+        await other.waitFor((l) => l === 'held');
+        const waiter = await FileStore.open({ dir, lockTimeoutMs: 10_000, lockLeaseMs: 300 });
+        // open() itself took the lock: it must have waited for the child's release, never broken it.
+        expect(other.lines).toContain('releasing');
+        await waiter.updateJob('a', (j) => ({ ...j, name: 'after' }));
+        await waiter.close();
+        expect(await other.exited).toMatchObject({ code: 0 });
+      } finally {
+        other.child.kill('SIGKILL');
       }
     });
   });

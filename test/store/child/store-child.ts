@@ -10,12 +10,19 @@
  *     prints "ready", retries the given keys ("retry <outcome>", "orphan <outcome>"), then loops
  *     creating jobs and claiming + settling occurrences, printing a line after each durable step,
  *     until killed.
+ *   hold <dir> <lease_ms> <hold_ms>
+ *     takes the store's write lock (leased for lease_ms), prints "held", keeps it for hold_ms with the
+ *     event loop free (as during a stalled fsync, which runs on the thread pool), prints "releasing",
+ *     releases it and exits.
  */
+
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isChronosError } from '../../../src/errors.js';
 import type { Job } from '../../../src/jobs/model.js';
 import { claimOccurrence, settleOccurrence } from '../../../src/store/claim.js';
 import { FileStore } from '../../../src/store/file-store.js';
+import { FileLock } from '../../../src/store/lock.js';
 import { currentOwner } from '../../../src/store/owner.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -117,11 +124,22 @@ async function crashMode(dir: string, prefix: string, fireBase: number, retry: s
   }
 }
 
+async function holdMode(dir: string, leaseMs: number, holdMs: number): Promise<void> {
+  const lock = new FileLock(join(dir, 'chronos.lock'), currentOwner(), 5_000, undefined, leaseMs);
+  await lock.acquire();
+  out('held');
+  await new Promise((resolve) => setTimeout(resolve, holdMs));
+  out('releasing');
+  await lock.release();
+}
+
 const [mode, dir, ...rest] = process.argv.slice(2);
 if (mode === 'claim' && dir) {
   await claimMode(dir, rest[0]!, Number(rest[1]), Number(rest[2]));
 } else if (mode === 'crash' && dir) {
   await crashMode(dir, rest[0]!, Number(rest[1]), rest.slice(2));
+} else if (mode === 'hold' && dir) {
+  await holdMode(dir, Number(rest[0]), Number(rest[1]));
 } else {
-  throw new Error(`usage: store-child claim|crash <dir> ...`);
+  throw new Error(`usage: store-child claim|crash|hold <dir> ...`);
 }
