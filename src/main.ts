@@ -197,6 +197,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       expectedToken: { audience: config.expectedAudience, issuer: config.portalUrl },
       rateLimit: { max: config.fireRateLimit, timeWindowMs: 1_000 },
       draining: () => (draining ? Math.max(1, config.shutdownGraceSeconds) : null),
+      onDelivered: (jobId, fireAt) => provider.onDelivered?.(jobId, fireAt),
       onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
       onStale: (job) => void provider.arm(job).catch(() => {}),
       onAccepted: (fire) => void engine.onAccepted(fire),

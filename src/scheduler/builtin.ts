@@ -146,6 +146,7 @@ export class BuiltinProvider implements SchedulerProvider {
       desiredCount: this.desired.size,
       lastArmAt: this.lastArmAt,
       nextWakeAt: this.wakeAt,
+      unconfirmed: [],
     };
   }
 
