@@ -98,14 +98,18 @@ function describeError(reply: ApiReply): string {
 const dash = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? '-' : v);
 const shortIso = (v: string | null) => (v === null ? '-' : v.replace(/\.000Z$/, 'Z'));
 
-function jobsTable(jobs: JobView[]): string {
+/** Before the server's start-up reconcile it cannot know what NAS holds: say so instead of "no". */
+const armedText = (job: JobView, reconciling: boolean) =>
+  job.armed ? 'yes' : reconciling ? 'unknown' : 'no';
+
+function jobsTable(jobs: JobView[], reconciling: boolean): string {
   if (jobs.length === 0) return 'no jobs';
   return table(
     ['ID', 'STATE', 'ARMED', 'NEXT RUN (UTC)', 'LAST', 'SOURCE', 'SCHEDULE'],
     jobs.map((j) => [
       j.id,
       j.enabled ? j.state : `${j.state} (disabled)`,
-      j.armed ? 'yes' : 'no',
+      armedText(j, reconciling),
       shortIso(j.next_run_at),
       dash(j.last_status),
       j.source,
@@ -114,7 +118,7 @@ function jobsTable(jobs: JobView[]): string {
   );
 }
 
-function jobDetails(job: JobView): string {
+function jobDetails(job: JobView, reconciling: boolean): string {
   const target =
     job.target.type === 'http'
       ? `${job.target.method} ${job.target.url}`
@@ -127,10 +131,11 @@ function jobDetails(job: JobView): string {
     ['schedule', `${job.schedule} (${job.timezone})`],
     ['target', `${job.target.type}: ${target}`],
     ['state', `${job.state}${job.enabled ? '' : ' (disabled)'}`],
-    ['armed', job.armed ? 'yes' : 'no'],
+    ['armed', armedText(job, reconciling)],
     ['next run', shortIso(job.next_run_at)],
     ['retry at', shortIso(job.retry_at)],
     ['last run', `${shortIso(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
+    ['last NAS fire', shortIso(job.last_fire_at ?? null)],
     ['last error', dash(job.last_error)],
     ['failures', String(job.failure_streak)],
     ['repeat', `${job.repeat.completed} of ${job.repeat.times ?? 'unlimited'}`],
@@ -261,10 +266,10 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
   }
   switch (command) {
     case 'list':
-      io.out(jobsTable((body as unknown as { jobs: JobView[] }).jobs));
+      io.out(jobsTable((body as unknown as { jobs: JobView[] }).jobs, body.reconciling === true));
       break;
     case 'get':
-      io.out(jobDetails(body as unknown as JobView));
+      io.out(jobDetails(body as unknown as JobView, body.reconciling === true));
       break;
     case 'runs':
       io.out(runsTable((body as unknown as { runs: RunView[] }).runs));

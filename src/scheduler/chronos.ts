@@ -51,6 +51,8 @@ interface ListSnapshot {
   sentAt: number;
   view: Map<string, number>;
   unreadable: Set<string>;
+  /** Jobs for which the list contradicted an arm NAS had acknowledged to us. */
+  contradicted: Set<string>;
 }
 
 type ListReply = ArmedEntry[] | { entries: ArmedEntry[]; skipped?: number; unreadableJobIds?: string[] };
@@ -387,12 +389,14 @@ export class ChronosProvider implements SchedulerProvider {
     const unreadable = new Set(Array.isArray(reply) ? [] : (reply.unreadableJobIds ?? []));
     const view = new Map<string, number>();
     for (const entry of entries) view.set(entry.job_id, entry.fire_at);
-    const snapshot: ListSnapshot = { seq, sentAt, view, unreadable };
+    const snapshot: ListSnapshot = { seq, sentAt, view, unreadable, contradicted: new Set() };
     // Our belief of what NAS holds follows the list, except for jobs whose calls are newer than it.
     const jobs = new Set([...this.armed.keys(), ...view.keys()]);
     for (const jobId of jobs) {
       if (!this.listReflects(snapshot, jobId) || unreadable.has(jobId)) continue;
       const at = view.get(jobId);
+      const believed = this.armed.get(jobId);
+      if (believed !== undefined && believed !== at) snapshot.contradicted.add(jobId);
       if (at === undefined) {
         this.armed.delete(jobId);
         this.absent.add(jobId);
@@ -435,7 +439,9 @@ export class ChronosProvider implements SchedulerProvider {
             ? `NAS's list has no arm for this job (wanted ${formatFireAt(want)}); re-arming`
             : `NAS's list has ${formatFireAt(nasAt)}, not ${formatFireAt(want)}; re-arming`;
         this.unconfirm(jobId, reason);
-        this.deps.logger.warn(
+        // Only an arm NAS had acknowledged and then lost is news; a job never armed yet is routine.
+        const level = list.contradicted.has(jobId) ? 'warn' : 'info';
+        this.deps.logger[level](
           {
             job_id: jobId,
             wanted: formatFireAt(want),

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: the scale-to-zero loop', () => {
+describe.each(NAS_MODES)('e2e: the scale-to-zero loop ($nas NAS)', ({ emulator }) => {
   it('fires every occurrence exactly once, with the process exiting between fires', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'tick', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hit/tick` } },
       ],

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: a job paused while armed', () => {
+describe.each(NAS_MODES)('e2e: a job paused while armed ($nas NAS)', ({ emulator }) => {
   it('answers its delivery inactive, cancels the arm, and does not run it', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'paused', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/paused` } },
         { id: 'other', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/other` } },

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: a process killed in the middle of a run', () => {
+describe.each(NAS_MODES)('e2e: a process killed in the middle of a run ($nas NAS)', ({ emulator }) => {
   it('still fires the next occurrence, and records the killed run as interrupted', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         // The first call never answers: the run is in flight when the process is killed.
         { id: 'slow', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hang-once/slow` } },

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ADMIN_ROUTES, NAS_WARNING } from '../../src/http/admin.js';
+import { ADMIN_ROUTES, NAS_WARNING, RECONCILING_WARNING } from '../../src/http/admin.js';
 import { type RunningChronos, startChronos } from '../../src/main.js';
 import type { HandlerInput } from '../../src/run/targets/handler.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';
@@ -483,7 +483,27 @@ describe('admin API with the chronos provider and NAS unreachable', () => {
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ id: 'offline', armed: false, warning: NAS_WARNING });
     expect(await running!.store.getJob('offline')).toBeDefined();
-    const status = await api('GET', '/api/status');
-    expect(status.body).toMatchObject({ provider: 'chronos', nas_reachable: false, armed: 0 });
+    // The start-up reconcile cannot finish while NAS is unreachable: status waits for it (bounded, on the
+    // clock), then says plainly that it is still running instead of presenting what it has as fact.
+    const statusReply = api('GET', '/api/status');
+    let answered = false;
+    void statusReply.finally(() => {
+      answered = true;
+    });
+    for (let i = 0; i < 400 && !answered; i++) {
+      await clock.advance(500);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const status = await statusReply;
+    expect(status.body).toMatchObject({
+      provider: 'chronos',
+      nas_reachable: false,
+      armed: 0,
+      startup_reconcile: 'running',
+      warning: RECONCILING_WARNING,
+      unconfirmed: [{ job_id: 'offline', fire_at: expect.any(String), reason: expect.any(String) }],
+      last_fire_at: null,
+      jobs_last_fire_at: { offline: null },
+    });
   });
 });
