@@ -172,9 +172,10 @@ export class ChronosProvider implements SchedulerProvider {
     this.clearHeal();
 
     let list: ListSnapshot | null = null;
-    const listFirst = !this.listed || this.needList;
+    // A list asked for by the verify timer is skipped when a list made meanwhile confirmed everything.
+    const listFirst = !this.listed || (this.needList && this.unconfirmed().length > 0);
+    this.needList = false;
     if (listFirst) {
-      this.needList = false;
       // The first list of a process woken by a fire waits for that delivery to settle: it is then also
       // the list that confirms the next arm, and a quiet wake costs one list.
       if (!this.listed) await this.waitForDeliveries();
