@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import { armedInstant } from '../jobs/jobs.js';
 import type { Job } from '../jobs/model.js';
-import { type ArmedEntry, formatFireAt, isNasError, type NasClient } from '../nas/nas.js';
+import { type ArmedList, formatFireAt, isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff } from '../nas/retry.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
@@ -44,7 +44,7 @@ export const DEFAULT_DUE_SLACK_MS = 5_000;
 /** Timers are re-evaluated at least this often (Node timers overflow past ~24.8 days). */
 const MAX_TIMER_MS = 3_600_000;
 
-/** One `list` reply, whichever shape the NAS client returns (the tolerant reader reports skipped items). */
+/** What one `list` showed, and when it was sent relative to our own calls. */
 interface ListSnapshot {
   /** Call sequence number taken when the list was sent: calls that completed before it are reflected. */
   seq: number;
@@ -54,8 +54,6 @@ interface ListSnapshot {
   /** Jobs for which the list contradicted an arm NAS had acknowledged to us. */
   contradicted: Set<string>;
 }
-
-type ListReply = ArmedEntry[] | { entries: ArmedEntry[]; skipped?: number; unreadableJobIds?: string[] };
 
 /**
  * NAS-mediated trigger. `start()` reconciles and returns. While the process is awake it keeps timers only
@@ -378,18 +376,17 @@ export class ChronosProvider implements SchedulerProvider {
   private async listNas(): Promise<ListSnapshot | null> {
     const seq = ++this.seq;
     const sentAt = this.deps.clock.now();
-    let reply: ListReply;
+    let reply: ArmedList;
     try {
       const nas = await this.deps.nas();
-      reply = (await this.deps.activity.track('nas', () => nas.list())) as ListReply;
+      reply = await this.deps.activity.track('nas', () => nas.list());
     } catch (err) {
       this.noteFailure(err, 'list');
       return null;
     }
-    const entries = Array.isArray(reply) ? reply : reply.entries;
-    const unreadable = new Set(Array.isArray(reply) ? [] : (reply.unreadableJobIds ?? []));
+    const unreadable = new Set(reply.unreadableJobIds);
     const view = new Map<string, number>();
-    for (const entry of entries) view.set(entry.job_id, entry.fire_at);
+    for (const entry of reply.entries) view.set(entry.job_id, entry.fire_at);
     const snapshot: ListSnapshot = { seq, sentAt, view, unreadable, contradicted: new Set() };
     // Our belief of what NAS holds follows the list, except for jobs whose calls are newer than it.
     const jobs = new Set([...this.armed.keys(), ...view.keys()]);
@@ -493,7 +490,7 @@ export class ChronosProvider implements SchedulerProvider {
 
   private provision(jobId: string, at: number): Promise<boolean> {
     return this.serialised(jobId, async () => {
-      // Calls queued behind the one that met invalid_client must not be sent (lesson 8: stop calling NAS).
+      // Calls queued behind the one that met invalid_client must not be sent (docs/contract.md: NAS is not called again).
       if (this.disabled) return false;
       if (this.desired.get(jobId) !== at) return true; // superseded: the newer decision makes its own call
       if (this.armed.get(jobId) === at && !this.failed.has(jobId)) return true;
