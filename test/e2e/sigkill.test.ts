@@ -26,6 +26,11 @@ describe.each(NAS_MODES)('e2e: a process killed in the middle of a run ($nas NAS
       s.nas.armed().some((a) => a.job_id === 'slow' && Date.parse(a.fire_at) === nextFireAt),
     );
     const victim = s.proxy.starts().at(-1)!;
+    // Killed once its next arm is confirmed by a NAS list: a NAS that removes the row after the
+    // delivery (strict) takes an unconfirmed arm with it, and a killed process cannot re-arm it.
+    await s.waitFor('the next arm confirmed', () =>
+      s.logsWith('every arm confirmed by NAS list').some((l) => l.pid === victim.pid),
+    );
     expect(victim.exitedAt).toBeUndefined();
     expect(Date.now()).toBeLessThan(nextFireAt);
     process.kill(victim.pid!, 'SIGKILL');
