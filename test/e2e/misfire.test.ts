@@ -46,7 +46,10 @@ describe.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ emulator }) =
       (await s.runs('late')).some((r) => r.fire_at === missedAt && r.status === 'succeeded'),
     );
     const runs = (await s.runs('late')).filter((r) => r.fire_at <= missedAt);
-    expect(runs.map((r) => [r.trigger, r.status]), s.transcript()).toEqual([['misfire', 'succeeded']]);
+    expect(
+      runs.map((r) => [r.trigger, r.status]),
+      s.transcript(),
+    ).toEqual([['misfire', 'succeeded']]);
     expect(s.recorder.hitsFor('late').map((h) => Date.parse(h.fireAt))).toEqual([missedAt]);
     // Never a burst: the next arm is a future occurrence.
     await s.waitFor('late re-armed', () => s.nas.armed().some((a) => a.job_id === 'late'));
