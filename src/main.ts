@@ -193,6 +193,31 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     log: (obj, msg) => logger.info(obj, msg),
   });
 
+  // The start-up work below is held back for a woken process's first reply; an admin read that wants its
+  // result (GET /api/jobs, /api/status) starts it at once instead of waiting behind itself.
+  let startupDone = false;
+  let startStartup: () => void = () => {};
+  let markStartupDone: () => void = () => {};
+  const startupFinished = new Promise<void>((resolve) => {
+    markStartupDone = () => {
+      startupDone = true;
+      resolve();
+    };
+  });
+  const startup = {
+    done: () => startupDone,
+    wait: async (timeoutMs: number): Promise<boolean> => {
+      startStartup();
+      let timer: TimerHandle | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = clock.setTimeout(resolve, timeoutMs);
+      });
+      await Promise.race([startupFinished, timedOut]);
+      if (timer) clock.clearTimeout(timer);
+      return startupDone;
+    },
+  };
+
   let draining = false;
   const maxConnections = connectionCap(descriptorLimit());
   const app = await buildServer({
@@ -209,6 +234,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       expectedToken: { audience: config.expectedAudience, issuer: config.portalUrl },
       rateLimit: { max: config.fireRateLimit, timeWindowMs: 1_000 },
       draining: () => (draining ? Math.max(1, config.shutdownGraceSeconds) : null),
+      onDelivered: (jobId, fireAt) => provider.onDelivered?.(jobId, fireAt),
       onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
       onStale: (job) => void provider.arm(job).catch(() => {}),
       onAccepted: (fire) => void engine.onAccepted(fire),
@@ -228,6 +254,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
             jwksAgeMs: () => verifier.jwksAgeMs(),
             startedAt,
             handlers: options.handlers,
+            startup,
           }),
         ]
       : [adminOffRoutes],
@@ -316,7 +343,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
 
   // After listening: recover runs a dead process left `running`, then reconcile (which applies misfires).
   const startUp = async () => {
-    if (shuttingDown) return; // stopping already: starting the provider now would undo its stop()
+    if (shuttingDown) return markStartupDone(); // stopping already: starting the provider would undo its stop()
     // An old cached key set answered the first fire; a fresh one is fetched now, beside the reconcile.
     const keys = verifier.warm().then(() => verifier.refreshIfStale());
     try {
@@ -333,6 +360,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     } catch (err) {
       logger.error({ err }, 'start-up reconcile failed');
     }
+    markStartupDone();
     await keys; // never rejects; idle exit must not cut a refresh short before it is persisted
     if (provider.name === 'chronos' && config.idleExitSeconds > 0 && shuttingDown === undefined) {
       idle = new IdleExit({
@@ -348,7 +376,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   };
   // A woken process exists to answer the fire that woke it: the start-up work (which loads the NAS client,
   // reads every job and calls NAS) waits until that first reply is out, or until nothing arrived for a moment.
-  deferUntilFirstReply(activity, () => void startUp());
+  startStartup = deferUntilFirstReply(activity, () => void startUp());
 
   return { config, app, store, provider: () => provider, url, shutdown };
 }
@@ -362,7 +390,7 @@ const STARTUP_LATEST_MS = 1_000;
  * Real time, not the injected clock: this orders start-up against the arrival of the first request; it
  * schedules nothing, and tests that drive a ManualClock must still see the service start.
  */
-function deferUntilFirstReply(activity: Activity, work: () => void): void {
+function deferUntilFirstReply(activity: Activity, work: () => void): () => void {
   let done = false;
   let sawRequest = activity.snapshot().request > 0;
   const go = () => {
@@ -383,6 +411,7 @@ function deferUntilFirstReply(activity: Activity, work: () => void): void {
   }, STARTUP_QUIET_MS);
   // A request that never ends (a client that stalls its body) must not hold start-up back for good.
   const latest = setTimeout(go, STARTUP_LATEST_MS);
+  return go;
 }
 
 /** Entry used by `chronos serve` and the container: configuration problems exit 1 with one message. */

@@ -100,14 +100,18 @@ function describeError(reply: ApiReply): string {
 const dash = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? '-' : v);
 const shortIso = (v: string | null) => (v === null ? '-' : v.replace(/\.000Z$/, 'Z'));
 
-function jobsTable(jobs: JobView[]): string {
+/** Before the server's start-up reconcile it cannot know what NAS holds: say so instead of "no". */
+const armedText = (job: JobView, reconciling: boolean) =>
+  job.armed ? 'yes' : reconciling ? 'unknown' : 'no';
+
+function jobsTable(jobs: JobView[], reconciling: boolean): string {
   if (jobs.length === 0) return 'no jobs';
   return table(
     ['ID', 'STATE', 'ARMED', 'NEXT RUN (UTC)', 'LAST', 'SOURCE', 'SCHEDULE'],
     jobs.map((j) => [
       j.id,
       j.enabled ? j.state : `${j.state} (disabled)`,
-      j.armed ? 'yes' : 'no',
+      armedText(j, reconciling),
       shortIso(j.next_run_at),
       dash(j.last_status),
       j.source,
@@ -136,7 +140,7 @@ function damagedTable(damaged: DamagedView[]): string {
   return lines.join('\n');
 }
 
-function jobDetails(job: JobView): string {
+function jobDetails(job: JobView, reconciling: boolean): string {
   const target =
     job.target.type === 'http'
       ? `${job.target.method} ${job.target.url}`
@@ -149,10 +153,11 @@ function jobDetails(job: JobView): string {
     ['schedule', `${job.schedule} (${job.timezone})`],
     ['target', `${job.target.type}: ${target}`],
     ['state', `${job.state}${job.enabled ? '' : ' (disabled)'}`],
-    ['armed', job.armed ? 'yes' : 'no'],
+    ['armed', armedText(job, reconciling)],
     ['next run', shortIso(job.next_run_at)],
     ['retry at', shortIso(job.retry_at)],
     ['last run', `${shortIso(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
+    ['last NAS fire', shortIso(job.last_fire_at ?? null)],
     ['last error', dash(job.last_error)],
     ['failures', String(job.failure_streak)],
     ['repeat', `${job.repeat.completed} of ${job.repeat.times ?? 'unlimited'}`],
@@ -295,12 +300,12 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
   switch (command) {
     case 'list': {
       const { jobs, damaged = [] } = body as unknown as { jobs: JobView[]; damaged?: DamagedView[] };
-      io.out(jobsTable(jobs));
+      io.out(jobsTable(jobs, body.reconciling === true));
       if (damaged.length > 0) io.out(damagedTable(damaged));
       break;
     }
     case 'get':
-      io.out(jobDetails(body as unknown as JobView));
+      io.out(jobDetails(body as unknown as JobView, body.reconciling === true));
       break;
     case 'runs':
       io.out(runsTable((body as unknown as { runs: RunView[] }).runs));

@@ -368,7 +368,7 @@ function describeChronosLog(entry: ChronosLogLine): string | undefined {
     case 'duplicate fire':
     case 'stale fire; re-arming':
     case 'fire for an inactive job':
-    case 'fire for an unknown job; cancelling its arm':
+    case 'fire for an unknown job':
     case 'fire arrived early':
       return `${msg} ${job} ${at}`.trim();
     case 'occurrence claimed':

@@ -114,10 +114,11 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
       checked: true,
       advance: (fresh, recovering) => {
         if (!isActive(fresh)) return { refuse: 'inactive' };
-        if (recovering) return { ...fresh, updated_at: req.now };
+        const fired = req.trigger === 'nas' ? { last_fire_at: req.now } : {};
+        if (recovering) return { ...fresh, ...fired, updated_at: req.now };
         const freshKind = occurrenceKind(fresh, at);
         if (freshKind === null) return { refuse: 'stale' };
-        return advanceJob(fresh, at, freshKind, req.now);
+        return { ...advanceJob(fresh, at, freshKind, req.now), ...fired };
       },
     },
     isAlive,

@@ -33,7 +33,12 @@ export interface FireRouteDeps {
   refusalLog?: RefusalLog;
   /** Row 5: the service is shutting down; NAS should retry after this many seconds. */
   draining(): number | null;
-  /** Rows 6, 7: the job is gone or inactive; cancel its arm at NAS in the background. */
+  /**
+   * Rows 6 to 9 and 12, before the reply: NAS delivered this fire and gets a 2xx, so it consumed that arm
+   * and may still be finishing the delivery (the provider confirms the next arm only after that).
+   */
+  onDelivered?(jobId: string, fireAt: number | undefined): void;
+  /** Rows 6, 7: the job is gone or inactive; remove its arm at NAS if NAS still holds one. */
   onInactive(jobId: string): void;
   /** Row 9: re-arm the job's current instant. */
   onStale(job: Job): void;
@@ -146,9 +151,10 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
       }
 
       const ctx = { job_id: fire.job_id, fire_at: fireAtIso };
+      if (outcome.kind !== 'early') deps.onDelivered?.(fire.job_id, fire.fire_at);
       switch (outcome.kind) {
         case 'gone':
-          log.info({ ...ctx, status: 'gone' }, 'fire for an unknown job; cancelling its arm');
+          log.info({ ...ctx, status: 'gone' }, 'fire for an unknown job');
           deps.onInactive(fire.job_id);
           return reply.code(200).send({ status: 'gone' });
         case 'inactive':

@@ -22,6 +22,10 @@ export const DEFAULT_ARM_TIMEOUT_MS = 3_000;
 export const NAS_WARNING = 'NAS could not be reached; the job is saved and will be armed when NAS answers';
 const NAS_CANCEL_WARNING =
   'NAS could not be reached; the change is saved and the arm will be cancelled when NAS answers';
+/** How long `GET /api/jobs` and `/api/status` wait for the start-up reconcile before answering without it. */
+export const DEFAULT_STARTUP_WAIT_MS = 5_000;
+export const RECONCILING_WARNING =
+  'the start-up reconcile is still running: "armed" shows what this process has learnt so far, not yet what NAS holds';
 export const DEFAULT_RUNS_LIMIT = 20;
 export const MAX_RUNS_LIMIT = 1_000;
 
@@ -74,6 +78,12 @@ export interface AdminDeps {
    * (`chronos serve`), no handler can ever exist, so such a target is refused at creation.
    */
   handlers?: { get(name: string): unknown } | undefined;
+  /**
+   * The start-up work (recovery, first reconcile). `wait` starts it now if it was held back for a first
+   * request, and resolves true once it is done, false if `timeoutMs` passed first. Absent: always done.
+   */
+  startup?: { done(): boolean; wait(timeoutMs: number): Promise<boolean> };
+  startupWaitMs?: number;
 }
 
 /** Job fields a PATCH may carry: any subset of the spec, except the immutable id. */
@@ -271,6 +281,11 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     extra === undefined
       ? settled
       : { ...settled, warning: settled.warning ? `${settled.warning}; ${extra}` : extra };
+  /** Read answers must not present what a process knew before its first reconcile as fact. */
+  const startupDone = async (): Promise<boolean> => {
+    if (!deps.startup || deps.startup.done()) return true;
+    return deps.startup.wait(deps.startupWaitMs ?? DEFAULT_STARTUP_WAIT_MS);
+  };
   const reply = (job: Job, settled: { armed: boolean; warning?: string }) => ({
     ...jobView(job, settled.armed),
     ...(settled.warning ? { warning: settled.warning } : {}),
@@ -289,6 +304,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   const bodyOptions = { bodyLimit: ADMIN_BODY_LIMIT };
 
   app.get('/api/jobs', async () => {
+    const ready = await startupDone();
     const provider = deps.provider();
     const jobs = await store.listJobs();
     jobs.sort((a, b) => a.id.localeCompare(b.id));
@@ -297,6 +313,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       jobs: jobs.map((job) => jobView(job, provider.isArmed(job.id))),
       // Beside `jobs`, not in it: these records cannot be read as jobs (docs/operations.md).
       damaged: damaged.map(damagedView),
+      ...(ready ? {} : { reconciling: true, warning: RECONCILING_WARNING }),
     };
   });
 
@@ -310,8 +327,13 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   });
 
   app.get('/api/jobs/:id', async (request) => {
-    const job = await getJob(jobIdParam(request));
-    return jobView(job, deps.provider().isArmed(job.id));
+    const id = jobIdParam(request);
+    const ready = await startupDone();
+    const job = await getJob(id);
+    return {
+      ...jobView(job, deps.provider().isArmed(job.id)),
+      ...(ready ? {} : { reconciling: true, warning: RECONCILING_WARNING }),
+    };
   });
 
   app.patch('/api/jobs/:id', bodyOptions, async (request) => {
@@ -415,6 +437,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   });
 
   app.get('/api/status', async () => {
+    const ready = await startupDone();
     const provider = deps.provider();
     const status = provider.status();
     const jobs = await store.listJobs();
@@ -422,6 +445,13 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const now = clock.now();
     const jwksAge = deps.jwksAgeMs();
     const last = status.lastReconcile;
+    const lastFires: Record<string, string | null> = {};
+    let lastFire: number | null = null;
+    for (const job of [...jobs].sort((a, b) => a.id.localeCompare(b.id))) {
+      const at = job.last_fire_at ?? null;
+      lastFires[job.id] = isoOrNull(at);
+      if (at !== null && (lastFire === null || at > lastFire)) lastFire = at;
+    }
     return {
       version: VERSION,
       uptime_seconds: Math.max(0, Math.round((now - deps.startedAt) / 1000)),
@@ -442,11 +472,20 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
               trusted: last.trusted,
               duration_ms: last.durationMs,
             },
+      startup_reconcile: ready ? 'done' : 'running',
+      ...(ready ? {} : { warning: RECONCILING_WARNING }),
       jobs: jobs.length,
       // Not counted in `jobs`, never armed or run by this process until restored or deleted.
       damaged: damaged.map(damagedView),
       desired: status.desiredCount,
       armed: status.armedCount,
+      unconfirmed: status.unconfirmed.map((u) => ({
+        job_id: u.job_id,
+        fire_at: new Date(u.fire_at).toISOString(),
+        reason: u.reason,
+      })),
+      last_fire_at: isoOrNull(lastFire),
+      jobs_last_fire_at: lastFires,
       last_arm_at: isoOrNull(status.lastArmAt),
       next_wake_at: isoOrNull(status.nextWakeAt),
       jwks_cache_age_seconds: jwksAge === null ? null : Math.round(jwksAge / 1000),

@@ -25,6 +25,9 @@ const JobView = z.object({
   next_run_at: nullableInstant,
   retry_at: nullableInstant,
   last_run_at: nullableInstant,
+  last_fire_at: z.nullable(
+    instant.check(z.describe('when NAS last delivered a fire Chronos accepted for this job')),
+  ),
   last_status: z.nullable(RunStatus),
   last_error: z.nullable(z.string()),
   failure_streak: z.int(),
@@ -90,6 +93,21 @@ const Status = z.object({
   damaged: z.array(Damaged),
   desired: z.int(),
   armed: z.int(),
+  startup_reconcile: z
+    .enum(['running', 'done'])
+    .check(z.describe('"running": the answer was given before the first reconcile of this process finished')),
+  warning: z.optional(z.string()),
+  unconfirmed: z.array(
+    z
+      .object({ job_id: JobId, fire_at: instant, reason: z.string() })
+      .check(
+        z.describe(
+          'a desired arm no NAS list has confirmed yet; the process does not sleep while any is listed',
+        ),
+      ),
+  ),
+  last_fire_at: z.nullable(instant.check(z.describe('the latest accepted NAS fire, over all jobs'))),
+  jobs_last_fire_at: z.record(z.string(), nullableInstant),
   last_arm_at: nullableInstant,
   next_wake_at: nullableInstant,
   jwks_cache_age_seconds: z.nullable(z.number()),
@@ -126,10 +144,17 @@ const components = {
   JobPatch: z.toJSONSchema(z.partial(JobSpec), { io: 'input', target: 'draft-2020-12' }),
   Job: z.toJSONSchema(JobView, { io: 'output', target: 'draft-2020-12' }),
   JobMutationReply: z.toJSONSchema(JobMutationReply, { io: 'output', target: 'draft-2020-12' }),
-  JobList: z.toJSONSchema(z.object({ jobs: z.array(JobView), damaged: z.array(Damaged) }), {
-    io: 'output',
-    target: 'draft-2020-12',
-  }),
+  JobList: z.toJSONSchema(
+    z.object({
+      jobs: z.array(JobView),
+      damaged: z.array(Damaged),
+      reconciling: z.optional(
+        z.literal(true).check(z.describe('present while the start-up reconcile has not finished')),
+      ),
+      warning: z.optional(z.string()),
+    }),
+    { io: 'output', target: 'draft-2020-12' },
+  ),
   Run: z.toJSONSchema(RunView, { io: 'output', target: 'draft-2020-12' }),
   RunList: z.toJSONSchema(z.object({ job_id: JobId, runs: z.array(RunView) }), {
     io: 'output',

@@ -94,6 +94,7 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
     retry_at: existing?.retry_at ?? null,
     retry_attempt: existing?.retry_attempt ?? 0,
     last_run_at: existing?.last_run_at ?? null,
+    last_fire_at: existing?.last_fire_at ?? null,
     last_status: existing?.last_status ?? null,
     last_error: existing?.last_error ?? null,
     failure_streak: existing?.failure_streak ?? 0,

@@ -52,6 +52,11 @@ export interface Job {
   /** Attempt number the pending retry will run as (2 = first retry). */
   retry_attempt: number;
   last_run_at: number | null;
+  /**
+   * When NAS last delivered a fire Chronos accepted for this job (written by the claim itself, so it
+   * survives the process sleeping). Absent in jobs stored before it existed.
+   */
+  last_fire_at?: number | null;
   last_status: RunStatus | null;
   last_error: string | null;
   failure_streak: number;

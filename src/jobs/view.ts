@@ -20,6 +20,8 @@ export interface JobView {
   next_run_at: string | null;
   retry_at: string | null;
   last_run_at: string | null;
+  /** When NAS last delivered a fire for this job that Chronos accepted. */
+  last_fire_at: string | null;
   last_status: Job['last_status'];
   last_error: string | null;
   failure_streak: number;
@@ -64,6 +66,7 @@ export function jobView(job: Job, armed: boolean): JobView {
     next_run_at: isoOrNull(job.next_run_at),
     retry_at: isoOrNull(job.retry_at),
     last_run_at: isoOrNull(job.last_run_at),
+    last_fire_at: isoOrNull(job.last_fire_at ?? null),
     last_status: job.last_status,
     last_error: job.last_error,
     failure_streak: job.failure_streak,

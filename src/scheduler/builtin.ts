@@ -155,6 +155,7 @@ export class BuiltinProvider implements SchedulerProvider {
       desiredCount: this.desired.size,
       lastArmAt: this.lastArmAt,
       nextWakeAt: this.wakeAt,
+      unconfirmed: [],
     };
   }
 

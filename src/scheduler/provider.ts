@@ -25,6 +25,15 @@ export interface ProviderStatus {
   lastArmAt: number | null;
   /** Builtin: when the in-process timer fires next. */
   nextWakeAt: number | null;
+  /** Desired jobs whose arm no NAS `list` has confirmed yet, with the reason (always empty for builtin). */
+  unconfirmed: UnconfirmedArm[];
+}
+
+export interface UnconfirmedArm {
+  job_id: string;
+  /** The instant Chronos wants armed. */
+  fire_at: number;
+  reason: string;
 }
 
 /**
@@ -45,8 +54,13 @@ export interface SchedulerProvider {
   arm(job: Job): Promise<void>;
   /** The job is gone or inactive: remove its arm. */
   disarm(jobId: string): Promise<void>;
-  /** Whether the job's current instant is confirmed armed. */
+  /** Whether NAS acknowledged the job's current instant (a `list` may still have to confirm it). */
   isArmed(jobId: string): boolean;
+  /**
+   * NAS delivered a fire for this job and got a 2xx (any status: accepted, duplicate, stale, gone,
+   * inactive): that arm is consumed, and NAS may still be finishing the delivery's bookkeeping.
+   */
+  onDelivered?(jobId: string, fireAt: number | undefined): void;
   /** Every desired job is confirmed armed and nothing is pending (idle exit needs this). */
   settled(): boolean;
   status(): ProviderStatus;

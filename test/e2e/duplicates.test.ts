@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks, iso } from '../helpers/e2e.js';
+import { e2eStacks, iso, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: duplicate deliveries', () => {
+describe.each(NAS_MODES)('e2e: duplicate deliveries ($nas NAS)', ({ emulator }) => {
   it('runs each occurrence once when NAS delivers twice and a relay retries after the run', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'dup', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hit/dup` } },
       ],

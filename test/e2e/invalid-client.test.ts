@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: NAS rejects the agent (invalid_client)', () => {
+describe.each(NAS_MODES)('e2e: NAS rejects the agent (invalid_client) ($nas NAS)', ({ emulator }) => {
   it('falls back to the builtin timer, keeps firing locally, and never exits idle', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'local', schedule: 'every 2s', target: { type: 'http', url: `${recorder}/hit/local` } },
       ],

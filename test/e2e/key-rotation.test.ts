@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: key rotation at NAS', () => {
+describe.each(NAS_MODES)('e2e: key rotation at NAS ($nas NAS)', ({ emulator }) => {
   it('verifies the first fire signed with a new kid after exactly one JWKS refresh', async () => {
     // Occurrences within 60 s are accepted when delivered early, so fireNow can drive this job.
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'rot', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/rot` } },
       ],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { JobSpecInput } from '../../src/jobs/model.js';
-import { e2eStacks, type Stack } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES, type Stack } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
@@ -8,8 +8,12 @@ const startStack = e2eStacks();
  * `late` is due in 4 s and its delivery is dropped; `waker` is fired by hand (early, which Chronos accepts
  * within 60 s) once the dropped occurrence is past its 1 s grace, as another job's fire would wake the process.
  */
-async function dropThenWake(policy: 'run_once' | 'skip'): Promise<{ s: Stack; missedAt: number }> {
+async function dropThenWake(
+  emulator: { strict?: boolean },
+  policy: 'run_once' | 'skip',
+): Promise<{ s: Stack; missedAt: number }> {
   const s = await startStack({
+    emulator,
     jobs: (recorder): JobSpecInput[] => [
       {
         id: 'late',
@@ -35,14 +39,17 @@ async function dropThenWake(policy: 'run_once' | 'skip'): Promise<{ s: Stack; mi
   return { s, missedAt };
 }
 
-describe('e2e: a missed occurrence', () => {
+describe.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ emulator }) => {
   it('run_once: runs it once as a misfire when another fire wakes the process', async () => {
-    const { s, missedAt } = await dropThenWake('run_once');
+    const { s, missedAt } = await dropThenWake(emulator, 'run_once');
     await s.waitFor('the misfire run', async () =>
       (await s.runs('late')).some((r) => r.fire_at === missedAt && r.status === 'succeeded'),
     );
     const runs = (await s.runs('late')).filter((r) => r.fire_at <= missedAt);
-    expect(runs.map((r) => [r.trigger, r.status])).toEqual([['misfire', 'succeeded']]);
+    expect(
+      runs.map((r) => [r.trigger, r.status]),
+      s.transcript(),
+    ).toEqual([['misfire', 'succeeded']]);
     expect(s.recorder.hitsFor('late').map((h) => Date.parse(h.fireAt))).toEqual([missedAt]);
     // Never a burst: the next arm is a future occurrence.
     await s.waitFor('late re-armed', () => s.nas.armed().some((a) => a.job_id === 'late'));
@@ -52,7 +59,7 @@ describe('e2e: a missed occurrence', () => {
   });
 
   it('skip: records the occurrence missed without running it', async () => {
-    const { s, missedAt } = await dropThenWake('skip');
+    const { s, missedAt } = await dropThenWake(emulator, 'skip');
     await s.waitFor('the missed record', async () =>
       (await s.runs('late')).some((r) => r.fire_at === missedAt),
     );

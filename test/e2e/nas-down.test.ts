@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { e2eStacks } from '../helpers/e2e.js';
+import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe('e2e: NAS down during reconcile', () => {
+describe.each(NAS_MODES)('e2e: NAS down during reconcile ($nas NAS)', ({ emulator }) => {
   it('stays awake while arms fail, arms every job once NAS is back, and only then exits', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'alpha', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/alpha` } },
         { id: 'beta', schedule: '0 0 * * *', target: { type: 'http', url: `${recorder}/hit/beta` } },

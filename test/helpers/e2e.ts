@@ -423,3 +423,27 @@ export function idleExits(proxy: WakeProxy): number {
 export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
+
+/**
+ * The two NAS readings every loop scenario runs against: the emulator's friendly defaults, and the strict
+ * switches (remembered keys, rows removed after deliveries, bounded attempts, terse replies, list quirks).
+ */
+export const NAS_MODES = [
+  { nas: 'default', emulator: {} },
+  { nas: 'strict', emulator: { strict: true } },
+] as const satisfies ReadonlyArray<{ nas: string; emulator: { strict?: boolean } }>;
+
+/** Hop-1 calls NAS received during each start of the Chronos process that ended on its own. */
+export function callsPerWake(s: Stack): Array<{ provision: number; cancel: number; list: number }> {
+  return s.proxy
+    .starts()
+    .filter((start) => start.exitedAt !== undefined)
+    .map((start) => {
+      const counts = { provision: 0, cancel: 0, list: 0 };
+      for (const call of s.nas.provisions()) {
+        const at = Date.parse(call.at);
+        if (at >= start.startedAt && at <= start.exitedAt!) counts[call.kind] += 1;
+      }
+      return counts;
+    });
+}

@@ -43,6 +43,11 @@ export class ManualClock implements Clock {
     return this.timers.length;
   }
 
+  /** Instants of the pending timers, earliest first. */
+  instants(): number[] {
+    return this.timers.map((t) => t.at).sort((a, b) => a - b);
+  }
+
   /** Instant of the earliest pending timer. */
   nextTimerAt(): number | undefined {
     return this.timers.reduce<number | undefined>(

@@ -1,10 +1,15 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
+import { createServer as createNetServer, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ADMIN_ROUTES, NAS_WARNING } from '../../src/http/admin.js';
+import {
+  ADMIN_ROUTES,
+  DEFAULT_STARTUP_WAIT_MS,
+  NAS_WARNING,
+  RECONCILING_WARNING,
+} from '../../src/http/admin.js';
 import { type RunningChronos, startChronos } from '../../src/main.js';
 import type { HandlerInput } from '../../src/run/targets/handler.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';
@@ -580,8 +585,64 @@ describe('admin API with the chronos provider and NAS unreachable', () => {
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ id: 'offline', armed: false, warning: NAS_WARNING });
     expect(await running!.store.getJob('offline')).toBeDefined();
-    const status = await api('GET', '/api/status');
-    expect(status.body).toMatchObject({ provider: 'chronos', nas_reachable: false, armed: 0 });
+    // Status waits (bounded, on the clock) for the start-up reconcile, which NAS retries hold back.
+    const statusReply = api('GET', '/api/status');
+    let answered = false;
+    void statusReply.finally(() => {
+      answered = true;
+    });
+    for (let i = 0; i < 400 && !answered; i++) {
+      await clock.advance(500);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const status = await statusReply;
+    expect(status.body).toMatchObject({
+      provider: 'chronos',
+      nas_reachable: false,
+      armed: 0,
+      unconfirmed: [{ job_id: 'offline', fire_at: expect.any(String), reason: expect.any(String) }],
+      last_fire_at: null,
+      jobs_last_fire_at: { offline: null },
+    });
+  });
+
+  it('answers status and jobs while the start-up reconcile is still running, and says so', async () => {
+    // A NAS that accepts connections and never answers: the start-up list cannot finish.
+    const silent = createNetServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const key = await generateFireKey();
+      await start({
+        CHRONOS_PROVIDER: 'chronos',
+        CHRONOS_PORTAL_URL: `http://127.0.0.1:${(silent.address() as { port: number }).port}`,
+        CHRONOS_CALLBACK_URL: 'http://127.0.0.1:9',
+        CHRONOS_EXPECTED_AUDIENCE: 'agent:test',
+        CHRONOS_FIRE_PUBLIC_KEY: key.publicPem,
+        CHRONOS_ACCESS_TOKEN: 'agent-token',
+      });
+      for (const url of ['/api/status', '/api/jobs']) {
+        const pending = api('GET', url);
+        let answered = false;
+        void pending.finally(() => {
+          answered = true;
+        });
+        // The wait is bounded on the clock: it answers once the clock passed it, not before.
+        await new Promise((resolve) => setTimeout(resolve, 200)); // the request reaches its wait
+        await clock.advance(DEFAULT_STARTUP_WAIT_MS - 1);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(answered).toBe(false);
+        await clock.advance(1);
+        const res = await pending;
+        expect(res.status).toBe(200);
+        expect(res.body).toMatchObject({ warning: RECONCILING_WARNING });
+        if (url === '/api/status') expect(res.body).toMatchObject({ startup_reconcile: 'running' });
+        else expect(res.body).toMatchObject({ reconciling: true });
+      }
+    } finally {
+      await running?.shutdown('test');
+      running = undefined;
+      silent.close();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
 import { dedupKey, formatFireAt, type NasClient } from '../../src/nas/nas.js';
+import { DEFAULT_DUE_SLACK_MS } from '../../src/scheduler/chronos.js';
 import {
   armDirectly,
   callsOf,
@@ -25,6 +26,16 @@ function nasAt(url: string): () => Promise<NasClient> {
   const client = nasClientFor(url, emulator.agentToken, h.clock);
   clients.push(client);
   return async () => client;
+}
+
+/** When the provider's due watch fires for an instant (the default slack after it). */
+function dueWatch(instant: number): number {
+  return instant + DEFAULT_DUE_SLACK_MS;
+}
+
+/** Instants of the pending timers, earliest first. */
+function timerInstants(): number[] {
+  return h.clock.instants();
 }
 
 beforeEach(async () => {
@@ -87,9 +98,11 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     await h.store.updateJob('beta', (job) => ({ ...job, next_run_at: moved }));
     const summary = await provider.reconcile();
 
+    // One provision, then one list that confirms it (a list sent after the arm).
     const calls = emulator.provisions().slice(before);
-    expect(calls).toHaveLength(1);
+    expect(calls.map((c) => c.kind)).toEqual(['provision', 'list']);
     expect(calls[0]).toMatchObject({ kind: 'provision', status: 200, body: { job_id: 'beta' } });
+    expect(provider.settled()).toBe(true);
     expect(emulator.armed().find((arm) => arm.job_id === 'beta')?.fire_at).toBe(formatFireAt(moved));
     expect(summary).toMatchObject({ armed: 1, unchanged: 1, cancelled: 0, failed: 0 });
   });
@@ -119,8 +132,11 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     const provider = h.chronos(nasAt(proxy.url));
     await provider.start();
 
+    // The failed list counts as a failure: nothing can be confirmed, so the process must not sleep.
     const summary = provider.status().lastReconcile!;
-    expect(summary).toMatchObject({ trusted: false, armed: 1, cancelled: 0, failed: 0 });
+    expect(summary).toMatchObject({ trusted: false, armed: 1, cancelled: 0, failed: 1 });
+    expect(provider.settled()).toBe(false);
+    expect(provider.status().unconfirmed.map((u) => u.job_id)).toEqual(['alpha']);
     expect(
       emulator
         .armed()
@@ -170,8 +186,7 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(provider.status().lastReconcile).toMatchObject({ failed: 1, armed: 0 });
     expect(provider.settled()).toBe(false);
     expect(provider.isArmed('alpha')).toBe(false);
-    expect(h.clock.pending()).toBe(1);
-    expect(h.clock.nextTimerAt()).toBe(T0 + 1_000);
+    expect(timerInstants()).toEqual([T0 + 1_000, dueWatch(T0 + 15 * MINUTE)]);
     expect(emulator.armed()).toHaveLength(0);
 
     await h.clock.advance(1_000);
@@ -180,7 +195,7 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(provider.isArmed('alpha')).toBe(true);
     expect(emulator.armed().map((arm) => arm.job_id)).toEqual(['alpha']);
     expect(provider.status().lastReconcile).toMatchObject({ failed: 0, armed: 1 });
-    expect(h.clock.pending()).toBe(0);
+    expect(timerInstants()).toEqual([dueWatch(T0 + 15 * MINUTE)]);
   });
 
   it('backs off between heal rounds while provision keeps failing', async () => {
@@ -200,7 +215,7 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     }
     expect(delays).toEqual([1_000, 2_000, 4_000]);
     expect(provider.settled()).toBe(true);
-    expect(h.clock.pending()).toBe(0);
+    expect(timerInstants()).toEqual([dueWatch(T0 + 15 * MINUTE)]);
   });
 
   it("waits at least as long as NAS's Retry-After before healing", async () => {
@@ -248,7 +263,7 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     await provider.start();
     expect(provider.settled()).toBe(false);
     expect(emulator.armed()).toHaveLength(0);
-    expect(h.clock.pending()).toBe(1);
+    expect(timerInstants()).toEqual([T0 + 1_000]);
 
     await h.clock.advance(1_000);
     await waitUntil(() => provider.settled());
@@ -293,6 +308,9 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     const arming = provider.arm(job);
     nas.release();
     await Promise.all([cancelling, arming]);
+    // The arm is confirmed by the list that follows it.
+    expect(provider.settled()).toBe(false);
+    await h.clock.advance(50);
 
     await waitUntil(() => provider.settled());
     expect(emulator.armed().map((arm) => [arm.job_id, arm.fire_at])).toEqual([
@@ -334,7 +352,8 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(emulator.provisions().length).toBe(before + 1);
     expect(reasons).toHaveLength(1);
     expect(provider.settled()).toBe(false);
-    expect(h.clock.pending()).toBe(0);
+    // A stopped provider leaves no timer at all: not even the due watch it kept while in charge.
+    expect(timerInstants()).toEqual([]);
   });
 
   it('stops at the start list when the agent is rejected from the first call', async () => {
@@ -370,21 +389,21 @@ describe('ChronosProvider reconcile against the NAS emulator', () => {
     expect(emulator.armed().every((arm) => arm.fire_at === formatFireAt(T0 + 30 * MINUTE))).toBe(true);
   });
 
-  it('leaves no timer behind when everything succeeded (no periodic timer)', async () => {
+  it('leaves no periodic timer behind: only the one-shot watch for the next due instant', async () => {
     await h.addJob(recordSpec('alpha', 'every 15m'));
     await h.addJob(recordSpec('beta', 'every 1h'));
     const provider = h.chronos(nasAt(emulator.url));
     await provider.start();
-    expect(h.clock.pending()).toBe(0);
+    expect(timerInstants()).toEqual([dueWatch(T0 + 15 * MINUTE)]);
 
     // A mutation schedules one debounced reconcile, and nothing after it.
     await h.store.updateJob('alpha', (job) => ({ ...job, next_run_at: T0 + 20 * MINUTE }));
     provider.onJobsChanged();
     provider.onJobsChanged();
-    expect(h.clock.pending()).toBe(1);
+    expect(timerInstants()).toEqual([T0 + 50, dueWatch(T0 + 15 * MINUTE)]);
     await h.clock.advance(50);
     await waitUntil(() => provider.settled());
-    expect(h.clock.pending()).toBe(0);
+    expect(timerInstants()).toEqual([dueWatch(T0 + 20 * MINUTE)]);
     expect(callsOf(emulator, 'provision')).toBe(3);
     expect(emulator.armed().find((arm) => arm.job_id === 'alpha')?.fire_at).toBe(
       formatFireAt(T0 + 20 * MINUTE),

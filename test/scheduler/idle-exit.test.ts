@@ -114,7 +114,10 @@ describe('IdleExit with the chronos provider', () => {
 
     const outcome = await h.engine.fireLocal('slow', T0 + 15 * MINUTE, 'nas');
     expect(outcome.kind).toBe('accepted');
-    await waitUntil(() => finish !== undefined && provider.settled());
+    await waitUntil(() => finish !== undefined && provider.isArmed('slow'));
+    expect(provider.settled()).toBe(false); // armed, not yet confirmed
+    await h.clock.advance(50); // the list that confirms the next arm
+    await waitUntil(() => provider.settled());
     await h.clock.advance(3 * IDLE_MS);
     expect(idleCalls).toBe(0);
 

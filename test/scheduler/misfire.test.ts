@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
 import { formatFireAt, type NasClient } from '../../src/nas/nas.js';
 import {
+  armDirectly,
+  callsOf,
   createHarness,
   MINUTE,
   nasClientFor,
@@ -9,6 +11,7 @@ import {
   type SchedulerHarness,
   startFrozenEmulator,
   T0,
+  waitUntil,
 } from '../helpers/scheduler-fixtures.js';
 
 const HOUR = 60 * MINUTE;
@@ -115,18 +118,42 @@ describe('missed occurrences with the chronos provider', () => {
     await emulator.close();
   });
 
-  it('within grace nothing runs: the overdue instant is only armed (NAS fires past instants at once)', async () => {
+  it('within grace, an overdue instant NAS does not hold runs here once and is never re-provisioned', async () => {
     await h.addJob(recordSpec('late', 'every 15m'));
     h.clock.set(T0 + 16 * MINUTE);
     const provider = h.chronos(async () => client);
     await provider.start();
     await h.runsSettled();
 
-    expect(h.handled.calls).toHaveLength(0);
-    expect(await h.store.listRuns('late')).toHaveLength(0);
-    expect(emulator.armed().map((a) => [a.job_id, a.fire_at])).toEqual([
-      ['late', formatFireAt(T0 + 15 * MINUTE)],
+    // NAS may have consumed the key late:<15:00> (delivered, given up): provisioning it again could arm
+    // nothing, so the occurrence is claimed here, through the same ledger as a NAS fire.
+    const runs = await h.store.listRuns('late');
+    expect(runs.map((r) => [r.fire_at, r.trigger, r.status])).toEqual([
+      [T0 + 15 * MINUTE, 'misfire', 'succeeded'],
     ]);
+    expect(h.handled.of('late')).toHaveLength(1);
+    const provisioned = emulator
+      .provisions()
+      .filter((p) => p.kind === 'provision')
+      .map((p) => (p.body as { fire_at: string }).fire_at);
+    expect(provisioned).toEqual([formatFireAt(T0 + 30 * MINUTE)]);
+    await h.clock.advance(50);
+    await waitUntil(() => provider.settled());
+    expect(emulator.armed().map((a) => [a.job_id, a.fire_at])).toEqual([
+      ['late', formatFireAt(T0 + 30 * MINUTE)],
+    ]);
+  });
+
+  it('within grace, an overdue instant NAS still holds is left to NAS (it is delivering it)', async () => {
+    await h.addJob(recordSpec('late', 'every 15m'));
+    await armDirectly(emulator, 'late', formatFireAt(T0 + 15 * MINUTE));
+    h.clock.set(T0 + 16 * MINUTE);
+    const provider = h.chronos(async () => client);
+    await provider.start();
+    await h.runsSettled();
+
+    expect(h.handled.calls).toHaveLength(0);
+    expect(callsOf(emulator, 'provision')).toBe(1); // the direct arm only
     expect(provider.settled()).toBe(true);
   });
 
