@@ -1,47 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningChronos, startChronos } from '../../src/main.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';
+import { runCli } from '../helpers/run-cli.js';
 
-// CHRONOS_CLI_BIN lets a developer point at another build while others rebuild dist/ in a shared tree.
-const CLI = process.env['CHRONOS_CLI_BIN'] ?? resolve('dist/cli.js');
 const TOKEN = 'cli-admin-token-0123456789';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The real built binary, in a child without NODE_EXTRA_CA_CERTS (it slows every Node start). */
-function chronos(
-  args: string[],
-  options: { env?: Record<string, string>; stdin?: string } = {},
-): Promise<Result> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && k !== 'NODE_EXTRA_CA_CERTS' && !k.startsWith('CHRONOS_') && k !== 'PORT')
-      env[k] = v;
-  }
-  Object.assign(env, options.env);
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-    child.stdin.end(options.stdin ?? '');
-  });
-}
+const chronos = runCli;
 
 let dir: string;
 let running: RunningChronos;

@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { JobSpecInput } from '../../src/jobs/model.js';
 import { bundleSnapshot, e2eStacks, idleExits, iso, type Stack } from '../helpers/e2e.js';
+import { type CliResult, runCli } from '../helpers/run-cli.js';
 
 /*
  * Issue 10, items 3 and 4, replayed against the production bundle, the NAS emulator and real files: one
@@ -39,32 +39,9 @@ async function api(s: Stack, method: string, path: string, body?: string) {
 }
 
 /** The `chronos` CLI of the same build, against the stack (through the wake proxy, as an operator would). */
-async function cli(
-  s: Stack,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function cli(s: Stack, args: string[]): Promise<CliResult> {
   const bin = join(dirname(await bundleSnapshot()), 'cli.js');
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k !== 'NODE_EXTRA_CA_CERTS' && !k.startsWith('CHRONOS_')) env[k] = v;
-  }
-  env.CHRONOS_ADMIN_TOKEN = TOKEN;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, '--url', s.url], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli([...args, '--url', s.url], { bin, env: { CHRONOS_ADMIN_TOKEN: TOKEN } });
 }
 
 /** What NAS held from before the damage: an arm for the job whose file then broke. */
