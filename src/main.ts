@@ -237,7 +237,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       onDelivered: (jobId, fireAt) => provider.onDelivered?.(jobId, fireAt),
       onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
       onStale: (job) => void provider.arm(job).catch(() => {}),
-      onAccepted: (fire) => void engine.onAccepted(fire),
+      onAccepted: (fire) => {
+        void engine.onAccepted(fire);
+        // A process that stays up never starts again: its key set ages here, not at start-up.
+        void verifier.refreshIfStale();
+      },
     },
     plugins: config.adminToken
       ? [

@@ -224,6 +224,10 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${(err as Error).message}`);
       return EXIT_FAILURE;
     }
+    if (!token) {
+      io.err(`chronos jobs: CHRONOS_ADMIN_TOKEN_FILE ${tokenFile} is empty`);
+      return EXIT_FAILURE;
+    }
   }
   if (!token) {
     io.err(

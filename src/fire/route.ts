@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
+import { isChronosError } from '../errors.js';
 import type { Job } from '../jobs/model.js';
 import { JOB_ID_PATTERN } from '../jobs/model.js';
 import { formatFireAt, parseFireAt } from '../nas/nas.js';
@@ -146,7 +147,9 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           log: (obj, msg) => log.error(obj, msg),
         });
       } catch (err) {
-        log.error({ err, job_id: fire.job_id, fire_at: fireAtIso }, 'fire not claimed: store write failed');
+        // A store that cannot be written, or this job's file damaged: NAS retries either way (row 11).
+        const code = isChronosError(err) ? err.code : undefined;
+        log.error({ err, code, job_id: fire.job_id, fire_at: fireAtIso }, 'fire not claimed: store error');
         return busy(reply, 5, 'claim_failed', 'the occurrence could not be recorded; deliver again later');
       }
 

@@ -81,17 +81,17 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/**
- * A finished one-shot (no next occurrence, no retry pending) is complete. Only a `scheduled` job
- * moves: a recurring job whose next run could not be computed was put in `error` by the claim and
- * must stay recoverable there (upstream lesson 15); paused jobs keep their state.
- */
 /** The ledger status that goes with a run recorded to its end. */
 function ledgerStatusOf(status: RunStatus): LedgerStatus {
   if (status === 'interrupted' || status === 'skipped' || status === 'missed') return status;
   return 'finished';
 }
 
+/**
+ * A finished one-shot (no next occurrence, no retry pending) is complete. Only a `scheduled` job
+ * moves: a recurring job whose next run could not be computed was put in `error` by the claim and
+ * must stay recoverable there (a recoverable state, not a finished one); paused jobs keep their state.
+ */
 function completeIfDone(job: Job): Job {
   if (job.next_run_at === null && job.retry_at === null && job.state === 'scheduled') {
     return { ...job, state: 'completed' };

@@ -683,7 +683,7 @@ describe('row 11: claim cannot be written', () => {
       message: 'the occurrence could not be recorded; deliver again later',
     });
     expect(res.body).not.toContain('EROFS');
-    const logged = f.logs.find((l) => l.msg === 'fire not claimed: store write failed');
+    const logged = f.logs.find((l) => l.msg === 'fire not claimed: store error');
     expect(logged).toMatchObject({ job_id: 'disk', fire_at: '2026-03-08T07:00:00Z' });
     expect(JSON.stringify(logged)).toContain('EROFS');
     await expectNothingWritten(inner, job);
