@@ -276,7 +276,7 @@ export async function syncJobsFile(
   earlier?: JobsFileCheck,
 ): Promise<JobsFileSyncResult> {
   const existing = new Map((await store.listJobs()).map((job) => [job.id, job]));
-  const damaged = new Set((await store.damaged()).filter((d) => d.kind === 'job').map((d) => d.job_id));
+  const damaged = new Set((await store.damaged('job')).map((d) => d.job_id));
   // Problems the text check found are reported with those only the store can tell, in one report.
   const problems: JobsFileProblem[] = [...(earlier?.problems ?? [])];
   const plan: Array<{ kind: 'create' | 'update' | 'same'; job: Job; spec: DeclaredJobSpec }> = [];

@@ -191,9 +191,7 @@ export class ChronosProvider implements SchedulerProvider {
     if (summary.misfires > 0) jobs = await store.listJobs();
     // A damaged job is neither armed nor cancelled: NAS keeps whatever arm it holds, so a job whose file the
     // operator restores fires again without anyone re-creating it (a fire meanwhile answers 503).
-    const leaveAlone = new Set(
-      (await store.damaged()).filter((record) => record.kind === 'job').map((record) => record.job_id),
-    );
+    const leaveAlone = new Set((await store.damaged('job')).map((record) => record.job_id));
 
     // A job armed or disarmed since the jobs were read (a fire, a mutation) keeps that newer decision:
     // the read may predate it and would re-arm an instant that was just claimed.

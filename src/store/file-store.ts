@@ -359,10 +359,10 @@ export class FileStore implements Store {
     }
   }
 
-  async damaged(): Promise<DamagedRecord[]> {
-    const all = await this.loadAll();
-    const histories = await this.listMovedHistories();
-    return [...all.damaged.values(), ...histories].sort((a, b) =>
+  async damaged(kind?: DamagedRecord['kind']): Promise<DamagedRecord[]> {
+    const jobs = kind === 'history' ? [] : [...(await this.loadAll()).damaged.values()];
+    const histories = kind === 'job' ? [] : await this.listMovedHistories();
+    return [...jobs, ...histories].sort((a, b) =>
       a.job_id === b.job_id ? (a.file < b.file ? -1 : 1) : a.job_id < b.job_id ? -1 : 1,
     );
   }

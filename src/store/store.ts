@@ -98,8 +98,11 @@ export interface Store {
    * (as `removeDamagedJob` does). Returns false when it did not exist.
    */
   removeJob(id: string): Promise<boolean>;
-  /** Jobs and histories that cannot be read, found by listing or by any read (newest knowledge). */
-  damaged(): Promise<DamagedRecord[]>;
+  /**
+   * Jobs and histories that cannot be read, found by listing or by any read (newest knowledge); only one
+   * kind when `kind` is given (reconcile needs the jobs, and moved histories cost a read each).
+   */
+  damaged(kind?: DamagedRecord['kind']): Promise<DamagedRecord[]>;
   /**
    * Moves a damaged job's record aside (never deletes its bytes) and forgets the job with its history.
    * Returns where the bytes went, or undefined when `id` is not a damaged job.

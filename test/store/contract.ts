@@ -478,6 +478,8 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
           expect(more).toEqual([]);
           expect(report).toMatchObject({ job_id: 'bad', kind: 'job' });
           expect(report?.error.length).toBeGreaterThan(0);
+          expect(await store.damaged('job')).toEqual([report]);
+          expect(await store.damaged('history')).toEqual([]);
           await expectCode(store.getJob('bad'), 'store_corrupt');
           await expectCode(store.createJob(makeJob('bad')), 'job_damaged');
           expect((await claimOccurrence(store, claimReq('c', T0))).outcome).toBe('claimed');
@@ -515,6 +517,8 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
           expect((await store.listRuns('b')).map((r) => r.run_id)).toEqual(['other']);
           const reports = await store.damaged();
           expect(reports).toEqual([expect.objectContaining({ job_id: 'a', kind: 'history' })]);
+          expect(await store.damaged('history')).toEqual(reports);
+          expect(await store.damaged('job')).toEqual([]);
           expect((await store.listJobs()).map((j) => j.id)).toEqual(['a', 'b']);
         } finally {
           await h.cleanup();
