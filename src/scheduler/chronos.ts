@@ -171,7 +171,7 @@ export class ChronosProvider implements SchedulerProvider {
 
     let list: ListSnapshot | null = null;
     // A list asked for by the verify timer is skipped when a list made meanwhile confirmed everything.
-    const listFirst = !this.listed || (this.needList && this.unconfirmed().length > 0);
+    const listFirst = !this.listed || (this.needList && this.unconfirmedCount() > 0);
     this.needList = false;
     if (listFirst) {
       // The first list of a process woken by a fire waits for that delivery to settle: it is then also
@@ -250,9 +250,9 @@ export class ChronosProvider implements SchedulerProvider {
     if (this.disabled) return this.finish(summary, started);
     if (summary.failed > 0) this.scheduleHeal();
     else this.healAttempt = 0;
-    if (list && mismatched === 0 && this.unconfirmed().length === 0) this.verifyAttempt = 0;
+    if (list && mismatched === 0 && this.unconfirmedCount() === 0) this.verifyAttempt = 0;
     if (mismatched > 0) this.verifyAttempt += 1;
-    if (this.unconfirmed().length === 0) this.clearVerify();
+    if (this.unconfirmedCount() === 0) this.clearVerify();
     else if (summary.failed === 0) this.scheduleVerify(mismatched > 0);
     this.scheduleDueWatch();
     const result = this.finish(summary, started);
@@ -262,13 +262,13 @@ export class ChronosProvider implements SchedulerProvider {
         ...summary,
         trusted: this.listed,
         listed: list !== null,
-        unconfirmed: this.unconfirmed().length,
+        unconfirmed: this.unconfirmedCount(),
         duration_ms: result.durationMs,
         ...(leaveAlone.size > 0 ? { left_alone: [...leaveAlone].sort() } : {}),
       },
       `reconcile: armed ${summary.armed} / cancelled ${summary.cancelled} / unchanged ${summary.unchanged} / failed ${summary.failed}`,
     );
-    if (list && this.desired.size > 0 && this.unconfirmed().length === 0)
+    if (list && this.desired.size > 0 && this.unconfirmedCount() === 0)
       logger.info({ jobs: this.desired.size }, 'every arm confirmed by NAS list');
     return result;
   }
@@ -324,6 +324,13 @@ export class ChronosProvider implements SchedulerProvider {
       nextWakeAt: null,
       unconfirmed: this.unconfirmed(),
     };
+  }
+
+  /** Without building the report: this runs on every fire, before its reply is sent. */
+  private unconfirmedCount(): number {
+    let count = 0;
+    for (const [jobId, at] of this.desired) if (this.confirmedAt.get(jobId) !== at) count += 1;
+    return count;
   }
 
   private unconfirmed(): UnconfirmedArm[] {
@@ -609,7 +616,8 @@ export class ChronosProvider implements SchedulerProvider {
     if (this.stopped || this.disabled) return;
     const now = this.deps.clock.now();
     let at = now + (this.deps.debounceMs ?? 50);
-    for (const { job_id: jobId } of this.unconfirmed()) {
+    for (const [jobId, wanted] of this.desired) {
+      if (this.confirmedAt.get(jobId) === wanted) continue;
       const delivered = this.deliveredAt.get(jobId);
       if (delivered !== undefined) at = Math.max(at, delivered + this.settleMs);
     }
@@ -620,7 +628,7 @@ export class ChronosProvider implements SchedulerProvider {
       () => {
         this.verifyTimer = undefined;
         // Another list may have confirmed everything meanwhile (the start-up list of a woken process).
-        if (this.unconfirmed().length === 0) return;
+        if (this.unconfirmedCount() === 0) return;
         this.needList = true;
         void this.reconciler.runNow();
       },
