@@ -1,5 +1,11 @@
 import type { Clock, TimerHandle } from '../clock.js';
-import { ALLOWED_ALGORITHMS, CLOCK_TOLERANCE_SECONDS, FIRE_PURPOSE, type TokenFailure } from './token.js';
+import {
+  ALLOWED_ALGORITHMS,
+  acceptedIssuers,
+  FIRE_PURPOSE,
+  type TokenFailure,
+  timeClaimProblem,
+} from './token.js';
 
 /*
  * What stands between the open internet and the fire route's signature check (docs/contract.md, rows 2
@@ -87,15 +93,9 @@ export function precheckFireToken(
   const aud = claims['aud'];
   const audiences = Array.isArray(aud) ? aud : [aud];
   if (opts.audience === undefined || !audiences.includes(opts.audience)) return 'audience_mismatch';
-  const iss = claims['iss'];
-  if (opts.issuer === undefined || (iss !== opts.issuer && iss !== `${opts.issuer}/`))
-    return 'issuer_mismatch';
-  const seconds = Math.floor(opts.now / 1000);
-  const exp = claims['exp'];
-  if (typeof exp !== 'number') return 'exp_missing';
-  if (exp + CLOCK_TOLERANCE_SECONDS <= seconds) return 'expired';
-  const nbf = claims['nbf'];
-  if (typeof nbf === 'number' && nbf - CLOCK_TOLERANCE_SECONDS > seconds) return 'not_yet_valid';
+  if (!acceptedIssuers(opts.issuer).includes(claims['iss'] as string)) return 'issuer_mismatch';
+  const timing = timeClaimProblem(claims, opts.now);
+  if (timing !== null) return timing;
   if (claims['purpose'] !== FIRE_PURPOSE) return 'purpose_mismatch';
   return null;
 }

@@ -85,11 +85,32 @@ export interface VerifierOptions {
 
 type KeyResolver = Parameters<typeof jwtVerify>[1];
 
+/** The `iss` values a fire token may carry: the portal URL, with or without its trailing slash. */
+export function acceptedIssuers(issuer: string | undefined): string[] {
+  return issuer ? [issuer, `${issuer}/`] : [];
+}
+
+/**
+ * The time claims as jose judges them (whole seconds, CLOCK_TOLERANCE_SECONDS either way), for the two
+ * places that judge a token without jose: the refusal pre-check and a remembered token's reuse.
+ */
+export function timeClaimProblem(
+  claims: { exp?: unknown; nbf?: unknown },
+  now: number,
+): 'exp_missing' | 'expired' | 'not_yet_valid' | null {
+  const seconds = Math.floor(now / 1000);
+  if (typeof claims.exp !== 'number') return 'exp_missing';
+  if (claims.exp + CLOCK_TOLERANCE_SECONDS <= seconds) return 'expired';
+  if (typeof claims.nbf === 'number' && claims.nbf - CLOCK_TOLERANCE_SECONDS > seconds)
+    return 'not_yet_valid';
+  return null;
+}
+
 export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifier {
   const cooldownMs = opts.refreshCooldownMs ?? 30_000;
   const maxAgeMs = opts.maxAgeMs ?? DEFAULT_JWKS_MAX_AGE_MS;
   const maxLifetime = opts.maxLifetimeSeconds ?? DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS;
-  const issuers = opts.issuer ? [opts.issuer, `${opts.issuer}/`] : [];
+  const issuers = acceptedIssuers(opts.issuer);
   let inlineKey: KeyObject | undefined;
   if (opts.publicKey) inlineKey = parseInlinePublicKey(opts.publicKey);
 
@@ -243,11 +264,7 @@ class RecentTokens {
   check(token: string, now: number): JWTPayload | undefined {
     const claims = this.entries.get(token);
     if (!claims) return undefined;
-    // The same boundaries as jose's own checks: whole seconds, expired at exp + tolerance.
-    const seconds = Math.floor(now / 1000);
-    const expired = typeof claims.exp !== 'number' || claims.exp + CLOCK_TOLERANCE_SECONDS <= seconds;
-    const early = typeof claims.nbf === 'number' && claims.nbf - CLOCK_TOLERANCE_SECONDS > seconds;
-    if (expired || early) {
+    if (timeClaimProblem(claims, now) !== null) {
       this.entries.delete(token);
       return undefined;
     }
