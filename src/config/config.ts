@@ -58,7 +58,7 @@ export const CONFIG_VARIABLES = [
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 
-/** The NAS settings the chronos provider cannot work without (SPEC §5). */
+/** The NAS settings the chronos provider cannot work without (docs/contract.md, hop 1). */
 export function missingNasSettings(config: Config): string[] {
   const missing: string[] = [];
   if (!config.portalUrl) missing.push('CHRONOS_PORTAL_URL');

@@ -112,8 +112,6 @@ function tokenMatches(expected: Buffer, header: string | undefined): boolean {
   return timingSafeEqual(expected, given) && match !== null;
 }
 
-/** One-shot forms of the grammar (SPEC §3): their default `repeat.times` is 1, recurring forms have none. */
-
 function jobIdParam(request: FastifyRequest): string {
   const id = (request.params as { id?: string }).id ?? '';
   if (!JOB_ID_PATTERN.test(id)) throw notFound(id);

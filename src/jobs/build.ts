@@ -53,7 +53,7 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
   }
 
   const scheduleChanged = !existing || existing.schedule !== spec.schedule || existing.timezone !== timezone;
-  // Whole seconds: fire_at goes to NAS at second precision (SPEC §1), and interval fires land on the anchor's grid.
+  // Whole seconds: fire_at goes to NAS at second precision (docs/contract.md), and interval fires land on the anchor's grid.
   const anchor = scheduleChanged ? toWholeSecond(ctx.now) : existing.anchor_at;
   const schedule = parseSchedule(spec.schedule, { timezone, anchor });
   const oneShot = schedule.kind === 'once';

@@ -19,14 +19,14 @@ export function compileSchedule(job: Pick<Job, 'schedule' | 'timezone' | 'anchor
 
 /**
  * How long one run of the job may take: an http target's own timeout wins over the job's. The claim TTL is
- * sized from it, so a run is never recovered (and run again) while it may still be going (lesson 9).
+ * sized from it, so a run is never recovered (and run again) while it may still be going: a long job must not be killed or run twice for outliving its claim.
  */
 export function runTimeoutMs(job: Pick<Job, 'target' | 'timeout_seconds'>): number {
   const own = job.target.type === 'http' ? job.target.timeout_seconds : undefined;
   return (own ?? job.timeout_seconds) * 1000;
 }
 
-/** Whole seconds, rounded up: every instant sent to NAS has second precision (SPEC §1). */
+/** Whole seconds, rounded up: every instant sent to NAS has second precision (docs/contract.md, Instants on the wire). */
 export function toWholeSecond(ms: number): number {
   return Math.ceil(ms / 1000) * 1000;
 }
@@ -57,7 +57,7 @@ export function rescheduleFromNow(job: Job, now: number): Job {
   return next;
 }
 
-/** Whether the job should have an armed occurrence at all (SPEC §2 row 7 is the negation). */
+/** Whether the job should have an armed occurrence at all (row 7 of the reply table in docs/contract.md is the negation). */
 export function isActive(job: Job): boolean {
   return job.enabled && job.state === 'scheduled';
 }
@@ -79,10 +79,10 @@ export function occurrenceKind(job: Job, fireAt: number): OccurrenceKind | null 
 }
 
 /**
- * The job as it must be stored in the same write that claims the occurrence at `fireAt` (SPEC §2 row 12):
+ * The job as it must be stored in the same write that claims the occurrence at `fireAt` (row 12 in docs/contract.md):
  * a regular occurrence counts a repeat and moves next_run_at strictly past both `fireAt` and `now`; a retry
  * occurrence consumes the pending retry. A recurring schedule whose next run cannot be computed puts the job
- * in the recoverable `error` state rather than `completed` (lesson 15).
+ * in the recoverable `error` state rather than `completed`: a job marked finished by a transient error would never fire again.
  */
 export function advanceJob(job: Job, fireAt: number, kind: OccurrenceKind, now: number): Job {
   const next: Job = { ...job, repeat: { ...job.repeat }, updated_at: now };

@@ -1,4 +1,4 @@
-/** SPEC §3: ids are user-visible, used in file names and NAS dedup keys. */
+/** docs/jobs.md: ids are user-visible, used in file names and NAS dedup keys. */
 export const JOB_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 export type {
@@ -27,7 +27,7 @@ export type RunStatus =
 export type Trigger = 'nas' | 'builtin' | 'manual' | 'misfire' | 'retry';
 
 /**
- * The stored job. Field names follow SPEC §3 (snake_case, as in the API); instants are epoch
+ * The stored job. Field names follow docs/jobs.md (snake_case, as in the API); instants are epoch
  * milliseconds internally and rendered as ISO-8601 only at the API edge (src/jobs/view.ts), so
  * comparisons are always instant comparisons.
  */
@@ -47,7 +47,7 @@ export interface Job {
   /** Origin of interval and relative schedules ("every 15m", "in 45m"): set at creation and whenever the schedule changes. */
   anchor_at: number;
   next_run_at: number | null;
-  /** A pending retry occurrence after a failed run (SPEC §4); NAS is armed at min(next_run_at, retry_at). */
+  /** A pending retry occurrence after a failed run (docs/jobs.md, Retry); NAS is armed at min(next_run_at, retry_at). */
   retry_at: number | null;
   /** Attempt number the pending retry will run as (2 = first retry). */
   retry_attempt: number;

@@ -1,5 +1,5 @@
 /**
- * The schedule grammar (SPEC §3) and the next-occurrence computation.
+ * The schedule grammar (docs/schedules.md) and the next-occurrence computation.
  *
  * Cron fields are matched by croner against wall time (local fields encoded as UTC, see zone.ts), and
  * the DST rules are applied here when wall times are mapped back to instants. Letting croner work in

@@ -106,7 +106,7 @@ function completeIfDone(job: Job): Job {
  * instead of running the occurrence again.
  *
  * No store lock is held while a target executes: the run's own bookkeeping (updateRun, the job
- * summary) takes the store's per-operation locks only when it writes (upstream lesson 9).
+ * summary) takes the store's per-operation locks only when it writes: a run holding a lock its own bookkeeping needs would deadlock on it.
  */
 export class JobRunner {
   private readonly store: Store;

@@ -36,7 +36,7 @@ export interface EngineDeps {
 }
 
 /**
- * The one path every trigger feeds (SPEC §5 "Both feed the same claim → run → record path"):
+ * The one path every trigger feeds (docs/architecture.md, The path of a fire):
  * claimed occurrence → arm the next instant → run → arm whatever the run left (a retry, or nothing).
  */
 export class Engine {
@@ -61,7 +61,7 @@ export class Engine {
         const after = await this.deps.store.getJob(fire.job.id);
         if (after) await this.armSafely(after);
         else await this.deps.provider().disarm(fire.job.id);
-        // SPEC §5: reconcile (and the misfire rule) also runs after each fire.
+        // Reconcile (and the misfire rule) also runs after each fire: a warm process is the only one that can.
         this.deps.provider().onJobsChanged();
       } catch (err) {
         logger.error({ err, job_id: fire.job.id, run_id: fire.run_id }, 'after-fire work failed');
@@ -141,7 +141,7 @@ export class Engine {
   }
 
   /**
-   * SPEC §3 "Missed occurrences": an armed instant overdue by more than the job's grace, with no live claim,
+   * Missed occurrences (docs/jobs.md, Misfire): an armed instant overdue by more than the job's grace, with no live claim,
    * was never delivered. `run_once` claims and runs it now (the claim moves next_run_at past now: never a
    * burst); `skip` and every one-shot record it `missed`. Returns how many occurrences were handled.
    */

@@ -14,7 +14,7 @@ export interface IdleExitDeps {
 }
 
 /**
- * Scale to zero (SPEC §5): with the chronos provider only, exit after `idleMs` with no request in flight,
+ * Scale to zero (docs/architecture.md, Never sleep with an unarmed job): with the chronos provider only, exit after `idleMs` with no request in flight,
  * no run going, no NAS call pending, and every desired job confirmed armed. Never with builtin: nothing
  * would wake the process again.
  */

@@ -37,7 +37,7 @@ export interface UnconfirmedArm {
 }
 
 /**
- * What triggers fires (SPEC §5). `chronos` arms one-shots at NAS and is woken by its webhook; `builtin` holds
+ * What triggers fires (docs/architecture.md). `chronos` arms one-shots at NAS and is woken by its webhook; `builtin` holds
  * one precise in-process timer. Both feed the same claim → run path (src/scheduler/engine.ts).
  */
 export interface SchedulerProvider {

@@ -34,7 +34,7 @@ export function isOrphaned(entry: LedgerEntry, now: number, isAlive: (owner: Own
 }
 
 /**
- * Admits the occurrence (job_id, fire_at) once (SPEC §2): the ledger row, the advanced job and the
+ * Admits the occurrence (job_id, fire_at) once (docs/contract.md, rows 8 and 12): the ledger row, the advanced job and the
  * repeat count are persisted in one store write, so a crash leaves either all of them or none.
  *
  * A lock-free ledger lookup answers most duplicates without taking the store's write lock; that

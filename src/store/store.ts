@@ -111,7 +111,7 @@ export interface Store {
 
   /**
    * The one primitive the fire path needs: read the job and its ledger fresh, decide, and persist the
-   * job and ledger rows in ONE durable write (SPEC §2: claim + advance + count together). `fn` must be
+   * job and ledger rows in ONE durable write (claim + advance + count together, docs/architecture.md). `fn` must be
    * synchronous and free of side effects; its return value's `result` is passed through. When `fn`
    * returns neither `job` nor `ledger`, nothing is written.
    */
