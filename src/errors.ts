@@ -51,3 +51,8 @@ export class ChronosError extends Error {
 export function isChronosError(err: unknown, code?: ErrorCode): err is ChronosError {
   return err instanceof ChronosError && (code === undefined || err.code === code);
 }
+
+/** The message of anything thrown: an Error's message, anything else as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

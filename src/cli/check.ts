@@ -4,7 +4,7 @@ import type { Config } from '../config/config.js';
 import { missingNasSettings } from '../config/config.js';
 import { loadConfig } from '../config/load.js';
 import { chronosUnavailableReason, explicitChronosProblem } from '../config/provider-check.js';
-import { isChronosError } from '../errors.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { compileSchedule } from '../jobs/jobs.js';
 import { checkJobsFile } from '../jobs/jobs-file.js';
@@ -117,7 +117,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
     try {
       text = await readFile(path, 'utf8');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      const code = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
       errors.push({ path: 'jobs file', message: `cannot read ${jobsFile}: ${code}` });
     }
     if (text !== undefined) {

@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { errorMessage } from '../errors.js';
 import { zoneOffset } from '../jobs/zone.js';
 
 /** A mistake in the command line itself: printed with the command's usage, exit code 2. */
@@ -59,7 +60,7 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O, 
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {
-    throw usageErrorFrom(err) ?? new UsageError((err as Error).message);
+    throw usageErrorFrom(err) ?? new UsageError(errorMessage(err));
   }
 }
 

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { errorMessage } from '../errors.js';
 import type { JobView, RunView } from '../jobs/view.js';
 import {
   type CliIo,
@@ -68,7 +69,7 @@ class ApiClient {
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new Error(
-        `cannot reach Chronos at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+        `cannot reach Chronos at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? errorMessage(err)}`,
       );
     }
     const text = await response.text();
@@ -221,7 +222,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
     try {
       token = (await readFile(tokenFile, 'utf8')).trim();
     } catch (err) {
-      io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${(err as Error).message}`);
+      io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${errorMessage(err)}`);
       return EXIT_FAILURE;
     }
     if (!token) {
@@ -261,7 +262,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       try {
         spec = JSON.parse(text);
       } catch (err) {
-        io.err(`chronos jobs add: the spec is not valid JSON: ${(err as Error).message}`);
+        io.err(`chronos jobs add: the spec is not valid JSON: ${errorMessage(err)}`);
         return EXIT_FAILURE;
       }
       const jobsFileShape =
@@ -339,6 +340,6 @@ async function readSpecFile(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
   }
 }

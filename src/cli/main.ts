@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `chronos <command>`: each command is loaded on demand so `serve` pays only for the server.
-import { isChronosError } from '../errors.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { type CliIo, EXIT_FAILURE, EXIT_USAGE, processIo, UsageError, usageErrorFrom } from './common.js';
 
@@ -141,6 +141,6 @@ try {
   const code = await main(process.argv.slice(2));
   if (code !== undefined) process.exitCode = code;
 } catch (err) {
-  process.stderr.write(`chronos: ${(err as Error).message}\n`);
+  process.stderr.write(`chronos: ${errorMessage(err)}\n`);
   process.exitCode = EXIT_FAILURE;
 }

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import type { Job } from '../jobs/model.js';
 import { JOB_ID_PATTERN } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import { formatFireAt, parseFireAt } from '../nas/nas.js';
 import type { Owner, Store } from '../store/store.js';
 import { type AcceptedFire, claimFire } from './claim-fire.js';

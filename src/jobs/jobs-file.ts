@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
-import { ChronosError, isChronosError } from '../errors.js';
+import { ChronosError, errorMessage, isChronosError } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
 import { describeJsonError, toFieldProblems, unknownKeyMessage } from '../validation.js';
@@ -219,7 +219,7 @@ async function readJobsFileText(path: string): Promise<Buffer> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ChronosError(
       'invalid_config',
-      `cannot read the jobs file CHRONOS_JOBS_FILE=${path}: ${code ?? (err as Error).message}`,
+      `cannot read the jobs file CHRONOS_JOBS_FILE=${path}: ${code ?? errorMessage(err)}`,
       {
         file: path,
       },

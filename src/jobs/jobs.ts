@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import type { Job } from './model.js';
 import { nextOccurrence, parseSchedule, type Schedule } from './schedule.js';
 
@@ -103,7 +104,7 @@ export function advanceJob(job: Job, fireAt: number, kind: OccurrenceKind, now: 
   } catch (err) {
     next.next_run_at = null;
     next.state = 'error';
-    next.last_error = `cannot compute the next run: ${(err as Error).message}`;
+    next.last_error = `cannot compute the next run: ${errorMessage(err)}`;
     return next;
   }
   if (next.next_run_at === null && compileSchedule(job).kind !== 'once') {

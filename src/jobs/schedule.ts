@@ -7,7 +7,7 @@
  * gap under a wildcard hour and for lists or ranges in the hour field during an overlap.
  */
 import { Cron } from 'croner';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 import { nearbyFallBack, normalizeTimeZone, resolveWallTime, utcFromFields, zoneOffset } from './zone.js';
 
 export type Schedule =
@@ -402,7 +402,7 @@ function compileCron(expression: string, fail: FailFn): CompiledCron {
       domAndDow: dayFieldsAnd,
     });
   } catch (error) {
-    throw fail(`"${expression}" is not a valid cron expression (${(error as Error).message})`);
+    throw fail(`"${expression}" is not a valid cron expression (${errorMessage(error)})`);
   }
   return { matcher, hourWild: hour.star, hasSeconds };
 }

@@ -1,7 +1,8 @@
 import type { Clock } from '../clock.js';
-import { isChronosError } from '../errors.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import { runTimeoutMs, toWholeSecond } from '../jobs/jobs.js';
 import type { Job, RunRecord, RunStatus, Trigger } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { LedgerEntry, LedgerStatus, Owner, Store } from '../store/store.js';
 import { boundText, DEFAULT_OUTPUT_LIMIT_BYTES } from './output.js';
@@ -22,18 +23,10 @@ export interface RunOutcome {
   retry_at: number | null;
 }
 
-/** The subset of pino the runner uses. */
-export interface RunLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
-
 export interface RunnerDeps {
   store: Store;
   clock: Clock;
-  logger: RunLogger;
+  logger: Logger;
   handlers: HandlerRegistry;
   allowCommands: boolean;
   /** Bound of a run's stored output excerpt (default 8192). */
@@ -111,7 +104,7 @@ function completeIfDone(job: Job): Job {
 export class JobRunner {
   private readonly store: Store;
   private readonly clock: Clock;
-  private readonly logger: RunLogger;
+  private readonly logger: Logger;
   private readonly handlers: HandlerRegistry;
   private readonly allowCommands: boolean;
   private readonly outputLimitBytes: number;
@@ -167,7 +160,7 @@ export class JobRunner {
       this.logger.error({ err, job_id: occ.job.id, run_id: occ.run_id }, 'run bookkeeping failed');
       const now = this.clock.now();
       return {
-        run: this.blankRun(occ, 'failed', now, now, `internal error: ${(err as Error)?.message ?? err}`),
+        run: this.blankRun(occ, 'failed', now, now, `internal error: ${errorMessage(err)}`),
         retry_at: null,
       };
     } finally {

@@ -1,7 +1,7 @@
-import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import { armedInstant } from '../jobs/jobs.js';
 import type { Job } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import { SingleFlight } from './debounce.js';
 import type { Engine } from './engine.js';

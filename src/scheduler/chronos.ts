@@ -1,8 +1,8 @@
-import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import { armedInstant } from '../jobs/jobs.js';
 import type { Job } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import { type ArmedList, formatFireAt, isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff, MAX_RETRY_AFTER_MS } from '../nas/retry.js';
 import type { Store } from '../store/store.js';

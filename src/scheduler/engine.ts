@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import { type AcceptedFire, CLAIM_TTL_MARGIN_MS, claimFire, type FireOutcome } from '../fire/claim-fire.js';
@@ -12,6 +11,7 @@ import {
   runTimeoutMs,
 } from '../jobs/jobs.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import type { Occurrence, RunOutcome } from '../run/runner.js';
 import { claimOccurrence, isOrphaned, recordOccurrence } from '../store/claim.js';
 import { isOwnerAlive } from '../store/owner.js';

@@ -5,6 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorMessage } from '../../src/errors.js';
 import { claimOccurrence } from '../../src/store/claim.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { bundleStoreChild, childEnv, spawnLines } from './child-process.js';
@@ -131,8 +132,8 @@ describe('FileStore with other processes', () => {
         const err = await caught(store.updateJob('a', (j) => ({ ...j, name: 'x' })));
         const waited = Date.now() - started;
         expect(err).toMatchObject({ code: 'store_locked' });
-        expect((err as Error).message).toContain(lockPath);
-        expect((err as Error).message).toContain(`pid ${holderProc.pid}`);
+        expect(errorMessage(err)).toContain(lockPath);
+        expect(errorMessage(err)).toContain(`pid ${holderProc.pid}`);
         // Renewals seen while waiting: the holder is alive, so the normal timeout applies, not the lease.
         expect(waited).toBeGreaterThanOrEqual(290);
         expect(waited).toBeLessThan(1_000);

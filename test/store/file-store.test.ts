@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isChronosError } from '../../src/errors.js';
+import { errorMessage, isChronosError } from '../../src/errors.js';
 import { claimOccurrence } from '../../src/store/claim.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { CONTRACT_LEDGER_RETENTION, CONTRACT_RUN_RETENTION, storeContract } from './contract.js';
@@ -142,8 +142,8 @@ describe('FileStore', () => {
         for (const attempt of attempts) {
           const err = await caught(attempt());
           expect(isChronosError(err, 'store_corrupt'), String(err)).toBe(true);
-          expect((err as Error).message).toContain(path);
-          expect((err as Error).message).toMatch(/backup/);
+          expect(errorMessage(err)).toContain(path);
+          expect(errorMessage(err)).toMatch(/backup/);
         }
         expect(await caught(reopened.createJob(makeJob('a')))).toMatchObject({ code: 'job_damaged' });
         const damaged = await reopened.damaged();
