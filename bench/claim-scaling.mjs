@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { importInternals } from './lib/common.mjs';
 
 const SIZES = [10, 1_000, 10_000];
 const CLAIMS = 400;
@@ -114,10 +115,11 @@ async function measureAll(lib) {
 }
 
 export async function run({ log = console.log } = {}) {
-  const entry = process.env.CHRONOS_BENCH_ENTRY ?? new URL('../dist/index.js', import.meta.url).href;
-  const lib = await import(entry);
+  // CHRONOS_BENCH_ENTRY: another build to compare (a module exporting the same three names).
+  const entry = process.env.CHRONOS_BENCH_ENTRY;
+  const lib = entry ? await import(entry) : await importInternals();
   if (!lib.FileStore || !lib.claimOccurrence || !lib.currentOwner) {
-    throw new Error(`${entry} must export FileStore, claimOccurrence and currentOwner (run npm run build)`);
+    throw new Error(`${entry} must export FileStore, claimOccurrence and currentOwner`);
   }
   const rows = await measureAll(lib);
   const base = rows[0].median_ms;

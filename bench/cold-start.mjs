@@ -18,7 +18,7 @@ import {
   childEnv,
   chronosEnv,
   distDir,
-  importDist,
+  importInternals,
   isMain,
   ms,
   quietEmulator,
@@ -71,7 +71,7 @@ async function prepareDataDir(lib, template, dir, hookUrl) {
 
 export async function run({ log = console.log, spawns = Number(process.env.BENCH_COLD_SPAWNS ?? 25) } = {}) {
   const node = process.env.BENCH_NODE ?? process.execPath;
-  const lib = await importDist('index.js');
+  const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-cold-'));
   const emulator = await quietEmulator();
   const recorder = await startRecorder();
