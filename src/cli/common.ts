@@ -85,11 +85,6 @@ export function formatInZone(instant: number, zone: string): string {
   return `${date} ${time} ${sign}${pad(Math.floor(offsetMinutes / 60))}:${pad(offsetMinutes % 60)}`;
 }
 
-/** Second-precision ISO UTC, as NAS receives `fire_at`. */
-export function isoSeconds(instant: number): string {
-  return new Date(instant).toISOString().replace(/\.000Z$/, 'Z');
-}
-
 /** A plain left-aligned table; cells are single-line. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -99,7 +99,7 @@ function describeError(reply: ApiReply): string {
 }
 
 const dash = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? '-' : v);
-const shortIso = (v: string | null) => (v === null ? '-' : v.replace(/\.000Z$/, 'Z'));
+const orDash = (v: string | null) => v ?? '-';
 
 /** Before the server's start-up reconcile it cannot know what NAS holds: say so instead of "no". */
 const armedText = (job: JobView, reconciling: boolean) =>
@@ -113,7 +113,7 @@ function jobsTable(jobs: JobView[], reconciling: boolean): string {
       j.id,
       j.enabled ? j.state : `${j.state} (disabled)`,
       armedText(j, reconciling),
-      shortIso(j.next_run_at),
+      orDash(j.next_run_at),
       dash(j.last_status),
       j.source,
       j.schedule,
@@ -155,10 +155,10 @@ function jobDetails(job: JobView, reconciling: boolean): string {
     ['target', `${job.target.type}: ${target}`],
     ['state', `${job.state}${job.enabled ? '' : ' (disabled)'}`],
     ['armed', armedText(job, reconciling)],
-    ['next run', shortIso(job.next_run_at)],
-    ['retry at', shortIso(job.retry_at)],
-    ['last run', `${shortIso(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
-    ['last NAS fire', shortIso(job.last_fire_at ?? null)],
+    ['next run', orDash(job.next_run_at)],
+    ['retry at', orDash(job.retry_at)],
+    ['last run', `${orDash(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
+    ['last NAS fire', orDash(job.last_fire_at ?? null)],
     ['last error', dash(job.last_error)],
     ['failures', String(job.failure_streak)],
     ['repeat', `${job.repeat.completed} of ${job.repeat.times ?? 'unlimited'}`],
@@ -177,7 +177,7 @@ function runsTable(runs: RunView[]): string {
       r.trigger,
       r.status,
       String(r.attempt),
-      shortIso(r.fire_at),
+      orDash(r.fire_at),
       r.duration_ms === null ? '-' : `${(r.duration_ms / 1000).toFixed(1)}s`,
       dash(r.error?.split('\n')[0]?.slice(0, 80)),
     ]),
@@ -329,7 +329,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       const job = body as unknown as JobView;
       const verb = command === 'add' ? 'created' : command === 'pause' ? 'paused' : 'resumed';
       io.out(
-        `${verb} ${job.id}: state ${job.state}, next run ${shortIso(job.next_run_at)}, armed ${job.armed ? 'yes' : 'no'}`,
+        `${verb} ${job.id}: state ${job.state}, next run ${orDash(job.next_run_at)}, armed ${job.armed ? 'yes' : 'no'}`,
       );
     }
   }

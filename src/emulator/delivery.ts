@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { formatInstant } from '../clock.js';
 import { VERSION } from '../version.js';
 import type { ArmTable } from './arms.js';
 import {
@@ -164,7 +165,7 @@ export class Deliveries {
       job_id: arm.job_id,
       fire_at: arm.fire_at,
       attempt,
-      at: new Date(ctx.now()).toISOString(),
+      at: formatInstant(ctx.now()),
       status: 0,
       ...flags,
     };

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JWK } from 'jose';
-import { type Clock, systemClock } from '../clock.js';
+import { type Clock, formatInstant, systemClock } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import { ArmTable } from './arms.js';
 import { describeError, type EmulatorContext } from './context.js';
@@ -254,7 +254,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     audience,
     alg,
     clock_offset_ms: offsetMs,
-    now: new Date(ctx.now()).toISOString(),
+    now: formatInstant(ctx.now()),
     current_kid: keys.currentKid(),
     strict,
     armed: table.publicArms(),

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Clock } from '../clock.js';
+import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError, isChronosError } from '../errors.js';
 import type { Job } from '../jobs/model.js';
 import { JOB_ID_PATTERN } from '../jobs/model.js';
@@ -133,7 +133,7 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
       const retryAfter = deps.draining();
       if (retryAfter !== null) throw busy(retryAfter, 'draining', 'shutting down; deliver again later');
 
-      const fireAtIso = fire.fire_at === undefined ? undefined : formatFireAt(fire.fire_at);
+      const fireAtIso = fire.fire_at === undefined ? undefined : formatInstant(fire.fire_at);
       const now = deps.clock.now();
       let outcome: Awaited<ReturnType<typeof claimFire>>;
       try {
@@ -168,7 +168,7 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           return reply.code(200).send({ status: 'duplicate' });
         case 'stale':
           log.info(
-            { ...ctx, status: 'stale', next_run_at: iso(outcome.job.next_run_at) },
+            { ...ctx, status: 'stale', next_run_at: formatInstant(outcome.job.next_run_at) },
             'stale fire; re-arming',
           );
           deps.onStale(outcome.job);
@@ -180,19 +180,22 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           });
         case 'accepted': {
           const { accepted } = outcome;
-          const atIso = formatFireAt(accepted.fire_at);
           log.info(
             {
               job_id: accepted.job.id,
-              fire_at: atIso,
+              fire_at: formatInstant(accepted.fire_at),
               run_id: accepted.run_id,
               recovered: accepted.recovered,
             },
             'fire accepted',
           );
-          reply
-            .code(202)
-            .send({ status: 'accepted', job_id: accepted.job.id, fire_at: atIso, run_id: accepted.run_id });
+          reply.code(202).send({
+            status: 'accepted',
+            job_id: accepted.job.id,
+            // The wire form (docs/contract.md, Instants on the wire): NAS reads it back as sent.
+            fire_at: formatFireAt(accepted.fire_at),
+            run_id: accepted.run_id,
+          });
           // Arm-then-run happens after the reply is on the wire; NAS must not wait for the run.
           setImmediate(() => deps.onAccepted(accepted));
           return reply;
@@ -219,8 +222,4 @@ function invalidToken(): ChronosError {
 
 function busy(seconds: number, code: 'draining' | 'claim_failed', message: string): ChronosError {
   return new ChronosError(code, message, undefined, { retryAfterSeconds: seconds, expected: true });
-}
-
-function iso(ms: number | null): string | null {
-  return ms === null ? null : formatFireAt(ms);
 }

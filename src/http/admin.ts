@@ -1,14 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import * as z from 'zod/mini';
-import type { Clock } from '../clock.js';
+import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError, isChronosError } from '../errors.js';
 import { buildJob, type JobBuildContext } from '../jobs/build.js';
 import { armedInstant, rescheduleFromNow } from '../jobs/jobs.js';
 import { JOB_ID_PATTERN, type Job } from '../jobs/model.js';
 import { isOneShotSchedule } from '../jobs/schedule.js';
 import { JobSpec, type JobSpecInput } from '../jobs/spec.js';
-import { isoOrNull, jobSpecOf, jobView, runView } from '../jobs/view.js';
+import { jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../scheduler/provider.js';
 import { jobDamaged } from '../store/ledger.js';
 import type { DamagedRecord, Store } from '../store/store.js';
@@ -421,7 +421,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       status: 'accepted',
       job_id: id,
       run_id: accepted.run_id,
-      fire_at: new Date(accepted.fire_at).toISOString(),
+      fire_at: formatInstant(accepted.fire_at),
       trigger: 'manual',
     });
   });
@@ -447,7 +447,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     let lastFire: number | null = null;
     for (const job of [...jobs].sort((a, b) => a.id.localeCompare(b.id))) {
       const at = job.last_fire_at ?? null;
-      lastFires[job.id] = isoOrNull(at);
+      lastFires[job.id] = formatInstant(at);
       if (at !== null && (lastFire === null || at > lastFire)) lastFire = at;
     }
     return {
@@ -461,7 +461,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
         last === null
           ? null
           : {
-              at: new Date(last.at).toISOString(),
+              at: formatInstant(last.at),
               armed: last.armed,
               cancelled: last.cancelled,
               unchanged: last.unchanged,
@@ -479,13 +479,13 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       armed: status.armedCount,
       unconfirmed: status.unconfirmed.map((u) => ({
         job_id: u.job_id,
-        fire_at: new Date(u.fire_at).toISOString(),
+        fire_at: formatInstant(u.fire_at),
         reason: u.reason,
       })),
-      last_fire_at: isoOrNull(lastFire),
+      last_fire_at: formatInstant(lastFire),
       jobs_last_fire_at: lastFires,
-      last_arm_at: isoOrNull(status.lastArmAt),
-      next_wake_at: isoOrNull(status.nextWakeAt),
+      last_arm_at: formatInstant(status.lastArmAt),
+      next_wake_at: formatInstant(status.nextWakeAt),
       jwks_cache_age_seconds: jwksAge === null ? null : Math.round(jwksAge / 1000),
       jobs_file: deps.jobsFile ?? null,
     };

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
+import { formatInstant } from '../clock.js';
 import { ChronosError, errorMessage, isChronosError } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
@@ -400,7 +401,7 @@ export async function syncJobsFileAtStart(options: StartupSyncOptions): Promise<
     path: options.path,
     sha256: digest,
     default_timezone: options.defaultTimezone,
-    synced_at: new Date(options.now).toISOString(),
+    synced_at: formatInstant(options.now),
   };
   await writeFileAtomic(options.dataDir, JOBS_FILE_SYNC_STATE, `${JSON.stringify(next, null, 2)}\n`);
   return { skipped: false, ...result };

@@ -1,3 +1,4 @@
+import { formatInstant } from '../clock.js';
 import { errorMessage } from '../errors.js';
 import type { Job } from './model.js';
 import { nextOccurrence, parseSchedule, type Schedule } from './schedule.js';
@@ -53,7 +54,7 @@ export function rescheduleFromNow(job: Job, now: number): Job {
   next.next_run_at = schedule.kind === 'once' ? schedule.at : nextOccurrence(schedule, now);
   if (next.next_run_at === null) {
     next.state = 'error';
-    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(now).toISOString()}`;
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${formatInstant(now)}`;
   }
   return next;
 }
@@ -109,7 +110,7 @@ export function advanceJob(job: Job, fireAt: number, kind: OccurrenceKind, now: 
   }
   if (next.next_run_at === null && compileSchedule(job).kind !== 'once') {
     next.state = 'error';
-    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(fireAt).toISOString()}`;
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${formatInstant(fireAt)}`;
   }
   return next;
 }

@@ -1,3 +1,4 @@
+import { formatInstant } from '../clock.js';
 import type { Job, JobSpecInput, RunRecord } from './model.js';
 
 /**
@@ -45,10 +46,6 @@ export interface RunView {
   error: string | null;
 }
 
-export function isoOrNull(instant: number | null): string | null {
-  return instant === null ? null : new Date(instant).toISOString();
-}
-
 export function jobView(job: Job, armed: boolean): JobView {
   return {
     id: job.id,
@@ -63,16 +60,16 @@ export function jobView(job: Job, armed: boolean): JobView {
     concurrency: job.concurrency,
     misfire: job.misfire,
     timeout_seconds: job.timeout_seconds,
-    next_run_at: isoOrNull(job.next_run_at),
-    retry_at: isoOrNull(job.retry_at),
-    last_run_at: isoOrNull(job.last_run_at),
-    last_fire_at: isoOrNull(job.last_fire_at ?? null),
+    next_run_at: formatInstant(job.next_run_at),
+    retry_at: formatInstant(job.retry_at),
+    last_run_at: formatInstant(job.last_run_at),
+    last_fire_at: formatInstant(job.last_fire_at ?? null),
     last_status: job.last_status,
     last_error: job.last_error,
     failure_streak: job.failure_streak,
     source: job.source,
-    created_at: new Date(job.created_at).toISOString(),
-    updated_at: new Date(job.updated_at).toISOString(),
+    created_at: formatInstant(job.created_at),
+    updated_at: formatInstant(job.updated_at),
     armed,
   };
 }
@@ -81,12 +78,12 @@ export function runView(run: RunRecord): RunView {
   return {
     run_id: run.run_id,
     job_id: run.job_id,
-    fire_at: new Date(run.fire_at).toISOString(),
+    fire_at: formatInstant(run.fire_at),
     trigger: run.trigger,
     status: run.status,
     attempt: run.attempt,
-    started_at: new Date(run.started_at).toISOString(),
-    finished_at: isoOrNull(run.finished_at),
+    started_at: formatInstant(run.started_at),
+    finished_at: formatInstant(run.finished_at),
     duration_ms: run.finished_at === null ? null : run.finished_at - run.started_at,
     output: run.output,
     error: run.error,

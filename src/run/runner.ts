@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { type Clock, formatInstant } from '../clock.js';
 import { errorMessage, isChronosError } from '../errors.js';
 import { runTimeoutMs, toWholeSecond } from '../jobs/jobs.js';
 import type { Job, RunRecord, RunStatus, Trigger } from '../jobs/model.js';
@@ -68,10 +68,6 @@ function loadTargets(): Promise<TargetModule> {
 export function retryDelayMs(policy: NonNullable<Job['retry']>, attempt: number): number {
   const seconds = policy.backoff_seconds * 2 ** Math.max(0, attempt - 1);
   return Math.min(seconds, policy.max_backoff_seconds) * 1000;
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }
 
 /** The ledger status that goes with a run recorded to its end. */
@@ -210,7 +206,7 @@ export class JobRunner {
     const started = this.clock.now();
     const logFields = {
       job_id: job.id,
-      fire_at: iso(occ.fire_at),
+      fire_at: formatInstant(occ.fire_at),
       run_id: occ.run_id,
       trigger: occ.trigger,
       attempt: occ.attempt,
@@ -284,7 +280,7 @@ export class JobRunner {
       this.logger.info(fields, 'run finished');
     } else {
       this.logger.warn(
-        { ...fields, retry_at: retry_at === null ? undefined : iso(retry_at) },
+        { ...fields, retry_at: retry_at === null ? undefined : formatInstant(retry_at) },
         'run finished',
       );
     }
@@ -305,7 +301,7 @@ export class JobRunner {
       };
     }
     const deadline = this.clock.now() + runTimeoutMs(job);
-    const fields = { job_id: job.id, fire_at: iso(occ.fire_at), run_id: occ.run_id };
+    const fields = { job_id: job.id, fire_at: formatInstant(occ.fire_at), run_id: occ.run_id };
     for (let local = 1; ; local++) {
       const outcome = await this.executeOnce(occ, active, Math.max(1, deadline - this.clock.now()));
       const code = outcome.result.internal;
@@ -410,7 +406,7 @@ export class JobRunner {
     const run = this.blankRun(occ, 'skipped', now, now, `previous run ${runningId} is still running`);
     const logFields = {
       job_id: occ.job.id,
-      fire_at: iso(occ.fire_at),
+      fire_at: formatInstant(occ.fire_at),
       run_id: occ.run_id,
       trigger: occ.trigger,
     };
@@ -451,7 +447,7 @@ export class JobRunner {
   private async recoverRow(row: LedgerEntry, now: number): Promise<RunRecord | undefined> {
     const fields = {
       job_id: row.job_id,
-      fire_at: iso(row.fire_at),
+      fire_at: formatInstant(row.fire_at),
       run_id: row.run_id,
       trigger: row.trigger,
     };

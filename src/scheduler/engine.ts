@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import { type AcceptedFire, CLAIM_TTL_MARGIN_MS, claimFire, type FireOutcome } from '../fire/claim-fire.js';
 import {
@@ -83,7 +83,7 @@ export class Engine {
     });
     if (outcome.kind === 'accepted') {
       this.deps.logger.info(
-        { job_id: jobId, fire_at: new Date(fireAt).toISOString(), run_id: outcome.accepted.run_id, trigger },
+        { job_id: jobId, fire_at: formatInstant(fireAt), run_id: outcome.accepted.run_id, trigger },
         'occurrence claimed',
       );
       void this.onAccepted(outcome.accepted);
@@ -189,7 +189,7 @@ export class Engine {
         if (kind === null) return { refuse: 'no longer the current occurrence' };
         const next = advanceJob(fresh, instant, kind, now);
         next.last_status = 'missed';
-        next.last_error = `occurrence ${new Date(instant).toISOString()} was not delivered in time`;
+        next.last_error = `occurrence ${formatInstant(instant)} was not delivered in time`;
         if (next.next_run_at === null && next.retry_at === null && next.state === 'scheduled')
           next.state = 'completed';
         return next;
@@ -210,7 +210,7 @@ export class Engine {
       error: 'occurrence was not delivered within the misfire grace period',
     };
     await this.deps.store.appendRun(run);
-    this.deps.logger.warn({ job_id: jobId, fire_at: new Date(instant).toISOString() }, 'occurrence missed');
+    this.deps.logger.warn({ job_id: jobId, fire_at: formatInstant(instant) }, 'occurrence missed');
     return true;
   }
 

@@ -684,7 +684,7 @@ describe('row 11: claim cannot be written', () => {
     });
     expect(res.body).not.toContain('EROFS');
     const logged = f.logs.find((l) => l.msg === 'fire not claimed: store error');
-    expect(logged).toMatchObject({ job_id: 'disk', fire_at: '2026-03-08T07:00:00Z' });
+    expect(logged).toMatchObject({ job_id: 'disk', fire_at: '2026-03-08T07:00:00.000Z' });
     expect(JSON.stringify(logged)).toContain('EROFS');
     await expectNothingWritten(inner, job);
     await expectNoCallbacks(f);
@@ -705,6 +705,10 @@ describe('row 12: accepted', () => {
       job_id: 'daily',
       fire_at: '2026-03-08T07:00:00Z',
       run_id: expect.stringMatching(UUID),
+    });
+    // The wire keeps its form (docs/contract.md); the log writes every instant as the runner does.
+    expect(f.logs.find((l) => l.msg === 'fire accepted')).toMatchObject({
+      fire_at: '2026-03-08T07:00:00.000Z',
     });
 
     const stored = await f.store.getJob('daily');
