@@ -1,4 +1,4 @@
-// Builtin timer accuracy (SPEC §10): the in-process provider with the system clock fires jobs whose
+// Builtin timer accuracy (docs/performance.md): the in-process provider with the system clock fires jobs whose
 // occurrences share the same instants; lateness = handler start − fire_at, p50 / p99 under 20 ms.
 //
 // Usage: npm run build && node bench/builtin-timer.mjs

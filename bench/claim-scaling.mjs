@@ -1,4 +1,4 @@
-// Claim latency against job count (SPEC §10: at 10,000 jobs within 2x of 10 jobs).
+// Claim latency against job count (docs/performance.md: at 10,000 jobs within 2x of 10 jobs).
 // A claim rewrites only its own job's file, so its cost should not depend on how many jobs exist.
 // Usage: npm run build && node bench/claim-scaling.mjs
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';

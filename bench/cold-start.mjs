@@ -1,4 +1,4 @@
-// Cold start (SPEC §10): spawn the production build → listening → first fire answered 202 → job started,
+// Cold start (docs/performance.md): spawn the production build → listening → first fire answered 202 → job started,
 // against baselines spawned in the same run, interleaved: `node -e 0`, a raw node:http server, and a
 // minimal Fastify app bundled with the production esbuild options.
 //

@@ -1,4 +1,4 @@
-// Reconcile (SPEC §10): 10 / 100 / 1,000 / 10,000 jobs against the in-process emulator. Cold: the
+// Reconcile (docs/performance.md): 10 / 100 / 1,000 / 10,000 jobs against the in-process emulator. Cold: the
 // start-up reconcile of a fresh process (NAS list, then one provision per job). Warm: a second
 // reconcile with nothing changed, which must make no NAS call.
 //

@@ -3,7 +3,7 @@
  *
  * Cron fields are matched by croner against wall time (local fields encoded as UTC, see zone.ts), and
  * the DST rules are applied here when wall times are mapped back to instants. Letting croner work in
- * the zone itself would leave the rules to its own heuristics, which differ from SPEC for times in a
+ * the zone itself would leave the rules to its own heuristics, which differ from docs/schedules.md (Time zones and DST) for times in a
  * gap under a wildcard hour and for lists or ranges in the hour field during an overlap.
  */
 import { Cron } from 'croner';

@@ -1,5 +1,5 @@
 /*
- * SPEC §7 configuration: loadConfig(env). Not a decision-table row. Defaults, every variable, one
+ * Configuration (the variables in src/config/config.ts and .env.example): loadConfig(env). Not a decision-table row. Defaults, every variable, one
  * message per bad value naming the variable and the fix, every problem listed at once, frozen result,
  * empty strings as unset, idle exit refused with the builtin provider.
  */

@@ -1,5 +1,5 @@
 /*
- * SPEC §2, the fire endpoint's decision table, through app.inject() against the real route, a real
+ * docs/contract.md (Replies), the fire endpoint's decision table, through app.inject() against the real route, a real
  * verifier fed by a loopback JWKS server, and real stores. Rows → describe blocks:
  *   row 1  "row 1: body over 16 KiB"            row 7  "row 7: inactive job"
  *   row 2  "row 2: token before body", "row 2: refused tokens are limited on their own"

@@ -1,5 +1,5 @@
 /*
- * The fire-token verifier on its own (SPEC §7 JWKS cache, §2 row 3 key sources): the JWKS persisted to
+ * The fire-token verifier on its own (docs/contract.md, The token: the JWKS cache and the key sources): the JWKS persisted to
  * the data directory so a cold process verifies its first fire with zero fetches, the headers sent to
  * the JWKS URL, and the inline key source (PEM / JWK accepted, symmetric keys refused).
  *   "JWKS cache"       cold start from the cache file, corrupt cache, cold unknown kid
