@@ -3,13 +3,13 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { missingNasSettings } from '../config/config.js';
 import { loadConfig } from '../config/load.js';
-import { chronosUnavailableReason, explicitChronosProblem } from '../config/provider-check.js';
 import { isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { compileSchedule } from '../jobs/jobs.js';
-import { checkJobsFile } from '../jobs/jobs-file.js';
 import type { Job } from '../jobs/model.js';
 import { ACCEPTED_FORMS } from '../jobs/schedule.js';
+import { checkJobsFile } from '../jobs-file/jobs-file.js';
+import { chronosUnavailableReason, explicitChronosProblem } from '../nas/provider-check.js';
 import {
   type CliIo,
   EXIT_FAILURE,

@@ -14,6 +14,7 @@ import { jobDamaged } from '../store/ledger.js';
 import type { DamagedRecord, Store } from '../store/store.js';
 import { describeJsonError, parseOrThrow } from '../validation.js';
 import { VERSION } from '../version.js';
+import { DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';
 
 /** Admin bodies are job specs; anything larger is a mistake or an attack. */
 export const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -26,35 +27,6 @@ const NAS_CANCEL_WARNING =
 export const DEFAULT_STARTUP_WAIT_MS = 5_000;
 export const RECONCILING_WARNING =
   'the start-up reconcile is still running: "armed" shows what this process has learnt so far, not yet what NAS holds';
-export const DEFAULT_RUNS_LIMIT = 20;
-export const MAX_RUNS_LIMIT = 1_000;
-
-/** Every admin route, for the OpenAPI document (src/http/openapi.ts) and its test. */
-export const ADMIN_ROUTES = [
-  { method: 'get', path: '/api/jobs', summary: 'List jobs with next_run_at and whether each is armed' },
-  { method: 'post', path: '/api/jobs', summary: 'Create a job' },
-  { method: 'get', path: '/api/jobs/{id}', summary: 'Get one job' },
-  { method: 'patch', path: '/api/jobs/{id}', summary: "Change fields of an API job's spec" },
-  { method: 'delete', path: '/api/jobs/{id}', summary: 'Delete an API job with its history' },
-  { method: 'post', path: '/api/jobs/{id}/pause', summary: 'Pause: cancel the arm, keep the job' },
-  {
-    method: 'post',
-    path: '/api/jobs/{id}/resume',
-    summary: 'Resume: next run recomputed from now, then armed',
-  },
-  {
-    method: 'post',
-    path: '/api/jobs/{id}/run',
-    summary: 'Run now (manual) without moving the armed occurrence',
-  },
-  { method: 'get', path: '/api/jobs/{id}/runs', summary: 'Run history, newest first' },
-  {
-    method: 'get',
-    path: '/api/status',
-    summary: 'Provider, NAS reachability, last reconcile, counts, version',
-  },
-  { method: 'get', path: '/api/openapi.json', summary: 'This OpenAPI 3.1 document' },
-] as const;
 
 export interface AdminDeps {
   /** CHRONOS_ADMIN_TOKEN; the routes exist only when it is set. */

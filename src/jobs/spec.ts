@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
+import { JOB_ID_PATTERN } from './id.js';
 import { JOB_LIMITS, jsonValueProblem } from './limits.js';
-import { JOB_ID_PATTERN } from './model.js';
 
 // The job spec as users write it (API bodies, jobs-file entries), with its validation. Kept apart from
 // model.ts: building these schemas costs a few ms, and the fire path never validates a spec.

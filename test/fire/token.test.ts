@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseInlinePublicKey } from '../../src/fire/inline-key.js';
+import { parseInlinePublicKey } from '../../src/config/inline-key.js';
 import { createFireTokenVerifier } from '../../src/fire/token.js';
 import { AUDIENCE, ISSUER, START } from '../helpers/build-fire-app.js';
 import {

@@ -3,15 +3,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { ChronosError, isChronosError } from '../errors.js';
+import { buildJob } from '../jobs/build.js';
+import type { Job } from '../jobs/model.js';
+import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from '../jobs/schedule.js';
+import { JobSpec } from '../jobs/spec.js';
+import { jobSpecOf } from '../jobs/view.js';
+import { isValidTimeZone } from '../jobs/zone.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
 import { describeJsonError, toFieldProblems, unknownKeyMessage } from '../validation.js';
-import { buildJob } from './build.js';
-import type { Job } from './model.js';
-import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from './schedule.js';
-import { JobSpec } from './spec.js';
-import { jobSpecOf } from './view.js';
-import { isValidTimeZone } from './zone.js';
 
 /** Where the digest of the last synced jobs file is kept, in the data directory. */
 export const JOBS_FILE_SYNC_STATE = 'jobs-file.sync.json';
