@@ -5,8 +5,8 @@ import { isChronosError } from '../errors.js';
 import { formatFireAt, parseFireAt } from '../fire-at.js';
 import type { Job } from '../jobs/model.js';
 import { JOB_ID_PATTERN } from '../jobs/model.js';
+import { type AcceptedFire, claimFire } from '../occurrence/claim.js';
 import type { Owner, Store } from '../store/store.js';
-import { type AcceptedFire, claimFire } from './claim-fire.js';
 import { FixedWindowCounter, precheckFireToken, RATE_LIMITED_MSG, RefusalLog } from './guard.js';
 import type { FireTokenVerifier } from './token.js';
 

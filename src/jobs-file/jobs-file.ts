@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { ChronosError, isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
+import { defaultRepeatTimes } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from '../jobs/schedule.js';
 import { JobSpec } from '../jobs/spec.js';
@@ -255,7 +256,7 @@ function declared(spec: DeclaredJobSpec, defaultTimezone: string): DeclaredJobSp
     ...spec,
     timezone: spec.timezone ?? defaultTimezone,
     enabled: spec.enabled ?? true,
-    repeat: spec.repeat ?? { times: oneShot ? 1 : null },
+    repeat: spec.repeat ?? { times: defaultRepeatTimes(oneShot) },
   };
 }
 

@@ -1,15 +1,20 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
-import { armedInstant } from '../jobs/jobs.js';
+import { armedInstant } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import { type ArmedList, formatFireAt, isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff, MAX_RETRY_AFTER_MS } from '../nas/retry.js';
+import type { Engine } from '../occurrence/engine.js';
+import type {
+  ProviderStatus,
+  ReconcileSummary,
+  SchedulerProvider,
+  UnconfirmedArm,
+} from '../occurrence/provider.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import { SingleFlight } from './debounce.js';
-import type { Engine } from './engine.js';
-import type { ProviderStatus, ReconcileSummary, SchedulerProvider, UnconfirmedArm } from './provider.js';
 
 export interface ChronosProviderDeps {
   store: Store;

@@ -5,7 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isChronosError } from '../../src/errors.js';
-import { claimOccurrence } from '../../src/store/claim.js';
+import { claimOccurrence } from '../../src/occurrence/claim.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { bundleStoreChild, childEnv, spawnLines } from './child-process.js';
 import { CONTRACT_LEDGER_RETENTION, CONTRACT_RUN_RETENTION, storeContract } from './contract.js';
