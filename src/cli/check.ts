@@ -6,6 +6,7 @@ import { loadConfig } from '../config/load.js';
 import { isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { compileSchedule } from '../jobs/jobs.js';
+import { pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import { ACCEPTED_FORMS } from '../jobs/schedule.js';
 import { checkJobsFile } from '../jobs-file/jobs-file.js';
@@ -69,10 +70,9 @@ function plannedJob(job: Job, count: number, now: number): CheckedJob {
   let note: string | null = !job.enabled ? 'disabled: it will not fire until enabled' : null;
   if (job.enabled && schedule.kind === 'once' && schedule.at < now) {
     // The server's rule for a past one-shot in the jobs file (src/jobs/build.ts, docs/jobs.md).
-    note =
-      now - schedule.at <= job.misfire.grace_seconds * 1000
-        ? `in the past but within its misfire grace (${job.misfire.grace_seconds} s): runs once at start`
-        : `in the past: recorded as missed at start (misfire grace ${job.misfire.grace_seconds} s), never run`;
+    note = !pastMisfireGrace(job, schedule.at, now)
+      ? `in the past but within its misfire grace (${job.misfire.grace_seconds} s): runs once at start`
+      : `in the past: recorded as missed at start (misfire grace ${job.misfire.grace_seconds} s), never run`;
   }
   return { id: job.id, schedule: job.schedule, timezone: zone, next, note };
 }

@@ -125,7 +125,7 @@ export function resumeJob(job: Job, now: number): Job {
  */
 export function patchedSpec(current: JobSpecInput, patch: Partial<JobSpecInput>): JobSpecInput {
   const merged: JobSpecInput = { ...current, ...patch };
-  if (patch.schedule !== undefined && patch.repeat === undefined && current.schedule !== undefined) {
+  if (patch.schedule !== undefined && patch.repeat === undefined) {
     const before = defaultRepeatTimes(isOneShotSchedule(current.schedule));
     const after = defaultRepeatTimes(isOneShotSchedule(patch.schedule));
     if (before !== after) merged.repeat = { times: after };

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
-import { armedInstant } from '../jobs/lifecycle.js';
+import { armedInstant, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import { type ArmedList, formatFireAt, isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff, MAX_RETRY_AFTER_MS } from '../nas/retry.js';
@@ -484,7 +484,7 @@ export class ChronosProvider implements SchedulerProvider {
   private async catchUp(job: Job, at: number): Promise<'misfires' | 'unchanged' | 'failed'> {
     const now = this.deps.clock.now();
     try {
-      if (now - at > job.misfire.grace_seconds * 1000) {
+      if (pastMisfireGrace(job, at, now)) {
         return (await this.deps.engine.applyMisfires([job])) > 0 ? 'misfires' : 'unchanged';
       }
       const outcome = await this.deps.engine.fireLocal(job.id, at, 'misfire');
