@@ -1,3 +1,5 @@
+// src/fire/ owns the fire endpoint: the route and its reply table (this file), the guard against junk
+// (guard.ts) and fire-token verification (token.ts). The claim it makes lives in src/occurrence/.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';

@@ -1,3 +1,5 @@
+// src/jobs-file/ owns the jobs file (CHRONOS_JOBS_FILE): parsing it and syncing it into the store at start.
+// It is I/O over jobs/ and store/, so it lives outside the core.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,3 +1,5 @@
+// src/jobs/ owns the job: its model, spec and bounds, the schedule grammar and time zones, building a job
+// from a spec, and its lifecycle rules as pure functions (lifecycle.ts). Core: no I/O, imports only the root files.
 export { JOB_ID_PATTERN } from './id.js';
 
 export type {

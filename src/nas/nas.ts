@@ -1,3 +1,5 @@
+// src/nas/ owns hop 1, the calls to NAS: the client interface and errors (this file), the undici client,
+// retries, the access-token source, and whether the chronos provider can work (provider-check.ts).
 import { ChronosError, type ErrorCode } from '../errors.js';
 import { formatFireAt } from '../fire-at.js';
 

@@ -1,3 +1,5 @@
+// src/run/ owns executing a claimed occurrence: the runner (concurrency, timeouts, local retries, run
+// records, boot recovery) and the targets (http, command, handler). Settling is src/occurrence/settle.ts.
 import type { Clock } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import { runTimeoutMs } from '../jobs/jobs.js';

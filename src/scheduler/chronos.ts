@@ -1,3 +1,5 @@
+// src/scheduler/ owns the two providers that trigger fires (chronos: arms at NAS, this file; builtin: one
+// in-process timer), what is in flight (activity.ts) and idle exit. Both feed src/occurrence/engine.ts.
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
