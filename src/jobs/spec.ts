@@ -102,7 +102,7 @@ export type MisfirePolicy = z.output<typeof MisfirePolicy>;
 
 /**
  * What a user writes (API body, jobs file entry). Defaults that depend on the schedule
- * (repeat.times for one-shots) or on configuration (timezone) are resolved in src/jobs/jobs.ts.
+ * (repeat.times for one-shots) or on configuration (timezone) are resolved by buildJob (src/jobs/build.ts; the repeat default is src/jobs/lifecycle.ts).
  */
 export const JobSpec = z.strictObject({
   id: z.optional(JobId),
