@@ -7,12 +7,12 @@ export type { Config } from './config/config.js';
 export { ChronosError, type ErrorCode, isChronosError } from './errors.js';
 export type { Job, JobSpec, RunRecord, Target } from './jobs/model.js';
 export { type RunningChronos, type StartOptions, startChronos } from './main.js';
+export type { SchedulerProvider } from './occurrence/provider.js';
 export {
   createHandlerRegistry,
   type HandlerFn,
   type HandlerInput,
   type HandlerRegistry,
 } from './run/targets/handler.js';
-export type { SchedulerProvider } from './scheduler/provider.js';
 export type { Store } from './store/store.js';
 export { VERSION } from './version.js';

@@ -5,20 +5,20 @@ import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { Config } from './config/config.js';
 import { missingNasSettings } from './config/config.js';
 import { loadConfig } from './config/load.js';
-import { chronosUnavailableReason, explicitChronosProblem } from './config/provider-check.js';
 import { ChronosError, isChronosError } from './errors.js';
 import { createFireTokenVerifier } from './fire/token.js';
 import { connectionCap, descriptorLimit } from './http/limits.js';
 import { adminOffRoutes, buildServer, SERVER_TIMEOUTS } from './http/server.js';
 import type { NasClient } from './nas/nas.js';
+import { chronosUnavailableReason, explicitChronosProblem } from './nas/provider-check.js';
+import { Engine } from './occurrence/engine.js';
+import type { SchedulerProvider } from './occurrence/provider.js';
 import type { JobRunner } from './run/runner.js';
 import { createHandlerRegistry, type HandlerRegistry } from './run/targets/handler.js';
 import { Activity } from './scheduler/activity.js';
 import { BuiltinProvider } from './scheduler/builtin.js';
 import { ChronosProvider } from './scheduler/chronos.js';
-import { Engine } from './scheduler/engine.js';
 import { IdleExit } from './scheduler/idle-exit.js';
-import type { SchedulerProvider } from './scheduler/provider.js';
 import { FileStore } from './store/file-store.js';
 import { currentOwner } from './store/owner.js';
 import type { Store } from './store/store.js';
@@ -89,7 +89,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   const startedAt = clock.now();
   if (config.jobsFile) {
     // Before listening: a jobs file with errors stops the start, and fires must see the declared jobs.
-    const { syncJobsFileAtStart } = await import('./jobs/jobs-file.js');
+    const { syncJobsFileAtStart } = await import('./jobs-file/jobs-file.js');
     try {
       const synced = await syncJobsFileAtStart({
         store,

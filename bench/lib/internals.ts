@@ -2,6 +2,6 @@
 // job building, to seed data directories and to time claims. Bundled by bench/lib/common.mjs
 // (importInternals) with the production build's options; never part of dist/.
 export { buildJob } from '../../src/jobs/build.js';
-export { claimOccurrence } from '../../src/store/claim.js';
+export { claimOccurrence } from '../../src/occurrence/claim.js';
 export { FileStore } from '../../src/store/file-store.js';
 export { currentOwner } from '../../src/store/owner.js';

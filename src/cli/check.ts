@@ -4,13 +4,14 @@ import { formatInstant } from '../clock.js';
 import type { Config } from '../config/config.js';
 import { missingNasSettings } from '../config/config.js';
 import { loadConfig } from '../config/load.js';
-import { chronosUnavailableReason, explicitChronosProblem } from '../config/provider-check.js';
 import { errorMessage, isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { compileSchedule } from '../jobs/jobs.js';
-import { checkJobsFile } from '../jobs/jobs-file.js';
+import { pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import { ACCEPTED_FORMS } from '../jobs/schedule.js';
+import { checkJobsFile } from '../jobs-file/jobs-file.js';
+import { chronosUnavailableReason, explicitChronosProblem } from '../nas/provider-check.js';
 import { type CliIo, EXIT_FAILURE, EXIT_OK, formatInZone, parseCommandArgs, parseCount } from './common.js';
 import { effectiveZone, occurrences } from './next.js';
 
@@ -62,10 +63,9 @@ function plannedJob(job: Job, count: number, now: number): CheckedJob {
   let note: string | null = !job.enabled ? 'disabled: it will not fire until enabled' : null;
   if (job.enabled && schedule.kind === 'once' && schedule.at < now) {
     // The server's rule for a past one-shot in the jobs file (src/jobs/build.ts, docs/jobs.md).
-    note =
-      now - schedule.at <= job.misfire.grace_seconds * 1000
-        ? `in the past but within its misfire grace (${job.misfire.grace_seconds} s): runs once at start`
-        : `in the past: recorded as missed at start (misfire grace ${job.misfire.grace_seconds} s), never run`;
+    note = !pastMisfireGrace(job, schedule.at, now)
+      ? `in the past but within its misfire grace (${job.misfire.grace_seconds} s): runs once at start`
+      : `in the past: recorded as missed at start (misfire grace ${job.misfire.grace_seconds} s), never run`;
   }
   return { id: job.id, schedule: job.schedule, timezone: zone, next, note };
 }

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// src/cli/ owns the `chronos` command: argument parsing and the subcommands (serve, check, next, jobs,
+// emulator, dev). Like main.ts it composes the other folders; nothing imports it.
 // `chronos <command>`: each command is loaded on demand so `serve` pays only for the server.
 import { errorMessage, isChronosError } from '../errors.js';
 import { VERSION } from '../version.js';

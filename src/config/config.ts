@@ -1,3 +1,5 @@
+// src/config/ owns configuration: the typed Config, reading it from the environment (load.ts) and parsing
+// the variables' values (inline-key.ts). Core: it imports only jobs/ and the root files.
 /** The typed, frozen configuration every part receives. Built only by loadConfig (src/config/load.ts). */
 export interface Config {
   port: number;

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import * as z from 'zod/mini';
 import { ChronosError, errorMessage } from '../errors.js';
-import { parseInlinePublicKey } from '../fire/inline-key.js';
 import { isValidTimeZone } from '../jobs/zone.js';
+import { parseInlinePublicKey } from './inline-key.js';
 import '../validation.js';
 import { type Config, type ConfigVariable, DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from './config.js';
 

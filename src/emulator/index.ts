@@ -1,3 +1,5 @@
+// src/emulator/ owns the NAS emulator and its wake proxy (development, tests, benchmarks). It imports only
+// the root files: it speaks to Chronos over the wire, as NAS does.
 export { EMULATOR_USAGE, type EmulatorCliIo, rewriteOrigin, runEmulatorCli, splitCommand } from './cli.js';
 export {
   type ArmedOneShot,

@@ -1,12 +1,14 @@
+// src/fire/ owns the fire endpoint: the route and its reply table (this file), the guard against junk
+// (guard.ts) and fire-token verification (token.ts). The claim it makes lives in src/occurrence/.
 import type { FastifyInstance } from 'fastify';
 import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError, isChronosError } from '../errors.js';
+import { formatFireAt, parseFireAt } from '../fire-at.js';
 import type { Job } from '../jobs/model.js';
 import { JOB_ID_PATTERN } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
-import { formatFireAt, parseFireAt } from '../nas/nas.js';
+import { type AcceptedFire, claimFire } from '../occurrence/claim.js';
 import type { Owner, Store } from '../store/store.js';
-import { type AcceptedFire, claimFire } from './claim-fire.js';
 import { FixedWindowCounter, precheckFireToken, RATE_LIMITED_MSG, RefusalLog } from './guard.js';
 import type { FireTokenVerifier } from './token.js';
 

@@ -4,10 +4,10 @@ import { dirname, join } from 'node:path';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import type { Clock } from '../clock.js';
 import { DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from '../config/config.js';
+import { parseInlinePublicKey } from '../config/inline-key.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { USER_AGENT } from '../version.js';
-import { parseInlinePublicKey } from './inline-key.js';
 
 /** Asymmetric algorithms only: an HS* token "signed" with our public key as the secret must never pass. */
 export const ALLOWED_ALGORITHMS = [

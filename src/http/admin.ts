@@ -4,16 +4,16 @@ import * as z from 'zod/mini';
 import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError, isChronosError } from '../errors.js';
 import { buildJob, type JobBuildContext } from '../jobs/build.js';
-import { armedInstant, rescheduleFromNow } from '../jobs/jobs.js';
+import { armedInstant, patchedSpec, pauseJob, resumeJob } from '../jobs/lifecycle.js';
 import { JOB_ID_PATTERN, type Job } from '../jobs/model.js';
-import { isOneShotSchedule } from '../jobs/schedule.js';
-import { JobSpec, type JobSpecInput } from '../jobs/spec.js';
+import { JobSpec } from '../jobs/spec.js';
 import { jobSpecOf, jobView, runView } from '../jobs/view.js';
-import type { SchedulerProvider } from '../scheduler/provider.js';
+import type { SchedulerProvider } from '../occurrence/provider.js';
 import { jobDamaged } from '../store/ledger.js';
 import type { DamagedRecord, Store } from '../store/store.js';
 import { describeJsonError, parseOrThrow } from '../validation.js';
 import { VERSION } from '../version.js';
+import { DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';
 
 /** Admin bodies are job specs; anything larger is a mistake or an attack. */
 export const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -26,35 +26,6 @@ const NAS_CANCEL_WARNING =
 export const DEFAULT_STARTUP_WAIT_MS = 5_000;
 export const RECONCILING_WARNING =
   'the start-up reconcile is still running: "armed" shows what this process has learnt so far, not yet what NAS holds';
-export const DEFAULT_RUNS_LIMIT = 20;
-export const MAX_RUNS_LIMIT = 1_000;
-
-/** Every admin route, for the OpenAPI document (src/http/openapi.ts) and its test. */
-export const ADMIN_ROUTES = [
-  { method: 'get', path: '/api/jobs', summary: 'List jobs with next_run_at and whether each is armed' },
-  { method: 'post', path: '/api/jobs', summary: 'Create a job' },
-  { method: 'get', path: '/api/jobs/{id}', summary: 'Get one job' },
-  { method: 'patch', path: '/api/jobs/{id}', summary: "Change fields of an API job's spec" },
-  { method: 'delete', path: '/api/jobs/{id}', summary: 'Delete an API job with its history' },
-  { method: 'post', path: '/api/jobs/{id}/pause', summary: 'Pause: cancel the arm, keep the job' },
-  {
-    method: 'post',
-    path: '/api/jobs/{id}/resume',
-    summary: 'Resume: next run recomputed from now, then armed',
-  },
-  {
-    method: 'post',
-    path: '/api/jobs/{id}/run',
-    summary: 'Run now (manual) without moving the armed occurrence',
-  },
-  { method: 'get', path: '/api/jobs/{id}/runs', summary: 'Run history, newest first' },
-  {
-    method: 'get',
-    path: '/api/status',
-    summary: 'Provider, NAS reachability, last reconcile, counts, version',
-  },
-  { method: 'get', path: '/api/openapi.json', summary: 'This OpenAPI 3.1 document' },
-] as const;
 
 export interface AdminDeps {
   /** CHRONOS_ADMIN_TOKEN; the routes exist only when it is set. */
@@ -347,14 +318,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const job = await aboutJob(id, () =>
       store.updateJob(id, (current) => {
         if (declaredInFile(current)) throw fileManaged(current, 'edit');
-        const merged: JobSpecInput = { ...jobSpecOf(current), ...patch };
-        if (patch.schedule !== undefined && patch.repeat === undefined) {
-          // The stored repeat count was the default of the old schedule's kind; a new kind gets its own default.
-          const wasOneShot = isOneShotSchedule(current.schedule);
-          const isOneShot = isOneShotSchedule(patch.schedule);
-          if (wasOneShot !== isOneShot) merged.repeat = { times: isOneShot ? 1 : null };
-        }
-        const built = buildJob(merged, buildContext('api'), current);
+        const built = buildJob(patchedSpec(jobSpecOf(current), patch), buildContext('api'), current);
         handlerWarning = checkHandler(built);
         return built;
       }),
@@ -392,19 +356,13 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.post('/api/jobs/:id/pause', async (request) => {
     const id = jobIdParam(request);
-    const job = await aboutJob(id, () =>
-      store.updateJob(id, (current) => {
-        if (current.state === 'paused' || current.state === 'completed') return current;
-        // A pending retry belongs to the run before the pause; it is not carried over to the resume.
-        return { ...current, state: 'paused', retry_at: null, retry_attempt: 0, updated_at: clock.now() };
-      }),
-    );
+    const job = await aboutJob(id, () => store.updateJob(id, (current) => pauseJob(current, clock.now())));
     return reply(job, await settle(id, job));
   });
 
   app.post('/api/jobs/:id/resume', async (request) => {
     const id = jobIdParam(request);
-    const job = await aboutJob(id, () => store.updateJob(id, (current) => resumed(current, clock.now())));
+    const job = await aboutJob(id, () => store.updateJob(id, (current) => resumeJob(current, clock.now())));
     return reply(job, await settle(id, job));
   });
 
@@ -500,13 +458,4 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     }
     return res.type('application/json; charset=utf-8').send(openapi);
   });
-}
-
-/**
- * State `scheduled` again, with the next run computed from now (occurrences missed while paused are not
- * made up). A series that has run its course stays completed: resuming never revives a finished one-shot.
- */
-export function resumed(job: Job, now: number): Job {
-  if (job.state === 'scheduled' || job.state === 'completed') return job;
-  return rescheduleFromNow(job, now);
 }

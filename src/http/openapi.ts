@@ -1,7 +1,7 @@
 import * as z from 'zod/mini';
 import { Concurrency, JobId, JobSpec, MisfirePolicy, RetryPolicy, Target } from '../jobs/spec.js';
 import { VERSION } from '../version.js';
-import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin.js';
+import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';
 
 // Loaded only when the document is first requested (the admin route imports it on demand).
 

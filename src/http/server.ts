@@ -1,3 +1,5 @@
+// src/http/ owns the Fastify server: /healthz, the error mapper, request limits and the admin API with its
+// OpenAPI document. Admin routes call the job rules (src/jobs/lifecycle.ts) and the engine; they decide none.
 import { createServer, type RequestListener } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import { parseOrThrow } from '../validation.js';
-import { rescheduleFromNow, toWholeSecond } from './jobs.js';
+import { toWholeSecond } from './jobs.js';
+import { completeIfDone, defaultRepeatTimes, repeatReached, rescheduleFromNow } from './lifecycle.js';
 import type { Job } from './model.js';
 import { nextOccurrence, parseSchedule } from './schedule.js';
 import { JobSpec, type JobSpecInput } from './spec.js';
@@ -76,7 +77,7 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
 
   const enabled = spec.enabled ?? existing?.enabled ?? true;
   // A spec is complete (API body, jobs-file entry): without `repeat`, the default for the schedule's kind applies.
-  const times = spec.repeat ? spec.repeat.times : oneShot ? 1 : null;
+  const times = spec.repeat ? spec.repeat.times : defaultRepeatTimes(oneShot);
   const base: Job = {
     id: existing?.id ?? spec.id ?? generateId(spec.name),
     name: spec.name ?? existing?.name ?? spec.id ?? '',
@@ -115,9 +116,8 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
         schedule: spec.schedule,
       });
     }
-  } else if (existing && base.repeat.times !== null && base.repeat.completed >= base.repeat.times) {
-    base.next_run_at = null;
-    base.state = 'completed';
+  } else if (existing && repeatReached(base)) {
+    return completeIfDone({ ...base, next_run_at: null });
   } else if (existing && !existing.enabled && enabled && base.state === 'scheduled') {
     // Re-enabled: like a resume, continue from now rather than from where it stopped.
     return rescheduleFromNow(base, ctx.now);

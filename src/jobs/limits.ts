@@ -1,5 +1,3 @@
-import type { Job } from './model.js';
-
 // Bounds on what a job may hold. Far above what a real job needs, far below what breaks the process:
 // a value nested a few thousand levels deep overflows the stack of structuredClone and JSON.stringify,
 // and one such job used to stop listing, reconcile and start-up for every job. Plain code, no zod: the
@@ -73,7 +71,11 @@ export function entriesProblem(map: unknown, what: string): string | null {
  * and on read (one stored before the limits existed is reported as damaged instead of being served).
  * Reads untrusted data: any field may be missing or of the wrong type.
  */
-export function jobLimitProblems(job: Job): LimitProblem[] {
+export function jobLimitProblems(job: {
+  schedule?: unknown;
+  timezone?: unknown;
+  target?: unknown;
+}): LimitProblem[] {
   const problems: LimitProblem[] = [];
   const add = (path: string, problem: string | null) => {
     if (problem !== null) problems.push({ path, message: problem });

@@ -1,5 +1,6 @@
-/** docs/jobs.md: ids are user-visible, used in file names and NAS dedup keys. */
-export const JOB_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+// src/jobs/ owns the job: its model, spec and bounds, the schedule grammar and time zones, building a job
+// from a spec, and its lifecycle rules as pure functions (lifecycle.ts). Core: no I/O, imports only the root files.
+export { JOB_ID_PATTERN } from './id.js';
 
 export type {
   CommandTarget,

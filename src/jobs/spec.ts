@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
+import { JOB_ID_PATTERN } from './id.js';
 import { JOB_LIMITS, jsonValueProblem } from './limits.js';
-import { JOB_ID_PATTERN } from './model.js';
 
 // The job spec as users write it (API bodies, jobs-file entries), with its validation. Kept apart from
 // model.ts: building these schemas costs a few ms, and the fire path never validates a spec.
@@ -102,7 +102,7 @@ export type MisfirePolicy = z.output<typeof MisfirePolicy>;
 
 /**
  * What a user writes (API body, jobs file entry). Defaults that depend on the schedule
- * (repeat.times for one-shots) or on configuration (timezone) are resolved in src/jobs/jobs.ts.
+ * (repeat.times for one-shots) or on configuration (timezone) are resolved by buildJob (src/jobs/build.ts; the repeat default is src/jobs/lifecycle.ts).
  */
 export const JobSpec = z.strictObject({
   id: z.optional(JobId),

@@ -3,7 +3,7 @@ import undiciRequest from 'undici/lib/api/api-request.js';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import * as z from 'zod/mini';
 import { type Clock, systemClock } from '../clock.js';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { toFieldProblems } from '../validation.js';
 import {
@@ -218,7 +218,7 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
     try {
       return await tokenSource.refresh();
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       throw new NasError(
         'nas_unauthorized',
         `NAS ${op}: NAS rejected the access token (401) and re-reading it failed: ${reason}`,

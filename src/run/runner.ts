@@ -1,27 +1,19 @@
+// src/run/ owns executing a claimed occurrence: the runner (concurrency, timeouts, local retries, run
+// records, boot recovery) and the targets (http, command, handler). Settling is src/occurrence/settle.ts.
 import { type Clock, formatInstant } from '../clock.js';
 import { errorMessage, isChronosError } from '../errors.js';
-import { runTimeoutMs, toWholeSecond } from '../jobs/jobs.js';
-import type { Job, RunRecord, RunStatus, Trigger } from '../jobs/model.js';
+import { runTimeoutMs } from '../jobs/jobs.js';
+import type { RunRecord, RunStatus } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
+import type { Occurrence, RunOutcome } from '../occurrence/engine.js';
+import { settleClaimed, settleInterrupted, settleRun } from '../occurrence/settle.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { LedgerEntry, LedgerStatus, Owner, Store } from '../store/store.js';
 import { boundText, DEFAULT_OUTPUT_LIMIT_BYTES } from './output.js';
 import type { HandlerRegistry } from './targets/handler.js';
 import type { TargetResult } from './targets/types.js';
 
-export interface Occurrence {
-  job: Job;
-  fire_at: number;
-  run_id: string;
-  trigger: Trigger;
-  attempt: number;
-}
-
-export interface RunOutcome {
-  run: RunRecord;
-  /** When the job's pending retry is due (the caller arms it), or null. */
-  retry_at: number | null;
-}
+export type { Occurrence, RunOutcome } from '../occurrence/engine.js';
 
 export interface RunnerDeps {
   store: Store;
@@ -64,28 +56,10 @@ function loadTargets(): Promise<TargetModule> {
   return targetModule;
 }
 
-/** Exponential backoff: backoff, 2×backoff, 4×backoff… capped. `attempt` is the run that just failed. */
-export function retryDelayMs(policy: NonNullable<Job['retry']>, attempt: number): number {
-  const seconds = policy.backoff_seconds * 2 ** Math.max(0, attempt - 1);
-  return Math.min(seconds, policy.max_backoff_seconds) * 1000;
-}
-
 /** The ledger status that goes with a run recorded to its end. */
 function ledgerStatusOf(status: RunStatus): LedgerStatus {
   if (status === 'interrupted' || status === 'skipped' || status === 'missed') return status;
   return 'finished';
-}
-
-/**
- * A finished one-shot (no next occurrence, no retry pending) is complete. Only a `scheduled` job
- * moves: a recurring job whose next run could not be computed was put in `error` by the claim and
- * must stay recoverable there (a recoverable state, not a finished one); paused jobs keep their state.
- */
-function completeIfDone(job: Job): Job {
-  if (job.next_run_at === null && job.retry_at === null && job.state === 'scheduled') {
-    return { ...job, state: 'completed' };
-  }
-  return job;
 }
 
 /**
@@ -158,6 +132,7 @@ export class JobRunner {
       return {
         run: this.blankRun(occ, 'failed', now, now, `internal error: ${errorMessage(err)}`),
         retry_at: null,
+        job: undefined,
       };
     } finally {
       this.changeActive(-1);
@@ -223,6 +198,7 @@ export class JobRunner {
         return {
           run: { ...running, status: 'skipped', finished_at: started, error: JOB_REMOVED_ERROR },
           retry_at: null,
+          job: 'gone',
         };
       }
       // Run anyway: the occurrence is claimed and losing it silently is worse than a gap in history.
@@ -261,14 +237,10 @@ export class JobRunner {
     const countsAsFailure = !result.ok && !replacedBy;
     // Ledger settle and job summary in one durable write: a crash cannot leave one without the other.
     const summary = await this.attempt('update job after run', logFields, () =>
-      this.store.transact<Job | 'gone'>(job.id, (view) => {
-        const current = view.job;
-        if (current === undefined) return { result: 'gone' };
-        const row = view.entry(occ.fire_at);
-        // `interrupted` too: another process may have given up on this run after its TTL, wrongly.
-        const settle = row !== undefined && (row.status === 'claimed' || row.status === 'interrupted');
-        const next = completeIfDone(this.summarise(current, run, countsAsFailure, retryable, occ.attempt));
-        return { job: next, ledger: settle ? [{ ...row, status: 'finished' }] : [], result: next };
+      settleRun(this.store, job.id, occ.fire_at, run, {
+        failed: countsAsFailure,
+        retryable,
+        attempt: occ.attempt,
       }),
     );
 
@@ -284,7 +256,7 @@ export class JobRunner {
         'run finished',
       );
     }
-    return { run, retry_at };
+    return { run, retry_at, job: summary };
   }
 
   private async executeTarget(
@@ -369,36 +341,12 @@ export class JobRunner {
     } catch (err) {
       // Targets report failures as results; a throw here is a defect, still recorded as the run's failure.
       this.logger.error({ err, job_id: job.id, run_id: occ.run_id }, 'target threw');
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       return {
         result: { ok: false, output: null, error: `internal error: ${message}`, timedOut: false },
         retryable: true,
       };
     }
-  }
-
-  /** The job summary after a run, read-modify-write on the fresh job. */
-  private summarise(job: Job, run: RunRecord, failed: boolean, retryable: boolean, attempt: number): Job {
-    const next: Job = {
-      ...job,
-      last_run_at: run.started_at,
-      last_status: run.status,
-      last_error: run.error,
-    };
-    if (run.status === 'succeeded') {
-      return { ...next, failure_streak: 0, retry_at: null, retry_attempt: 0 };
-    }
-    if (!failed) return next; // replaced by a newer run: that run's outcome decides the streak and retries
-    const policy = job.retry;
-    const active = job.enabled && job.state === 'scheduled';
-    if (retryable && active && policy && attempt < policy.max_attempts) {
-      const at = toWholeSecond((run.finished_at ?? run.started_at) + retryDelayMs(policy, attempt));
-      // A retry due after the next regular occurrence would only repeat what that occurrence does.
-      if (job.next_run_at === null || at < job.next_run_at) {
-        return { ...next, failure_streak: job.failure_streak + 1, retry_at: at, retry_attempt: attempt + 1 };
-      }
-    }
-    return { ...next, failure_streak: job.failure_streak + 1, retry_at: null, retry_attempt: 0 };
   }
 
   private async recordSkipped(occ: Occurrence, runningId: string): Promise<RunOutcome> {
@@ -412,10 +360,11 @@ export class JobRunner {
     };
     await this.attempt('record skipped run', logFields, () => this.store.appendRun(run));
     await this.attempt('settle skipped occurrence', logFields, () =>
-      this.settle(occ.job.id, occ.fire_at, 'skipped'),
+      settleClaimed(this.store, occ.job.id, occ.fire_at, 'skipped'),
     );
     this.logger.info({ ...logFields, status: 'skipped', running_run_id: runningId }, 'run skipped');
-    return { run, retry_at: null };
+    // The job was not touched: the engine reads it again to arm whatever is current.
+    return { run, retry_at: null, job: undefined };
   }
 
   /**
@@ -463,7 +412,7 @@ export class JobRunner {
     if (existing && existing.status !== 'running') {
       // The run was recorded to its end; only the ledger settle was lost.
       await this.attempt('settle recovered occurrence', fields, () =>
-        this.settle(row.job_id, row.fire_at, ledgerStatusOf(existing.status), row.run_id),
+        settleClaimed(this.store, row.job_id, row.fire_at, ledgerStatusOf(existing.status), row.run_id),
       );
       return undefined;
     }
@@ -496,47 +445,9 @@ export class JobRunner {
   /** Settles the row `interrupted` and puts the run in the job's summary (left `claimed` if that fails). */
   private async settleInterrupted(row: LedgerEntry, run: RunRecord, fields: object): Promise<void> {
     await this.attempt('settle interrupted occurrence', fields, () =>
-      this.store.transact(row.job_id, (view) => {
-        const job = view.job;
-        const current = view.entry(row.fire_at);
-        // Only the claim this run belonged to: another process may have recovered the occurrence since.
-        if (job === undefined || current?.status !== 'claimed' || current.run_id !== row.run_id)
-          return { result: undefined };
-        // A later run (e.g. by another process) already wrote a newer summary: keep it.
-        const newer = job.last_run_at !== null && job.last_run_at > run.started_at;
-        const next = newer
-          ? job
-          : {
-              ...job,
-              last_run_at: run.started_at,
-              last_status: run.status,
-              last_error: run.error,
-            };
-        return {
-          job: completeIfDone(next),
-          ledger: [{ ...current, status: 'interrupted' }],
-          result: undefined,
-        };
-      }),
+      settleInterrupted(this.store, row, run),
     );
     this.logger.warn({ ...fields, status: 'interrupted' }, 'run interrupted by the end of its process');
-  }
-
-  /**
-   * Settles a row still `claimed` (by `runId`, when given); a row someone else already settled, or claimed
-   * again since, is left as it is.
-   */
-  private settle(jobId: string, fireAt: number, status: LedgerStatus, runId?: string): Promise<void> {
-    return this.store.transact(jobId, (view) => {
-      const row = view.entry(fireAt);
-      if (
-        view.job === undefined ||
-        row?.status !== 'claimed' ||
-        (runId !== undefined && row.run_id !== runId)
-      )
-        return { result: undefined };
-      return { ledger: [{ ...row, status }], result: undefined };
-    });
   }
 
   /**

@@ -1,11 +1,11 @@
 import { type Clock, formatInstant, type TimerHandle } from '../clock.js';
-import { armedInstant } from '../jobs/jobs.js';
+import { armedInstant } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
+import type { Engine } from '../occurrence/engine.js';
+import type { ProviderStatus, ReconcileSummary, SchedulerProvider } from '../occurrence/provider.js';
 import type { Store } from '../store/store.js';
 import { SingleFlight } from './debounce.js';
-import type { Engine } from './engine.js';
-import type { ProviderStatus, ReconcileSummary, SchedulerProvider } from './provider.js';
 
 /** setTimeout's ceiling (about 24.8 days); longer waits are re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;

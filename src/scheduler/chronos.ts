@@ -1,15 +1,22 @@
+// src/scheduler/ owns the two providers that trigger fires (chronos: arms at NAS, this file; builtin: one
+// in-process timer), what is in flight (activity.ts) and idle exit. Both feed src/occurrence/engine.ts.
 import { type Clock, formatInstant, type TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
-import { armedInstant } from '../jobs/jobs.js';
+import { armedInstant, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
 import { type ArmedList, isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff, MAX_RETRY_AFTER_MS } from '../nas/retry.js';
+import type { Engine } from '../occurrence/engine.js';
+import type {
+  ProviderStatus,
+  ReconcileSummary,
+  SchedulerProvider,
+  UnconfirmedArm,
+} from '../occurrence/provider.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import { SingleFlight } from './debounce.js';
-import type { Engine } from './engine.js';
-import type { ProviderStatus, ReconcileSummary, SchedulerProvider, UnconfirmedArm } from './provider.js';
 
 export interface ChronosProviderDeps {
   store: Store;
@@ -479,7 +486,7 @@ export class ChronosProvider implements SchedulerProvider {
   private async catchUp(job: Job, at: number): Promise<'misfires' | 'unchanged' | 'failed'> {
     const now = this.deps.clock.now();
     try {
-      if (now - at > job.misfire.grace_seconds * 1000) {
+      if (pastMisfireGrace(job, at, now)) {
         return (await this.deps.engine.applyMisfires([job])) > 0 ? 'misfires' : 'unchanged';
       }
       const outcome = await this.deps.engine.fireLocal(job.id, at, 'misfire');

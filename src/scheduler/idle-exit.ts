@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../logger.js';
+import type { SchedulerProvider } from '../occurrence/provider.js';
 import type { Activity } from './activity.js';
-import type { SchedulerProvider } from './provider.js';
 
 export interface IdleExitDeps {
   clock: Clock;

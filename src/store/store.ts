@@ -1,3 +1,5 @@
+// src/store/ owns durable state: the Store interface (this file), the file and memory stores, atomic
+// writes, the cross-process lock, ledger retention and claim owners. It decides no job or occurrence rule.
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 
 /**

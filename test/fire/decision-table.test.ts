@@ -15,12 +15,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChronosError } from '../../src/errors.js';
-import { claimFire, currentOccurrence } from '../../src/fire/claim-fire.js';
 import { DEFAULT_REFUSAL_LOG_INTERVAL_MS, REFUSALS_SUMMARY_MSG, REFUSED_MSG } from '../../src/fire/guard.js';
 import { FIRE_BODY_LIMIT } from '../../src/fire/route.js';
 import { createFireTokenVerifier, type FireTokenVerifier } from '../../src/fire/token.js';
 import type { Job } from '../../src/jobs/model.js';
-import { settleOccurrence } from '../../src/store/claim.js';
+import { claimFire } from '../../src/occurrence/claim.js';
+import { currentOccurrence } from '../../src/occurrence/decide.js';
+import { settleOccurrence } from '../../src/occurrence/settle.js';
 import { FileStore } from '../../src/store/file-store.js';
 import type { Store } from '../../src/store/store.js';
 import {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseInlinePublicKey } from '../../src/fire/inline-key.js';
+import { parseInlinePublicKey } from '../../src/config/inline-key.js';
 import { createFireTokenVerifier } from '../../src/fire/token.js';
 import { AUDIENCE, ISSUER, START } from '../helpers/build-fire-app.js';
 import {

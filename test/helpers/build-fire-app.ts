@@ -1,6 +1,5 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
-import type { AcceptedFire } from '../../src/fire/claim-fire.js';
 import { REFUSALS_SUMMARY_MSG, REFUSED_MSG, RefusalLog } from '../../src/fire/guard.js';
 import { FIRE_PATH } from '../../src/fire/route.js';
 import {
@@ -12,6 +11,7 @@ import { buildServer, type ServerDeps } from '../../src/http/server.js';
 import { buildJob } from '../../src/jobs/build.js';
 import type { Job, JobSpecInput } from '../../src/jobs/model.js';
 import { formatFireAt } from '../../src/nas/nas.js';
+import type { AcceptedFire } from '../../src/occurrence/claim.js';
 import { Activity } from '../../src/scheduler/activity.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { currentOwner } from '../../src/store/owner.js';

@@ -7,6 +7,8 @@ import type { Job, JobSpecInput } from '../../src/jobs/model.js';
 import { createHttpNasClient } from '../../src/nas/http-client.js';
 import type { NasClient } from '../../src/nas/nas.js';
 import { createTokenSource } from '../../src/nas/token-source.js';
+import { Engine } from '../../src/occurrence/engine.js';
+import type { SchedulerProvider } from '../../src/occurrence/provider.js';
 import { JobRunner } from '../../src/run/runner.js';
 import {
   createHandlerRegistry,
@@ -16,8 +18,6 @@ import {
 import { Activity } from '../../src/scheduler/activity.js';
 import { BuiltinProvider } from '../../src/scheduler/builtin.js';
 import { ChronosProvider, type ChronosProviderDeps } from '../../src/scheduler/chronos.js';
-import { Engine } from '../../src/scheduler/engine.js';
-import type { SchedulerProvider } from '../../src/scheduler/provider.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { currentOwner } from '../../src/store/owner.js';
 import type { Store } from '../../src/store/store.js';

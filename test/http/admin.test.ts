@@ -4,12 +4,8 @@ import { createServer as createNetServer, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  ADMIN_ROUTES,
-  DEFAULT_STARTUP_WAIT_MS,
-  NAS_WARNING,
-  RECONCILING_WARNING,
-} from '../../src/http/admin.js';
+import { DEFAULT_STARTUP_WAIT_MS, NAS_WARNING, RECONCILING_WARNING } from '../../src/http/admin.js';
+import { ADMIN_ROUTES } from '../../src/http/admin-routes.js';
 import { type RunningChronos, startChronos } from '../../src/main.js';
 import type { HandlerInput } from '../../src/run/targets/handler.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';

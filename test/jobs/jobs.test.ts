@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildJob } from '../../src/jobs/build.js';
-import { advanceJob, armedInstant, runTimeoutMs } from '../../src/jobs/jobs.js';
+import { runTimeoutMs } from '../../src/jobs/jobs.js';
+import { advanceJob, armedInstant } from '../../src/jobs/lifecycle.js';
 import type { JobSpecInput } from '../../src/jobs/model.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00.250Z');

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
+import { retryDelayMs } from '../../src/jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../../src/jobs/model.js';
 import {
   COMMANDS_REFUSED_ERROR,
@@ -13,7 +14,6 @@ import {
   JobRunner,
   LOCAL_RETRY_BASE_MS,
   LOCAL_RETRY_MSG,
-  retryDelayMs,
 } from '../../src/run/runner.js';
 import {
   createHandlerRegistry,

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { claimFire } from '../../src/fire/claim-fire.js';
+import { claimFire } from '../../src/occurrence/claim.js';
 import { IdleExit } from '../../src/scheduler/idle-exit.js';
 import { currentOwner } from '../../src/store/owner.js';
 import {

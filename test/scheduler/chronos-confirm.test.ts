@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
-import { claimFire } from '../../src/fire/claim-fire.js';
 import { formatFireAt, type NasClient } from '../../src/nas/nas.js';
+import { claimFire } from '../../src/occurrence/claim.js';
 import { DEFAULT_DELIVERY_SETTLE_MS, DEFAULT_DUE_SLACK_MS } from '../../src/scheduler/chronos.js';
 import { currentOwner } from '../../src/store/owner.js';
 import {

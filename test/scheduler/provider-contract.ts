@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Trigger } from '../../src/jobs/model.js';
-import type { SchedulerProvider } from '../../src/scheduler/provider.js';
+import type { SchedulerProvider } from '../../src/occurrence/provider.js';
 import { MINUTE, recordSpec, type SchedulerHarness, T0 } from '../helpers/scheduler-fixtures.js';
 
 /**

@@ -1,4 +1,4 @@
-import { claimFire } from '../../src/fire/claim-fire.js';
+import { claimFire } from '../../src/occurrence/claim.js';
 import { currentOwner } from '../../src/store/owner.js';
 import { createHarness, nasClientFor, startFrozenEmulator } from '../helpers/scheduler-fixtures.js';
 import { providerContract } from './provider-contract.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../src/jobs/model.js';
-import { claimOccurrence, recordOccurrence, settleOccurrence } from '../../src/store/claim.js';
+import { claimOccurrence, recordOccurrence } from '../../src/occurrence/claim.js';
+import { settleOccurrence } from '../../src/occurrence/settle.js';
 import { currentOwner } from '../../src/store/owner.js';
 import type { LedgerEntry, Store } from '../../src/store/store.js';
 import { nested } from '../helpers/nested.js';

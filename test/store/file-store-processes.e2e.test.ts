@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorMessage } from '../../src/errors.js';
-import { claimOccurrence } from '../../src/store/claim.js';
+import { claimOccurrence } from '../../src/occurrence/claim.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { bundleStoreChild, childEnv, spawnLines } from './child-process.js';
 import { claimReq, deadPid, makeJob, T0 } from './fixtures.js';

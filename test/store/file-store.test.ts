@@ -4,7 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { errorMessage, isChronosError } from '../../src/errors.js';
-import { claimOccurrence } from '../../src/store/claim.js';
+import { claimOccurrence } from '../../src/occurrence/claim.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { CONTRACT_LEDGER_RETENTION, CONTRACT_RUN_RETENTION, storeContract } from './contract.js';
 import { claimReq, makeJob, makeRun, T0 } from './fixtures.js';

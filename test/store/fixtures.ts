@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Job } from '../../src/jobs/model.js';
-import type { ClaimRequest } from '../../src/store/claim.js';
+import type { ClaimRequest } from '../../src/occurrence/claim.js';
 import { currentOwner } from '../../src/store/owner.js';
 import type { Owner } from '../../src/store/store.js';
 import { T0 } from '../helpers/jobs.js';

@@ -38,7 +38,7 @@ export interface UnconfirmedArm {
 
 /**
  * What triggers fires (docs/architecture.md). `chronos` arms one-shots at NAS and is woken by its webhook; `builtin` holds
- * one precise in-process timer. Both feed the same claim → run path (src/scheduler/engine.ts).
+ * one precise in-process timer. Both feed the same claim → run path (src/occurrence/engine.ts).
  */
 export interface SchedulerProvider {
   readonly name: 'chronos' | 'builtin';

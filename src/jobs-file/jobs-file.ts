@@ -1,18 +1,21 @@
+// src/jobs-file/ owns the jobs file (CHRONOS_JOBS_FILE): parsing it and syncing it into the store at start.
+// It is I/O over jobs/ and store/, so it lives outside the core.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { formatInstant } from '../clock.js';
 import { ChronosError, errorMessage, isChronosError } from '../errors.js';
+import { buildJob } from '../jobs/build.js';
+import { defaultRepeatTimes } from '../jobs/lifecycle.js';
+import type { Job } from '../jobs/model.js';
+import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from '../jobs/schedule.js';
+import { JobSpec } from '../jobs/spec.js';
+import { jobSpecOf } from '../jobs/view.js';
+import { isValidTimeZone } from '../jobs/zone.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { Store } from '../store/store.js';
 import { describeJsonError, toFieldProblems, unknownKeyMessage } from '../validation.js';
-import { buildJob } from './build.js';
-import type { Job } from './model.js';
-import { ACCEPTED_FORMS, isOneShotSchedule, parseSchedule } from './schedule.js';
-import { JobSpec } from './spec.js';
-import { jobSpecOf } from './view.js';
-import { isValidTimeZone } from './zone.js';
 
 /** Where the digest of the last synced jobs file is kept, in the data directory. */
 export const JOBS_FILE_SYNC_STATE = 'jobs-file.sync.json';
@@ -256,7 +259,7 @@ function declared(spec: DeclaredJobSpec, defaultTimezone: string): DeclaredJobSp
     ...spec,
     timezone: spec.timezone ?? defaultTimezone,
     enabled: spec.enabled ?? true,
-    repeat: spec.repeat ?? { times: oneShot ? 1 : null },
+    repeat: spec.repeat ?? { times: defaultRepeatTimes(oneShot) },
   };
 }
 

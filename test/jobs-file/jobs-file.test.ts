@@ -9,7 +9,7 @@ import {
   loadJobsFile,
   parseJobsFile,
   syncJobsFileAtStart,
-} from '../../src/jobs/jobs-file.js';
+} from '../../src/jobs-file/jobs-file.js';
 import { startChronos } from '../../src/main.js';
 import { createHandlerRegistry } from '../../src/run/targets/handler.js';
 import { FileStore } from '../../src/store/file-store.js';

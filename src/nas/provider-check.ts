@@ -1,5 +1,5 @@
-import { checkTokenSourceSync } from '../nas/token-source.js';
-import { type Config, missingNasSettings } from './config.js';
+import { type Config, missingNasSettings } from '../config/config.js';
+import { checkTokenSourceSync } from './token-source.js';
 
 /**
  * Why the chronos provider cannot work with this configuration, or null when it can. Decided without network:

@@ -1,33 +1,48 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
-import { type AcceptedFire, CLAIM_TTL_MARGIN_MS, claimFire, type FireOutcome } from '../fire/claim-fire.js';
-import {
-  advanceJob,
-  armedInstant,
-  compileSchedule,
-  isActive,
-  occurrenceKind,
-  runTimeoutMs,
-} from '../jobs/jobs.js';
+import { armedInstant, jobAfterMissed, misfireAction, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
-import type { Occurrence, RunOutcome } from '../run/runner.js';
-import { claimOccurrence, isOrphaned, recordOccurrence } from '../store/claim.js';
-import { isOwnerAlive } from '../store/owner.js';
-import type { LedgerEntry, Owner, Store } from '../store/store.js';
-import type { Activity } from './activity.js';
+import type { Owner, Store } from '../store/store.js';
+import { type AcceptedFire, claimFire, type FireOutcome, recordOccurrence } from './claim.js';
 import type { SchedulerProvider } from './provider.js';
 
+/** A claimed occurrence handed to the runner. */
+export interface Occurrence {
+  job: Job;
+  fire_at: number;
+  run_id: string;
+  trigger: Trigger;
+  attempt: number;
+}
+
+export interface RunOutcome {
+  run: RunRecord;
+  /** When the job's pending retry is due (the caller arms it), or null. */
+  retry_at: number | null;
+  /**
+   * The job as the run's settle stored it (`gone`: removed meanwhile), so the engine arms it without
+   * reading it again; undefined when the run did not write the job (or that write failed).
+   */
+  job: Job | 'gone' | undefined;
+}
+
+/** What runs claimed occurrences (src/run/runner.ts, loaded on the first run). */
 export interface Runner {
   run(occ: Occurrence): Promise<RunOutcome>;
+}
+
+/** What is in flight (src/scheduler/activity.ts): a run holds off idle exit while it lasts. */
+export interface RunActivity {
+  begin(kind: 'run'): () => void;
 }
 
 export interface EngineDeps {
   store: Store;
   clock: Clock;
   logger: Logger;
-  activity: Activity;
+  activity: RunActivity;
   owner: Owner;
   /** The runner is created lazily (it loads run targets); the first accepted fire awaits it. */
   runner: () => Promise<Runner>;
@@ -51,14 +66,15 @@ export class Engine {
         // Armed before the run: a process killed mid-run still leaves the schedule armed.
         await this.armSafely(fire.job);
         const runner = await this.deps.runner();
-        await runner.run({
+        const outcome = await runner.run({
           job: fire.job,
           fire_at: fire.fire_at,
           run_id: fire.run_id,
           trigger: fire.trigger,
           attempt: fire.attempt,
         });
-        const after = await this.deps.store.getJob(fire.job.id);
+        const after =
+          outcome.job === 'gone' ? undefined : (outcome.job ?? (await this.deps.store.getJob(fire.job.id)));
         if (after) await this.armSafely(after);
         else await this.deps.provider().disarm(fire.job.id);
         // Reconcile (and the misfire rule) also runs after each fire: a warm process is the only one that can.
@@ -100,26 +116,16 @@ export class Engine {
    * (beside the running one, or aborting it), as for a scheduled occurrence.
    */
   async runManual(jobId: string): Promise<AcceptedFire | null> {
-    const now = this.deps.clock.now();
-    const job = await this.deps.store.getJob(jobId);
-    if (!job) return null;
-    const runId = randomUUID();
-    let running: LedgerEntry | undefined;
-    const result = await claimOccurrence(this.deps.store, {
+    const outcome = await claimFire(this.deps.store, {
       job_id: jobId,
-      fire_at: now,
-      run_id: runId,
+      fire_at: undefined,
       trigger: 'manual',
+      now: this.deps.clock.now(),
       owner: this.deps.owner,
-      now,
-      ttl_ms: runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS,
-      advance: (fresh, _recovering, view) => {
-        if (fresh.concurrency !== 'forbid') return fresh;
-        running = view.claimed().find((row) => !isOrphaned(row, now, isOwnerAlive));
-        return running ? { refuse: 'run_in_progress' } : fresh;
-      },
+      log: (obj, msg) => this.deps.logger.error(obj, msg),
     });
-    if (result.outcome === 'refused' && running) {
+    if (outcome.kind === 'busy') {
+      const running = outcome.running;
       throw new ChronosError(
         'run_in_progress',
         `job "${jobId}" is running (run ${running.run_id}) and its concurrency is "forbid"; ` +
@@ -127,15 +133,8 @@ export class Engine {
         { job_id: jobId, running_run_id: running.run_id },
       );
     }
-    if (result.outcome !== 'claimed' && result.outcome !== 'recovered') return null;
-    const accepted: AcceptedFire = {
-      job: result.job,
-      fire_at: now,
-      run_id: runId,
-      trigger: 'manual',
-      attempt: 1,
-      recovered: false,
-    };
+    if (outcome.kind !== 'accepted') return null;
+    const accepted: AcceptedFire = { ...outcome.accepted, recovered: false };
     void this.onAccepted(accepted);
     return accepted;
   }
@@ -153,11 +152,10 @@ export class Engine {
       // nobody expected) must not stop the others.
       try {
         const instant = armedInstant(job);
-        if (instant === null || now - instant <= job.misfire.grace_seconds * 1000) continue;
-        const entry = await this.deps.store.getLedgerEntry(job.id, instant);
-        if (entry && !isOrphaned(entry, now, isOwnerAlive)) continue;
-        const oneShot = compileSchedule(job).kind === 'once';
-        if (job.misfire.policy === 'run_once' && !oneShot) {
+        if (instant === null || !pastMisfireGrace(job, instant, now)) continue;
+        // A claim of this instant that is still live (a delivery being run) makes both answers below a
+        // `duplicate`: the claim's decision and the missed row's never replace a row.
+        if (misfireAction(job) === 'run') {
           const outcome = await this.fireLocal(job.id, instant, 'misfire');
           if (outcome.kind === 'accepted') handled += 1;
         } else if (await this.recordMissed(job.id, instant, now)) {
@@ -184,16 +182,7 @@ export class Engine {
         claimed_at: now,
         expires_at: now,
       },
-      (fresh) => {
-        const kind = isActive(fresh) ? occurrenceKind(fresh, instant) : null;
-        if (kind === null) return { refuse: 'no longer the current occurrence' };
-        const next = advanceJob(fresh, instant, kind, now);
-        next.last_status = 'missed';
-        next.last_error = `occurrence ${formatInstant(instant)} was not delivered in time`;
-        if (next.next_run_at === null && next.retry_at === null && next.state === 'scheduled')
-          next.state = 'completed';
-        return next;
-      },
+      (fresh) => jobAfterMissed(fresh, instant, now) ?? { refuse: 'no longer the current occurrence' },
     );
     const recorded = result.outcome === 'recorded';
     if (!recorded) return false;

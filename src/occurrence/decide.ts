@@ -1,0 +1,166 @@
+// src/occurrence/ owns the occurrence lifecycle: the claim decision (this file), the claim over the store
+// (claim.ts), settling a run (settle.ts), the engine every trigger feeds (engine.ts) and the provider
+// interface (provider.ts). The job rules it applies are pure functions in src/jobs/lifecycle.ts.
+// docs/architecture.md, "The parts" and "Where each lifecycle rule lives".
+import { runTimeoutMs } from '../jobs/jobs.js';
+import { advanceJob, armedInstant, isActive, occurrenceKind } from '../jobs/lifecycle.js';
+import type { Job, Trigger } from '../jobs/model.js';
+import type { JobTxnView, LedgerEntry, Owner } from '../store/store.js';
+
+/** A fire may arrive this much before its fire_at (clock skew between NAS and us; docs/contract.md). */
+export const EARLY_SKEW_MS = 60_000;
+/** Margin added to the run timeout for the claim TTL, so long runs are never recovered while alive. */
+export const CLAIM_TTL_MARGIN_MS = 120_000;
+
+/** How long a claim protects its run even if its owner looks alive: the run timeout plus a margin. */
+export function claimTtlMs(job: Job): number {
+  return runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS;
+}
+
+/** A `claimed` row whose run can no longer be going on: its owner died, or its TTL ran out. */
+export function isOrphaned(entry: LedgerEntry, now: number, isAlive: (owner: Owner) => boolean): boolean {
+  return entry.status === 'claimed' && (entry.expires_at <= now || !isAlive(entry.owner));
+}
+
+/**
+ * Which occurrence a delivery without fire_at means: of the job's armed instant and the latest occurrence
+ * in its ledger, the one closest to now, provided it is within the early-fire window (the armed instant
+ * may be overdue by any amount: a late delivery after an outage). The latest ledger occurrence makes a
+ * second delivery of an occurrence already claimed a duplicate, instead of an early claim of the next
+ * one (which would run it ahead of time and leave its own delivery answered `duplicate`). A tie goes to
+ * the ledger: answering a duplicate never runs anything twice. Null: nothing is due (`stale`).
+ */
+export function currentOccurrence(
+  armed: number | null,
+  latestClaimed: number | undefined,
+  now: number,
+): number | null {
+  const armedDue = armed !== null && armed <= now + EARLY_SKEW_MS;
+  const latestRecent = latestClaimed !== undefined && Math.abs(now - latestClaimed) <= EARLY_SKEW_MS;
+  if (armedDue && latestRecent)
+    return Math.abs(armed - now) < Math.abs(latestClaimed - now) ? armed : latestClaimed;
+  if (armedDue) return armed;
+  if (latestRecent) return latestClaimed;
+  return null;
+}
+
+export interface ClaimAsk {
+  /**
+   * The occurrence asked for. Undefined: for a delivery from an older NAS that omitted it, the occurrence
+   * currently due (currentOccurrence); for a manual run, the request instant (`now`).
+   */
+  fire_at: number | undefined;
+  /** Who delivered it (`nas`, `builtin`, `misfire`) or asked for it (`manual`). */
+  trigger: Trigger;
+  now: number;
+  isAlive: (owner: Owner) => boolean;
+  /**
+   * For an orphaned row at fire_at: whether its run had started (a run record exists). Unknown until the
+   * caller looked; the decision asks for it (`check_run`) rather than guess.
+   */
+  runStarted?: boolean;
+  /**
+   * Replaces the job rules with the caller's own step (store tests and benchmarks, which claim arbitrary
+   * instants): given the fresh job, the advanced job or a refusal. Only the ledger rule then applies.
+   */
+  advance?: (job: Job, recovering: LedgerEntry | undefined, view: JobTxnView) => Job | { refuse: string };
+}
+
+export type ClaimDecision =
+  | { kind: 'gone' }
+  | { kind: 'inactive'; job: Job }
+  | { kind: 'duplicate'; entry: LedgerEntry }
+  | { kind: 'stale'; job: Job }
+  | { kind: 'early'; job: Job; retryAfterSeconds: number }
+  /** A manual run of a `forbid` job while a run of it is claimed by a live owner. */
+  | { kind: 'busy'; job: Job; running: LedgerEntry }
+  /** The caller's own `advance` refused. */
+  | { kind: 'refused'; job: Job; reason: string }
+  /** The row at fire_at is orphaned: look up whether its run started, then decide again. */
+  | { kind: 'check_run'; fire_at: number; entry: LedgerEntry }
+  | {
+      kind: 'claim';
+      fire_at: number;
+      /** The trigger the row and the run are recorded with (`retry` for a pending retry's occurrence). */
+      trigger: Trigger;
+      attempt: number;
+      /** The orphaned row this claim takes over (its dead owner's claim already advanced the job). */
+      recovering: LedgerEntry | undefined;
+      /** The job as it must be stored in the same write as the claim (advanced, counted). */
+      job: Job;
+    };
+
+/**
+ * The claim decision, the one place it is made (the reply table of docs/contract.md, rows 6–12, for every
+ * trigger): from a job and its ledger, what to do with the occurrence asked for. Pure: the claim calls it
+ * on a lock-free read to answer most deliveries without a write, then again on fresh state under the
+ * job's lock, where the claim, the advanced next_run_at and the repeat count are written together.
+ *
+ * - A row that is settled, or claimed by a live owner within its TTL, is a duplicate: it can only stay one.
+ * - An orphaned row whose run had started is a duplicate too (a one-shot must not fire twice; boot
+ *   recovery books it `interrupted`); one whose run never started is taken over without counting again.
+ * - A manual run takes a row at the request instant, does not move the schedule, and with concurrency
+ *   `forbid` is refused while a live claim of the job exists.
+ */
+export function decideClaim(view: JobTxnView, ask: ClaimAsk): ClaimDecision {
+  const job = view.job;
+  if (job === undefined) return { kind: 'gone' };
+  const manual = ask.trigger === 'manual';
+  const scheduled = !manual && ask.advance === undefined;
+  if (scheduled && !isActive(job)) return { kind: 'inactive', job };
+
+  let fireAt = ask.fire_at ?? (manual ? ask.now : undefined);
+  if (fireAt === undefined) {
+    const current = currentOccurrence(armedInstant(job), view.latest()?.fire_at, ask.now);
+    if (current === null) return { kind: 'stale', job };
+    fireAt = current;
+  }
+
+  const existing = view.entry(fireAt);
+  if (existing && !isOrphaned(existing, ask.now, ask.isAlive)) return { kind: 'duplicate', entry: existing };
+  if (existing && scheduled) {
+    if (ask.runStarted === undefined) return { kind: 'check_run', fire_at: fireAt, entry: existing };
+    if (ask.runStarted) return { kind: 'duplicate', entry: existing };
+  }
+
+  if (ask.advance) {
+    const advanced = ask.advance(job, existing, view);
+    if ('refuse' in advanced) return { kind: 'refused', job, reason: advanced.refuse };
+    return {
+      kind: 'claim',
+      fire_at: fireAt,
+      trigger: ask.trigger,
+      attempt: 1,
+      recovering: existing,
+      job: advanced,
+    };
+  }
+
+  if (manual) {
+    if (job.concurrency === 'forbid') {
+      const running = view.claimed().find((row) => !isOrphaned(row, ask.now, ask.isAlive));
+      if (running) return { kind: 'busy', job, running };
+    }
+    return { kind: 'claim', fire_at: fireAt, trigger: 'manual', attempt: 1, recovering: existing, job };
+  }
+
+  // An orphaned claim means a process took this occurrence and died before answering NAS (which is why
+  // NAS delivers it again): its claim already advanced the job, so the occurrence is no longer "current".
+  const kind = existing ? (existing.trigger === 'retry' ? 'retry' : 'regular') : occurrenceKind(job, fireAt);
+  if (kind === null) return { kind: 'stale', job };
+  if (!existing && fireAt > ask.now + EARLY_SKEW_MS) {
+    return { kind: 'early', job, retryAfterSeconds: Math.max(1, Math.ceil((fireAt - ask.now) / 1000)) };
+  }
+  const fired = ask.trigger === 'nas' ? { last_fire_at: ask.now } : {};
+  const stored = existing
+    ? { ...job, ...fired, updated_at: ask.now }
+    : { ...advanceJob(job, fireAt, kind, ask.now), ...fired };
+  return {
+    kind: 'claim',
+    fire_at: fireAt,
+    trigger: kind === 'retry' ? 'retry' : (existing?.trigger ?? ask.trigger),
+    attempt: kind === 'retry' ? Math.max(2, job.retry_attempt) : 1,
+    recovering: existing,
+    job: stored,
+  };
+}
