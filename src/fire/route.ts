@@ -145,7 +145,7 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           trigger: 'nas',
           now,
           owner: deps.owner,
-          log: (obj, msg) => log.error(obj, msg),
+          logger: log,
         });
       } catch (err) {
         // A store that cannot be written, or this job's file damaged: NAS retries either way (row 11).

@@ -95,7 +95,7 @@ export class Engine {
       trigger,
       now: this.deps.clock.now(),
       owner: this.deps.owner,
-      log: (obj, msg) => this.deps.logger.error(obj, msg),
+      logger: this.deps.logger,
     });
     if (outcome.kind === 'accepted') {
       this.deps.logger.info(
@@ -122,7 +122,7 @@ export class Engine {
       trigger: 'manual',
       now: this.deps.clock.now(),
       owner: this.deps.owner,
-      log: (obj, msg) => this.deps.logger.error(obj, msg),
+      logger: this.deps.logger,
     });
     if (outcome.kind === 'busy') {
       const running = outcome.running;
