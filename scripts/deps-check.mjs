@@ -39,15 +39,6 @@ export const ALLOWED = {
   cli: null, // the command line composes everything, like main
 };
 
-/**
- * Cycles known and left for now, by area, with the reason. Each is printed on every run; remove the entry
- * once the cycle is gone (the script then fails if it comes back).
- */
-const ACCEPTED_CYCLES = {
-  emulator:
-    "type-only: arms, context, delivery, faults, routes and signing import types declared in emulator.ts, which imports them; they go with the split of startEmulator's closure",
-};
-
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -122,21 +113,10 @@ function connect(v) {
 for (const f of files) if (!index.has(f)) connect(f);
 
 const report = process.argv.includes('--report');
-const acceptedReason = (cycle) => {
-  const areas = new Set(cycle.map((f) => areaOf(join(root, f))));
-  return areas.size === 1 ? ACCEPTED_CYCLES[[...areas][0]] : undefined;
-};
-const failing = cycles.filter((c) => acceptedReason(c) === undefined);
-console.log(
-  `deps-check: ${files.length} modules, ${cycles.length} import cycles (${cycles.length - failing.length} accepted), ${wrongWay.length} wrong-way imports`,
-);
-for (const c of cycles) {
-  const reason = acceptedReason(c);
-  console.log(`  cycle${reason ? ' (accepted)' : ''}: ${c.join(' ⇄ ')}`);
-  if (reason) console.log(`    why: ${reason}`);
-}
+console.log(`deps-check: ${files.length} modules, ${cycles.length} import cycles, ${wrongWay.length} wrong-way imports`);
+for (const c of cycles) console.log(`  cycle: ${c.join(' ⇄ ')}`);
 for (const w of wrongWay) console.log(`  wrong way: ${w}`);
-if (!report && (failing.length > 0 || wrongWay.length > 0)) {
+if (!report && (cycles.length > 0 || wrongWay.length > 0)) {
   console.log('Imports must follow the directions in docs/architecture.md ("Import directions").');
   process.exit(1);
 }

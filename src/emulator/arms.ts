@@ -8,8 +8,8 @@ import {
   MAX_HISTORY,
   timerAt,
 } from './context.js';
-import type { ArmedOneShot, KeyOutcome, RowRemoval } from './emulator.js';
 import { JUNK_LIST_ITEMS } from './faults.js';
+import type { ArmedOneShot, KeyOutcome, RowRemoval } from './types.js';
 import { formatUtcPlusZero, validateProvision } from './wire.js';
 
 export interface Hop1Outcome {

@@ -11,8 +11,8 @@ import {
   sleep,
   timerAt,
 } from './context.js';
-import type { DeliveryAttempt } from './emulator.js';
 import type { SigningKeys } from './signing.js';
+import type { DeliveryAttempt } from './types.js';
 import { NOT_JSON, parseRetryAfter, tryParseJson } from './wire.js';
 
 const FIRE_PATH = '/api/cron/fire';

@@ -3,9 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatInstant } from '../clock.js';
 import type { ArmTable, Hop1Outcome } from './arms.js';
 import { type EmulatorContext, MAX_HISTORY } from './context.js';
-import type { DeliveryAttempt, ProvisionCall, ProvisionKind } from './emulator.js';
 import { mergeFaults, snapshotFaults } from './faults.js';
 import type { SigningKeys } from './signing.js';
+import type { DeliveryAttempt, ProvisionCall, ProvisionKind } from './types.js';
 import { NOT_JSON, readBody, sendEmpty, sendJson, tryParseJson } from './wire.js';
 
 export interface RouterDeps {
