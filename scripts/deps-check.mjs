@@ -113,7 +113,9 @@ function connect(v) {
 for (const f of files) if (!index.has(f)) connect(f);
 
 const report = process.argv.includes('--report');
-console.log(`deps-check: ${files.length} modules, ${cycles.length} import cycles, ${wrongWay.length} wrong-way imports`);
+console.log(
+  `deps-check: ${files.length} modules, ${cycles.length} import cycles, ${wrongWay.length} wrong-way imports`,
+);
 for (const c of cycles) console.log(`  cycle: ${c.join(' ⇄ ')}`);
 for (const w of wrongWay) console.log(`  wrong way: ${w}`);
 if (!report && (cycles.length > 0 || wrongWay.length > 0)) {
