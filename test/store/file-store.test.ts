@@ -78,8 +78,13 @@ describe('FileStore', () => {
     const runs = JSON.parse(await readFile(join(dir, 'runs', 'a.json'), 'utf8'));
     expect(runs).toMatchObject({ version: 1, runs: [{ run_id: 'r1' }] });
     expect((await stat(join(dir, 'jobs', 'a.json'))).mode & 0o777).toBe(0o600);
-    // The write lock lingers briefly after writes, so writes that follow closely skip re-creating it.
-    expect((await readdir(dir)).sort()).toEqual(['chronos.lock', 'jobs', 'runs', 'write-token']);
+    // The write lock may still linger from the last write (so writes that follow closely skip re-creating
+    // it); how long it lingers is a timer, so its presence here is not asserted.
+    expect((await readdir(dir)).filter((name) => name !== 'chronos.lock').sort()).toEqual([
+      'jobs',
+      'runs',
+      'write-token',
+    ]);
     expect(await readdir(join(dir, 'jobs'))).toEqual(['a.json']);
     await store.close();
     expect((await readdir(dir)).sort()).toEqual(['jobs', 'runs', 'write-token']);
