@@ -150,6 +150,8 @@
   function relative(iso) {
     const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
     const size = Math.abs(seconds);
+    // The browser's clock and the server's differ a little; a few seconds either way is "now".
+    if (size < 5) return 'just now';
     const amount =
       size < 90
         ? `${size} s`
@@ -304,12 +306,39 @@
     ];
   }
 
+  /** A job's alerting state, when the server tracks one (absent on servers without alerts). */
+  function alertStateCell(state) {
+    const line = [
+      state.failing
+        ? el(
+            'span',
+            { className: 'no' },
+            `failing${state.failing_since ? ` since ${utc(state.failing_since)}` : ''}`,
+          )
+        : el('span', { className: 'yes' }, 'not failing'),
+      typeof state.unsent === 'number' && state.unsent > 0
+        ? el(
+            'span',
+            { className: 'warning' },
+            `, ${state.unsent} alert${state.unsent === 1 ? '' : 's'} not sent yet`,
+          )
+        : null,
+    ];
+    // Alerts raised without a run (a job that could not be armed) are kept on the job itself.
+    const outbox = Array.isArray(state.outbox) && state.outbox.length > 0 ? alertList(state.outbox) : null;
+    return el('span', { className: 'alert-state' }, ...line, outbox);
+  }
+
   function alertsCell(run) {
     if (!Array.isArray(run.alerts) || run.alerts.length === 0) return el('span', { className: 'muted' }, '—');
+    return alertList(run.alerts);
+  }
+
+  function alertList(alerts) {
     return el(
       'ul',
       { className: 'alerts' },
-      run.alerts.map((alert) =>
+      alerts.map((alert) =>
         el(
           'li',
           { dataset: { alertState: String(alert.state) } },
@@ -318,7 +347,7 @@
             String(alert.state),
             alert.state === 'sent' ? 'succeeded' : alert.state === 'gave_up' ? 'failed' : 'running',
           ),
-          ` (${alert.attempts} attempt${alert.attempts === 1 ? '' : 's'})`,
+          ` (${alert.attempts} attempt${alert.attempts === 1 ? '' : 's'}${alert.reminder ? ', reminder' : ''})`,
           alert.last_error ? el('div', { className: 'error' }, alert.last_error) : null,
         ),
       ),
@@ -440,6 +469,7 @@
           job.last_error
             ? ['Last error', el('span', { className: 'error last-error' }, job.last_error)]
             : null,
+          job.alert_state ? ['Alerts', alertStateCell(job.alert_state)] : null,
         ]),
       ),
       runsTable(runs),
@@ -514,25 +544,37 @@
     return loading;
   }
 
+  /**
+   * Polls until the run has ended and the job's summary (last status, failure streak) includes it: Chronos
+   * writes the run's end first and the job's summary just after.
+   */
   async function followRun(jobId, runId) {
     const until = Date.now() + FOLLOW_RUN_MS;
+    const path = `/api/jobs/${encodeURIComponent(jobId)}`;
     while (Date.now() < until) {
       await new Promise((resolve) => setTimeout(resolve, FOLLOW_RUN_EVERY_MS));
-      let reply;
+      let run;
+      let job;
       try {
-        reply = await api('GET', `/api/jobs/${encodeURIComponent(jobId)}/runs?limit=${RUNS_PER_JOB}`);
+        const [history, current] = await Promise.all([
+          api('GET', `${path}/runs?limit=${RUNS_PER_JOB}`),
+          api('GET', path),
+        ]);
+        run = history.runs.find((r) => r.run_id === runId);
+        job = current;
       } catch {
         return;
       }
-      const run = reply.runs.find((r) => r.run_id === runId);
-      if (run && run.status !== 'running') {
-        say(
-          `${jobId}: run ${runId} ${run.status}${run.error ? `: ${run.error}` : ''}`,
-          FAILED.has(run.status) ? 'error' : '',
-        );
-        await refresh();
-        return;
-      }
+      if (run === undefined || run.status === 'running') continue;
+      const summarised =
+        job.last_run_at !== null && Date.parse(job.last_run_at) >= Date.parse(run.started_at);
+      if (!summarised) continue;
+      say(
+        `${jobId}: run ${runId} ${run.status}${run.error ? `: ${run.error}` : ''}`,
+        FAILED.has(run.status) ? 'error' : '',
+      );
+      await refresh();
+      return;
     }
   }
 
