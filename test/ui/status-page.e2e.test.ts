@@ -167,6 +167,11 @@ describe('e2e: the status page in headless Chromium', () => {
     await page.locator('#sign-in').waitFor();
     expect(await page.locator('#jobs').isVisible()).toBe(false);
 
+    // Refused before sending: no header could carry it as the server reads it.
+    await page.locator('#token-input').fill('two words');
+    await page.locator('#sign-in-form button[type="submit"]').click();
+    await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('not an admin token');
+
     await page.locator('#token-input').fill('not-the-admin-token-at-all');
     await page.locator('#sign-in-form button[type="submit"]').click();
     const error = page.locator('#sign-in-error');
@@ -200,5 +205,9 @@ describe('e2e: the status page in headless Chromium', () => {
     await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('HTTP 401');
     expect(page.url()).toBe(`${s.url}/ui`);
     expect(await page.locator('article.job').count()).toBe(0);
+
+    await page.goto(`${s.url}/ui#token=t%C3%B6ken-with-umlaut-0123456789`);
+    await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('not an admin token');
+    expect(page.url()).toBe(`${s.url}/ui`);
   }, 60_000);
 });

@@ -49,11 +49,22 @@
    * the address bar and history, so it is not left on screen or in a bookmark.
    */
   function takeTokenFromFragment() {
+    if (location.hash === '') return null;
     const params = new URLSearchParams(location.hash.replace(/^#/, ''));
     const given = params.get('token');
-    if (given === null) return;
-    if (given.trim() !== '') sessionStorage.setItem(TOKEN_KEY, given.trim());
+    if (given === null) return null;
     history.replaceState(null, '', location.pathname + location.search);
+    const problem = tokenProblem(given.trim());
+    if (problem !== null) return problem;
+    sessionStorage.setItem(TOKEN_KEY, given.trim());
+    return null;
+  }
+
+  // Why a string cannot be the admin token, or null: a header carries only visible ASCII here, and the
+  // server reads the token up to the first space.
+  function tokenProblem(candidate) {
+    if (/^[\x21-\x7e]+$/.test(candidate)) return null;
+    return 'That is not an admin token: it must be printable ASCII without spaces (the value of CHRONOS_ADMIN_TOKEN).';
   }
 
   async function api(method, path) {
@@ -607,10 +618,9 @@
       event.preventDefault();
       const typed = $('token-input').value.trim();
       if (typed === '') return;
-      // A header carries only visible ASCII here, and the server reads the token up to the first space.
-      if (!/^[\x21-\x7e]+$/.test(typed)) {
-        $('sign-in-error').textContent =
-          'That is not an admin token: it must be printable ASCII without spaces (the value of CHRONOS_ADMIN_TOKEN).';
+      const problem = tokenProblem(typed);
+      if (problem !== null) {
+        $('sign-in-error').textContent = problem;
         return;
       }
       sessionStorage.setItem(TOKEN_KEY, typed);
@@ -623,12 +633,14 @@
       sessionStorage.removeItem(TOKEN_KEY);
       showSignIn();
     });
-    window.addEventListener('hashchange', () => {
-      takeTokenFromFragment();
-      if (token()) void refresh();
-    });
-    if (token()) void refresh();
-    else showSignIn();
+    const fromFragment = () => {
+      const problem = takeTokenFromFragment();
+      if (problem) showSignIn(problem);
+      else if (token()) void refresh();
+      else showSignIn();
+    };
+    window.addEventListener('hashchange', fromFragment);
+    fromFragment();
   }
 
   start();
