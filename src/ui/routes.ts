@@ -27,11 +27,13 @@ const PAGE_HEADERS: Readonly<Record<string, string>> = {
 export async function registerUiRoutes(app: FastifyInstance): Promise<void> {
   let assets: Promise<Map<string, UiAsset>> | undefined;
   const load = () => {
-    assets ??= import('./assets.js').then(({ loadUiAssets }) => loadUiAssets());
-    // A failed read (a broken install) is retried by the next request instead of being remembered.
-    assets.catch(() => {
-      assets = undefined;
-    });
+    if (assets === undefined) {
+      assets = import('./assets.js').then(({ loadUiAssets }) => loadUiAssets());
+      // A failed read (a broken install) is retried by the next request instead of being remembered.
+      assets.catch(() => {
+        assets = undefined;
+      });
+    }
     return assets;
   };
   const send = async (reply: FastifyReply, name: string) => {

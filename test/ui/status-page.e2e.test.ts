@@ -79,6 +79,11 @@ async function stackWithJobs(): Promise<Stack> {
         target: { type: 'http', url: `${recorder}/hit/nightly-report` },
       },
       {
+        id: 'tokyo-cleanup',
+        schedule: 'CRON_TZ=Asia/Tokyo 30 6 * * 1-5',
+        target: { type: 'http', url: `${recorder}/hit/tokyo-cleanup` },
+      },
+      {
         id: 'broken',
         schedule: 'every 1h',
         target: { type: 'command', argv: ['sh', '-c', `printf '%s\\n' '${HOSTILE_OUTPUT}'; exit 3`] },
@@ -86,7 +91,9 @@ async function stackWithJobs(): Promise<Stack> {
     ],
   });
   await s.wake();
-  await s.waitFor('both jobs armed at NAS', () => armedAtNas(s, 'nightly-report') && armedAtNas(s, 'broken'));
+  await s.waitFor('every job armed at NAS', () =>
+    ['nightly-report', 'tokyo-cleanup', 'broken'].every((id) => armedAtNas(s, id)),
+  );
   return s;
 }
 
@@ -120,6 +127,12 @@ describe('e2e: the status page in headless Chromium', () => {
     // 03:00 on the Paris wall clock, whatever the offset of that day.
     expect(nextFire).toMatch(/^\d{4}-\d{2}-\d{2} 03:00:00 GMT\+[12] · /);
     expect(await broken.locator('.schedule-words').textContent()).toContain('Every 1 hour');
+    // A CRON_TZ prefix: read, and shown, in its own zone rather than the job's (UTC).
+    const tokyo = card(page, 'tokyo-cleanup');
+    expect(await tokyo.locator('.schedule-words').textContent()).toContain(
+      'At 06:30, Monday through Friday (Asia/Tokyo time)',
+    );
+    expect(await tokyo.locator('.next-fire').textContent()).toMatch(/^\d{4}-\d{2}-\d{2} 06:30:00 GMT\+9 · /);
     expect(await report.locator('.armed').textContent()).toBe('armed at NAS');
     expect(await page.locator('#health-list dt:has-text("NAS reachable") + dd').textContent()).toBe('yes');
 

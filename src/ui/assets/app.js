@@ -154,6 +154,11 @@
     }
   }
 
+  /** The zone the schedule is read in: a CRON_TZ= prefix wins over the job's own zone. */
+  function scheduleZone(job) {
+    return /^\s*CRON_TZ=(\S+)\s/i.exec(job.schedule)?.[1] ?? job.timezone;
+  }
+
   function utc(iso) {
     return iso.replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
   }
@@ -451,7 +456,11 @@
             words === null ? '' : el('span', { className: 'schedule-words' }, words, ' — '),
             el('code', { className: 'schedule' }, job.schedule),
           ],
-          ['Zone', job.timezone],
+          [
+            'Zone',
+            job.timezone,
+            scheduleZone(job) !== job.timezone ? ` (the schedule's CRON_TZ: ${scheduleZone(job)})` : '',
+          ],
           [
             'Next fire',
             job.next_run_at === null
@@ -459,7 +468,7 @@
               : el(
                   'span',
                   { className: 'next-fire' },
-                  `${inZone(job.next_run_at, job.timezone)} · ${utc(job.next_run_at)} (${relative(job.next_run_at)})`,
+                  `${inZone(job.next_run_at, scheduleZone(job))} · ${utc(job.next_run_at)} (${relative(job.next_run_at)})`,
                 ),
           ],
           job.retry_at ? ['Retry', `${utc(job.retry_at)} (${relative(job.retry_at)})`] : null,
