@@ -64,6 +64,8 @@ function recordRequests(page: Page): Array<{ url: string; authorization: string 
   return seen;
 }
 
+/** The page answers after real requests to a real process: waits get the harness's deadline, not 1 s. */
+const eventually = <T>(read: () => Promise<T> | T) => expect.poll(read, { timeout: 15_000 });
 const card = (page: Page, id: string): Locator => page.locator(`article.job[data-job-id="${id}"]`);
 const armedAtNas = (s: Stack, id: string) => s.nas.armed().some((arm) => arm.job_id === id);
 
@@ -107,8 +109,8 @@ describe('e2e: the status page in headless Chromium', () => {
     await page.goto(`${s.url}/ui#token=${TOKEN}`);
     const report = card(page, 'nightly-report');
     const broken = card(page, 'broken');
-    await expect.poll(() => report.count()).toBe(1);
-    await expect.poll(() => broken.count()).toBe(1);
+    await eventually(() => report.count()).toBe(1);
+    await eventually(() => broken.count()).toBe(1);
     // The token left the address bar and history; it reached the server only as a header, never in a URL.
     expect(page.url()).toBe(`${s.url}/ui`);
     expect(requests.some((r) => r.url.includes(TOKEN))).toBe(false);
@@ -148,12 +150,12 @@ describe('e2e: the status page in headless Chromium', () => {
     // Shown as text: the markup in the output created no element, and its handler never ran.
     expect(await failedRow.locator('.run-output img, .run-output b').count()).toBe(0);
     expect(await page.title()).toBe('Chronos status');
-    await expect.poll(() => broken.locator('.failure-streak').textContent()).toBe('1');
+    await eventually(() => broken.locator('.failure-streak').textContent()).toBe('1');
     expect(await broken.locator('.last-error').textContent()).toBe(run!.error);
 
     // Pause: the page shows it, and NAS no longer holds an arm for the job.
     await report.locator('button.action-pause').click();
-    await expect.poll(() => report.getAttribute('data-state')).toBe('paused');
+    await eventually(() => report.getAttribute('data-state')).toBe('paused');
     await s.waitFor('the paused job disarmed at NAS', () => !armedAtNas(s, 'nightly-report'));
     expect(armedAtNas(s, 'broken')).toBe(true);
     expect(await report.locator('.armed').textContent()).toContain('not armed at NAS');
@@ -164,7 +166,7 @@ describe('e2e: the status page in headless Chromium', () => {
 
     // Resume: armed again at NAS.
     await report.locator('button.action-resume').click();
-    await expect.poll(() => report.getAttribute('data-state')).toBe('scheduled');
+    await eventually(() => report.getAttribute('data-state')).toBe('scheduled');
     await s.waitFor('the resumed job armed at NAS again', () => armedAtNas(s, 'nightly-report'));
     expect(await report.locator('.armed .yes').textContent()).toBe('armed at NAS');
 
@@ -183,19 +185,19 @@ describe('e2e: the status page in headless Chromium', () => {
     // Refused before sending: no header could carry it as the server reads it.
     await page.locator('#token-input').fill('two words');
     await page.locator('#sign-in-form button[type="submit"]').click();
-    await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('not an admin token');
+    await eventually(() => page.locator('#sign-in-error').textContent()).toContain('not an admin token');
 
     await page.locator('#token-input').fill('not-the-admin-token-at-all');
     await page.locator('#sign-in-form button[type="submit"]').click();
     const error = page.locator('#sign-in-error');
-    await expect.poll(() => error.textContent()).toContain('HTTP 401');
+    await eventually(() => error.textContent()).toContain('HTTP 401');
     expect(await error.textContent()).toContain('CHRONOS_ADMIN_TOKEN');
     expect(await page.locator('#jobs').isVisible()).toBe(false);
     expect(await page.evaluate('sessionStorage.length')).toBe(0);
 
     await page.locator('#token-input').fill(TOKEN);
     await page.locator('#sign-in-form button[type="submit"]').click();
-    await expect.poll(() => card(page, 'broken').count()).toBe(1);
+    await eventually(() => card(page, 'broken').count()).toBe(1);
     expect(await page.locator('#sign-in').isVisible()).toBe(false);
     expect(await error.textContent()).toBe('');
 
@@ -215,12 +217,12 @@ describe('e2e: the status page in headless Chromium', () => {
     const context = await launchBrowser();
     const page = await context.newPage();
     await page.goto(`${s.url}/ui#token=wrong-token-0123456789`);
-    await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('HTTP 401');
+    await eventually(() => page.locator('#sign-in-error').textContent()).toContain('HTTP 401');
     expect(page.url()).toBe(`${s.url}/ui`);
     expect(await page.locator('article.job').count()).toBe(0);
 
     await page.goto(`${s.url}/ui#token=t%C3%B6ken-with-umlaut-0123456789`);
-    await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('not an admin token');
+    await eventually(() => page.locator('#sign-in-error').textContent()).toContain('not an admin token');
     expect(page.url()).toBe(`${s.url}/ui`);
   }, 60_000);
 });
