@@ -21,7 +21,12 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'e2e', include: E2E, globalSetup: ['test/global-setup.ts'] },
+        test: {
+          name: 'e2e',
+          include: E2E,
+          // test/postgres-setup.ts: one PostgreSQL server for the run, shared by the PostgreSQL store tests.
+          globalSetup: ['test/global-setup.ts', 'test/postgres-setup.ts'],
+        },
       },
     ],
   },
