@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'store_corrupt'
   | 'store_unavailable'
   | 'store_locked'
+  | 'store_schema_newer'
   // fire path
   | 'invalid_fire_token'
   | 'too_early'

@@ -20,6 +20,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   store_corrupt: 503,
   store_unavailable: 503,
   store_locked: 503,
+  store_schema_newer: 503,
   invalid_fire_token: 401,
   too_early: 425,
   draining: 503,

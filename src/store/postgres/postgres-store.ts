@@ -1,0 +1,654 @@
+import postgres, { type ReservedSql, type Sql } from 'postgres';
+import { ChronosError, isChronosError } from '../../errors.js';
+import { jobLimitProblems } from '../../jobs/limits.js';
+import { JOB_ID_PATTERN, type Job, type RunRecord } from '../../jobs/model.js';
+import { isRecord, jobShapeProblem } from '../job-shape.js';
+import {
+  assertSameId,
+  assertWithinLimits,
+  DEFAULT_LEDGER_RETENTION,
+  DEFAULT_RUN_RETENTION,
+  jobDamaged,
+  jobExists,
+  jobNotFound,
+  makeView,
+  mergeLedger,
+  resolveTxnWrite,
+  runNotFound,
+} from '../ledger.js';
+import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from '../store.js';
+import { migrate, readSchemaState, type SchemaState, schemaNewerError } from './schema.js';
+
+/*
+ * The Store contract on PostgreSQL (schema: ./schema.ts). Several Chronos processes, on several hosts, may
+ * share one database: every write is a transaction, and a per-job transaction (`transact`) holds the job
+ * row's lock (SELECT ... FOR UPDATE) from its read to its COMMIT, so the compare-and-set of a claim is
+ * decided on the newest state whichever process makes it.
+ *
+ * Round trips: queries sent together on one connection are pipelined by the driver, so `transact` costs
+ * two once its statements are prepared on the connection: BEGIN + lock the job row + read its ledger, then
+ * the writes + COMMIT. A transaction whose function writes nothing ends with a ROLLBACK (also two).
+ *
+ * Read committed isolation: the ledger read is a statement of its own after the row lock is granted, so it
+ * sees whatever the previous holder of the lock committed (one statement combining both would read the
+ * ledger with the snapshot taken before waiting for the lock).
+ *
+ * Damage: the database keeps jsonb well-formed, but a job document can still break the job bounds or the
+ * shape every loop relies on (written by hand, or by another program). Such a job is left in place, left
+ * out of lists, reported by `damaged()`, and never written over; `removeJob` moves it to chronos_damaged.
+ * A run history entry that cannot be read is moved to chronos_damaged the first time it is read.
+ */
+
+export interface PostgresStoreOptions {
+  /** postgres://user:password@host:port/database?sslmode=require */
+  url: string;
+  /** Connections kept at most (1–2: a process that sleeps between fires needs few). Default 2. */
+  poolSize?: number;
+  /** Upper bound of every statement, lock waits included (ms). Default 5000. */
+  statementTimeoutMs?: number;
+  /** Longest wait for a connection to open (ms). Default 5000. */
+  connectTimeoutMs?: number;
+  runRetention?: number;
+  ledgerRetention?: number;
+  /** Told once per damaged record and problem, as it is found (the server logs it). */
+  onDamaged?: (record: DamagedRecord) => void;
+  /** Shown in pg_stat_activity. */
+  applicationName?: string;
+}
+
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
+export const DEFAULT_POOL_SIZE = 2;
+
+const LEDGER_COLUMNS = `job_id, fire_at, status, trigger, run_id, owner_boot_id, owner_pid, owner_host,
+  claimed_at, expires_at`;
+
+interface LedgerRow {
+  job_id: string;
+  fire_at: number;
+  status: LedgerEntry['status'];
+  trigger: LedgerEntry['trigger'];
+  run_id: string;
+  owner_boot_id: string;
+  owner_pid: number;
+  owner_host: string;
+  claimed_at: number;
+  expires_at: number;
+}
+
+function toEntry(row: LedgerRow): LedgerEntry {
+  return {
+    job_id: row.job_id,
+    fire_at: row.fire_at,
+    status: row.status,
+    trigger: row.trigger,
+    run_id: row.run_id,
+    owner: { boot_id: row.owner_boot_id, pid: row.owner_pid, host: row.owner_host },
+    claimed_at: row.claimed_at,
+    expires_at: row.expires_at,
+  };
+}
+
+function toRow(entry: LedgerEntry): LedgerRow {
+  return {
+    job_id: entry.job_id,
+    fire_at: entry.fire_at,
+    status: entry.status,
+    trigger: entry.trigger,
+    run_id: entry.run_id,
+    owner_boot_id: entry.owner.boot_id,
+    owner_pid: entry.owner.pid,
+    owner_host: entry.owner.host,
+    claimed_at: entry.claimed_at,
+    expires_at: entry.expires_at,
+  };
+}
+
+const RUN_STATUSES = new Set(['running', 'succeeded', 'failed', 'timed_out', 'skipped', 'interrupted']);
+
+/** What is wrong with a stored run record, or null when it reads as one. */
+function runShapeProblem(doc: unknown, jobId: string, runId: string): string | null {
+  if (!isRecord(doc)) return 'expected a JSON object';
+  if (doc['run_id'] !== runId || doc['job_id'] !== jobId) return 'run_id / job_id do not match the row';
+  if (typeof doc['status'] !== 'string' || !RUN_STATUSES.has(doc['status']))
+    return 'status is not a run status';
+  if (typeof doc['started_at'] !== 'number' || typeof doc['fire_at'] !== 'number')
+    return 'started_at and fire_at must be instants (epoch ms)';
+  return null;
+}
+
+const sqlState = (err: unknown): string | undefined => {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+};
+
+/**
+ * A driver, socket or server error as the store's error: the database is what failed, not the request
+ * (503, retried). Anything else (a ChronosError, or an error thrown by a caller's function) passes as it is.
+ */
+export function storeError(err: unknown, what: string): unknown {
+  if (isChronosError(err)) return err;
+  const code = sqlState(err);
+  if (!(err instanceof postgres.PostgresError) && code === undefined) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new ChronosError(
+    'store_unavailable',
+    `PostgreSQL store: ${what} failed: ${message}${code === undefined ? '' : ` (${code})`}`,
+    { sqlstate: code },
+    { cause: err },
+  );
+}
+
+export function createSql(options: PostgresStoreOptions): Sql {
+  const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  return postgres(options.url, {
+    max: options.poolSize ?? DEFAULT_POOL_SIZE,
+    connect_timeout: Math.max(1, Math.ceil((options.connectTimeoutMs ?? 5_000) / 1000)),
+    onnotice: () => {},
+    // Instants are epoch ms in bigint columns: numbers well inside 2^53.
+    types: {
+      bigint: {
+        to: 20,
+        from: [20],
+        serialize: (value: number) => String(value),
+        parse: (value: string) => Number(value),
+      },
+    },
+    connection: {
+      application_name: options.applicationName ?? 'chronos',
+      statement_timeout: statementTimeout,
+      // A client that stops mid-transaction (a frozen VM, a cut network) must not hold a job's lock for good.
+      idle_in_transaction_session_timeout: statementTimeout * 2,
+    },
+  });
+}
+
+export class PostgresStore implements Store {
+  readonly kind = 'postgres';
+  private readonly runRetention: number;
+  private readonly ledgerRetention: number;
+  private readonly onDamaged: ((record: DamagedRecord) => void) | undefined;
+  private readonly reported = new Set<string>();
+  private closed = false;
+
+  private constructor(
+    private readonly sql: Sql,
+    options: PostgresStoreOptions,
+  ) {
+    this.runRetention = options.runRetention ?? DEFAULT_RUN_RETENTION;
+    this.ledgerRetention = options.ledgerRetention ?? DEFAULT_LEDGER_RETENTION;
+    this.onDamaged = options.onDamaged;
+  }
+
+  /**
+   * Connects, brings the schema up to date (under an advisory lock) and returns the store. Throws
+   * `store_unavailable` when the database cannot be reached, `store_schema_newer` when a newer Chronos has
+   * migrated it.
+   */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const sql = createSql(options);
+    try {
+      await migrate(sql);
+    } catch (err) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      throw storeError(err, 'open');
+    }
+    return new PostgresStore(sql, options);
+  }
+
+  /** The schema state of the database at `url`, changing nothing (`chronos check`). */
+  static async schemaState(options: PostgresStoreOptions): Promise<SchemaState> {
+    const sql = createSql({ ...options, poolSize: 1 });
+    try {
+      return await readSchemaState(sql);
+    } catch (err) {
+      throw storeError(err, 'read the schema version');
+    } finally {
+      await sql.end({ timeout: 1 }).catch(() => {});
+    }
+  }
+
+  static schemaNewerError = schemaNewerError;
+
+  // ---- jobs ----
+
+  async listJobs(): Promise<Job[]> {
+    const rows = await this.query(
+      'list jobs',
+      (sql) => sql`SELECT id, doc FROM chronos_jobs ORDER BY id COLLATE "C"`,
+    );
+    const jobs: Job[] = [];
+    for (const row of rows) {
+      const problem = this.jobProblem(row['id'] as string, row['doc']);
+      if (problem === null) jobs.push(row['doc'] as Job);
+    }
+    return jobs;
+  }
+
+  async getJob(id: string): Promise<Job | undefined> {
+    if (!JOB_ID_PATTERN.test(id)) return undefined;
+    const [row] = await this.query('read job', (sql) => sql`SELECT doc FROM chronos_jobs WHERE id = ${id}`);
+    return row && this.readableJob(id, row['doc']);
+  }
+
+  async createJob(job: Job): Promise<Job> {
+    if (!JOB_ID_PATTERN.test(job.id)) {
+      throw new ChronosError('validation_failed', `invalid job id "${job.id}"`, { job_id: job.id });
+    }
+    assertWithinLimits(job);
+    const inserted = await this.query(
+      'create job',
+      (sql) =>
+        sql`INSERT INTO chronos_jobs (id, doc) VALUES (${job.id}, ${sql.json(jsonOf(job))})
+          ON CONFLICT (id) DO NOTHING RETURNING id`,
+    );
+    if (inserted.length === 0) {
+      const [row] = await this.query(
+        'read job',
+        (sql) => sql`SELECT doc FROM chronos_jobs WHERE id = ${job.id}`,
+      );
+      const problem = row ? this.jobProblem(job.id, row['doc']) : null;
+      // A damaged row is someone's job, waiting to be restored or deleted: never written over.
+      if (problem !== null) throw jobDamaged(job.id, this.jobLocation(job.id), problem);
+      throw jobExists(job.id);
+    }
+    return structuredClone(job);
+  }
+
+  async updateJob(id: string, mutate: (job: Job) => Job): Promise<Job> {
+    return this.transact(id, (view) => {
+      if (view.job === undefined) throw jobNotFound(id);
+      const next = mutate(view.job);
+      assertSameId(id, next.id, 'job');
+      return { job: next, result: structuredClone(next) };
+    });
+  }
+
+  async removeJob(id: string): Promise<boolean> {
+    if (!JOB_ID_PATTERN.test(id)) return false;
+    return (await this.removeLocked(id, false)) !== undefined;
+  }
+
+  async removeDamagedJob(id: string): Promise<string | undefined> {
+    if (!JOB_ID_PATTERN.test(id)) return undefined;
+    const removed = await this.removeLocked(id, true);
+    return typeof removed === 'string' ? removed : undefined;
+  }
+
+  /** Deletes a healthy job (true); moves a damaged one to chronos_damaged first (where it went). */
+  private async removeLocked(id: string, onlyDamaged: boolean): Promise<true | string | undefined> {
+    return this.inTransaction('remove job', async (conn) => {
+      const [row] = await conn`SELECT doc FROM chronos_jobs WHERE id = ${id} FOR UPDATE`;
+      if (!row) return undefined;
+      const problem = this.jobProblem(id, row['doc'], false);
+      if (onlyDamaged && problem === null) return undefined;
+      let removed: true | string = true;
+      if (problem !== null) {
+        const [moved] = await conn`INSERT INTO chronos_damaged (job_id, kind, doc, error, moved_at)
+          VALUES (${id}, 'job', ${conn.json(row['doc'] as never)}, ${problem}, ${Date.now()}) RETURNING id`;
+        removed = `chronos_damaged/${String(moved?.['id'])}`;
+      }
+      await conn`DELETE FROM chronos_jobs WHERE id = ${id}`;
+      return removed;
+    });
+  }
+
+  async damaged(kind?: DamagedRecord['kind']): Promise<DamagedRecord[]> {
+    const records: DamagedRecord[] = [];
+    if (kind !== 'history') {
+      const rows = await this.query(
+        'list jobs',
+        (sql) => sql`SELECT id, doc FROM chronos_jobs ORDER BY id COLLATE "C"`,
+      );
+      for (const row of rows) {
+        const id = row['id'] as string;
+        const problem = this.jobProblem(id, row['doc']);
+        if (problem !== null)
+          records.push({ job_id: id, kind: 'job', file: this.jobLocation(id), error: problem });
+      }
+    }
+    if (kind !== 'job') {
+      const rows = await this.query(
+        'list damaged histories',
+        (sql) =>
+          sql`SELECT id, job_id, error FROM chronos_damaged WHERE kind = 'history' ORDER BY job_id COLLATE "C", id`,
+      );
+      for (const row of rows) {
+        records.push({
+          job_id: row['job_id'] as string,
+          kind: 'history',
+          file: `chronos_damaged/${String(row['id'])}`,
+          error: row['error'] as string,
+        });
+      }
+    }
+    return records.sort((a, b) => (a.job_id === b.job_id ? 0 : a.job_id < b.job_id ? -1 : 1));
+  }
+
+  // ---- the fire path ----
+
+  async transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T> {
+    if (!JOB_ID_PATTERN.test(jobId)) {
+      // No row can exist: decide on an empty view; a write would be refused below anyway.
+      const write = fn(makeView(undefined, []));
+      if (resolveTxnWrite(jobId, undefined, write) !== undefined) {
+        throw new ChronosError('validation_failed', `invalid job id "${jobId}"`, { job_id: jobId });
+      }
+      return write.result;
+    }
+    this.assertOpen();
+    let conn: ReservedSql | undefined;
+    let open = false;
+    try {
+      conn = await this.sql.reserve();
+      // One round trip: the three statements are pipelined.
+      const [, jobRows, ledgerRows] = await Promise.all([
+        conn`BEGIN`,
+        conn`SELECT doc FROM chronos_jobs WHERE id = ${jobId} FOR UPDATE`,
+        conn<LedgerRow[]>`SELECT ${conn.unsafe(LEDGER_COLUMNS)} FROM chronos_ledger WHERE job_id = ${jobId}
+          ORDER BY fire_at DESC`,
+      ]);
+      open = true;
+      const jobRow = jobRows[0];
+      const current = jobRow ? this.readableJob(jobId, jobRow['doc']) : undefined;
+      const existing = ledgerRows.map(toEntry);
+      const write = fn(
+        makeView(
+          current && structuredClone(current),
+          existing.map((e) => structuredClone(e)),
+        ),
+      );
+      const job = resolveTxnWrite(jobId, current, write);
+      if (job === undefined) {
+        open = false;
+        await conn`ROLLBACK`;
+        return write.result;
+      }
+      assertWithinLimits(job);
+      const updates = write.ledger ?? [];
+      const kept = mergeLedger(existing, updates, this.ledgerRetention);
+      const keptAt = new Set(kept.map((row) => row.fire_at));
+      const dropped = existing.filter((row) => !keptAt.has(row.fire_at)).map((row) => row.fire_at);
+      const upserts = updates.filter((row) => keptAt.has(row.fire_at)).map(toRow);
+      const statements: Promise<unknown>[] = [
+        current === undefined
+          ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})`
+          : conn`UPDATE chronos_jobs SET doc = ${conn.json(jsonOf(job))} WHERE id = ${jobId}`,
+      ];
+      if (upserts.length > 0) {
+        statements.push(conn`INSERT INTO chronos_ledger ${conn(upserts as never[])}
+          ON CONFLICT (job_id, fire_at) DO UPDATE SET status = excluded.status, trigger = excluded.trigger,
+            run_id = excluded.run_id, owner_boot_id = excluded.owner_boot_id, owner_pid = excluded.owner_pid,
+            owner_host = excluded.owner_host, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at`);
+      }
+      if (dropped.length > 0) {
+        statements.push(
+          conn`DELETE FROM chronos_ledger WHERE job_id = ${jobId} AND fire_at = ANY(${dropped}::bigint[])`,
+        );
+      }
+      // One round trip: the writes and the COMMIT are pipelined. A failed write turns the COMMIT into a
+      // ROLLBACK on the server, and its own error rejects the batch.
+      open = false;
+      const results = await Promise.all([...statements, conn`COMMIT`]);
+      const commit = results.at(-1) as { command?: string };
+      if (commit.command !== 'COMMIT')
+        throw new ChronosError('store_unavailable', 'the transaction was rolled back');
+      return write.result;
+    } catch (err) {
+      if (open && conn) await conn`ROLLBACK`.catch(() => {});
+      if (sqlState(err) === '23505') throw jobExists(jobId);
+      throw storeError(err, `transaction on job "${jobId}"`);
+    } finally {
+      conn?.release();
+    }
+  }
+
+  async peek(jobId: string): Promise<JobTxnView> {
+    if (!JOB_ID_PATTERN.test(jobId)) return makeView(undefined, []);
+    // One statement, one snapshot: the job and its ledger as they were at one instant.
+    const [row] = await this.query(
+      'read job',
+      (sql) => sql`SELECT j.doc, COALESCE((SELECT json_agg(json_build_object(
+            'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
+            'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
+            'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
+            ORDER BY l.fire_at DESC) FROM chronos_ledger l WHERE l.job_id = j.id), '[]'::json) AS ledger
+        FROM chronos_jobs j WHERE j.id = ${jobId}`,
+    );
+    if (!row) return makeView(undefined, []);
+    const job = this.readableJob(jobId, row['doc']);
+    return makeView(job, (row['ledger'] as LedgerRow[]).map(toEntry));
+  }
+
+  async getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined> {
+    if (!JOB_ID_PATTERN.test(jobId)) return undefined;
+    const [row] = await this.query(
+      'read ledger',
+      (sql) => sql<LedgerRow[]>`SELECT ${sql.unsafe(LEDGER_COLUMNS)} FROM chronos_ledger
+        WHERE job_id = ${jobId} AND fire_at = ${fireAt}`,
+    );
+    return row && toEntry(row);
+  }
+
+  async listClaimed(): Promise<LedgerEntry[]> {
+    const rows = await this.query(
+      'list claims',
+      (sql) => sql<
+        LedgerRow[]
+      >`SELECT ${sql.unsafe(LEDGER_COLUMNS)} FROM chronos_ledger WHERE status = 'claimed'
+        ORDER BY job_id, fire_at`,
+    );
+    return rows.map(toEntry);
+  }
+
+  /**
+   * Extends the lease of every row still `claimed` by `owner` (this process) to `until`: the runs they
+   * belong to are in progress here, so no other process may take them over. Returns the rows renewed.
+   */
+  async renewClaims(owner: Owner, until: number): Promise<number> {
+    const rows = await this.query(
+      'renew claims',
+      (sql) => sql`UPDATE chronos_ledger SET expires_at = ${until}
+        WHERE status = 'claimed' AND owner_boot_id = ${owner.boot_id} AND expires_at < ${until}
+        RETURNING fire_at`,
+    );
+    return rows.length;
+  }
+
+  // ---- runs ----
+
+  async appendRun(run: RunRecord): Promise<void> {
+    if (!JOB_ID_PATTERN.test(run.job_id)) throw jobNotFound(run.job_id);
+    try {
+      await this.inTransaction('record run', async (conn) => {
+        // Pipelined: the upsert (a re-append moves the run to the front, as in every store), then the trim.
+        await Promise.all([
+          conn`INSERT INTO chronos_runs (job_id, run_id, doc) VALUES (${run.job_id}, ${run.run_id},
+              ${conn.json(jsonOf(run))})
+            ON CONFLICT (job_id, run_id) DO UPDATE SET doc = excluded.doc, seq = excluded.seq`,
+          conn`DELETE FROM chronos_runs WHERE job_id = ${run.job_id} AND seq <= (SELECT seq FROM chronos_runs
+              WHERE job_id = ${run.job_id} ORDER BY seq DESC OFFSET ${this.runRetention} LIMIT 1)`,
+        ]);
+      });
+    } catch (err) {
+      if (isChronosError(err) && err.details?.['sqlstate'] === '23503') throw jobNotFound(run.job_id);
+      throw err;
+    }
+  }
+
+  async updateRun(jobId: string, runId: string, mutate: (run: RunRecord) => RunRecord): Promise<RunRecord> {
+    if (!JOB_ID_PATTERN.test(jobId)) throw runNotFound(jobId, runId);
+    const result = await this.inTransaction('update run', async (conn) => {
+      const [row] = await conn`SELECT doc FROM chronos_runs WHERE job_id = ${jobId} AND run_id = ${runId}
+        FOR UPDATE`;
+      if (!row) return undefined;
+      const problem = runShapeProblem(row['doc'], jobId, runId);
+      if (problem !== null) {
+        await this.moveRunAside(conn, jobId, runId, row['doc'], problem);
+        return undefined;
+      }
+      const next = mutate(row['doc'] as RunRecord);
+      assertSameId(runId, next.run_id, 'run');
+      assertSameId(jobId, next.job_id, 'job');
+      await conn`UPDATE chronos_runs SET doc = ${conn.json(jsonOf(next))} WHERE job_id = ${jobId}
+        AND run_id = ${runId}`;
+      return structuredClone(next);
+    });
+    if (result === undefined) throw runNotFound(jobId, runId);
+    return result;
+  }
+
+  async listRuns(jobId: string, limit?: number): Promise<RunRecord[]> {
+    if (!JOB_ID_PATTERN.test(jobId)) return [];
+    const count = Math.max(0, Math.min(limit ?? this.runRetention, this.runRetention));
+    const rows = await this.query(
+      'list runs',
+      (sql) =>
+        sql`SELECT run_id, doc FROM chronos_runs WHERE job_id = ${jobId} ORDER BY seq DESC LIMIT ${count}`,
+    );
+    const runs: RunRecord[] = [];
+    for (const row of rows) {
+      const run = await this.readableRun(jobId, row['run_id'] as string, row['doc']);
+      if (run) runs.push(run);
+    }
+    return runs;
+  }
+
+  async getRun(jobId: string, runId: string): Promise<RunRecord | undefined> {
+    if (!JOB_ID_PATTERN.test(jobId)) return undefined;
+    const [row] = await this.query(
+      'read run',
+      (sql) => sql`SELECT doc FROM chronos_runs WHERE job_id = ${jobId} AND run_id = ${runId}`,
+    );
+    return row ? this.readableRun(jobId, runId, row['doc']) : undefined;
+  }
+
+  /** Ends the pool's connections (idle exit and shutdown call it). Later calls fail `store_unavailable`. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.sql.end({ timeout: 5 }).catch(() => {});
+  }
+
+  // ---- internals ----
+
+  private assertOpen(): void {
+    if (this.closed) throw new ChronosError('store_unavailable', 'the PostgreSQL store is closed');
+  }
+
+  private async query<T extends readonly unknown[]>(what: string, run: (sql: Sql) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    try {
+      return await run(this.sql);
+    } catch (err) {
+      throw storeError(err, what);
+    }
+  }
+
+  /** `fn` inside BEGIN ... COMMIT on one connection; any throw rolls back. */
+  private async inTransaction<T>(what: string, fn: (conn: ReservedSql) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    let conn: ReservedSql | undefined;
+    let open = false;
+    try {
+      conn = await this.sql.reserve();
+      await conn`BEGIN`;
+      open = true;
+      const result = await fn(conn);
+      open = false;
+      await conn`COMMIT`;
+      return result;
+    } catch (err) {
+      if (open && conn) await conn`ROLLBACK`.catch(() => {});
+      throw storeError(err, what);
+    } finally {
+      conn?.release();
+    }
+  }
+
+  private jobLocation(id: string): string {
+    return `chronos_jobs/${id}`;
+  }
+
+  /**
+   * What makes a stored job document unusable, or null. Reported once through onDamaged (unless `report`
+   * is false).
+   */
+  private jobProblem(id: string, doc: unknown, report = true): string | null {
+    let problem: string | null = null;
+    if (!isRecord(doc) || doc['id'] !== id) problem = `expected a job object with "id": "${id}"`;
+    else {
+      const shape = jobShapeProblem(doc);
+      if (shape !== null) problem = `job ${shape}`;
+      else {
+        // Stored by hand or by another program: served, it would overflow the stack of whatever copies or
+        // encodes it (listing, reconcile, the API), for every job at once.
+        const limit = jobLimitProblems(doc as unknown as Job)[0];
+        if (limit) problem = `job ${limit.path} ${limit.message}`;
+      }
+    }
+    if (problem !== null && report) {
+      this.report({ job_id: id, kind: 'job', file: this.jobLocation(id), error: problem });
+    }
+    return problem;
+  }
+
+  /** The job, or `store_corrupt` when its document is damaged. */
+  private readableJob(id: string, doc: unknown): Job {
+    const problem = this.jobProblem(id, doc);
+    if (problem !== null) {
+      const path = this.jobLocation(id);
+      throw new ChronosError(
+        'store_corrupt',
+        `stored job ${path} cannot be read: ${problem}. Chronos will not overwrite it, and every other job ` +
+          'goes on. Restore the row from a backup, or delete the job (chronos jobs rm <id>) to move it to ' +
+          'chronos_damaged.',
+        { job_id: id, path, problem },
+      );
+    }
+    return doc as Job;
+  }
+
+  /** A run, or undefined when its row is damaged (then moved to chronos_damaged). */
+  private async readableRun(jobId: string, runId: string, doc: unknown): Promise<RunRecord | undefined> {
+    const problem = runShapeProblem(doc, jobId, runId);
+    if (problem === null) return doc as RunRecord;
+    await this.inTransaction('set a damaged run aside', (conn) =>
+      this.moveRunAside(conn, jobId, runId, doc, problem),
+    );
+    return undefined;
+  }
+
+  private async moveRunAside(
+    conn: ReservedSql,
+    jobId: string,
+    runId: string,
+    doc: unknown,
+    problem: string,
+  ): Promise<void> {
+    const deleted =
+      await conn`DELETE FROM chronos_runs WHERE job_id = ${jobId} AND run_id = ${runId} RETURNING 1`;
+    // Another process moved it first.
+    if (deleted.length === 0) return;
+    const [moved] = await conn`INSERT INTO chronos_damaged (job_id, kind, doc, error, moved_at)
+      VALUES (${jobId}, 'history', ${conn.json(doc as never)}, ${`run ${runId}: ${problem}`}, ${Date.now()})
+      RETURNING id`;
+    this.report({
+      job_id: jobId,
+      kind: 'history',
+      file: `chronos_damaged/${String(moved?.['id'])}`,
+      error: `run ${runId}: ${problem}`,
+    });
+  }
+
+  private report(record: DamagedRecord): void {
+    const key = `${record.file}\n${record.error}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.onDamaged?.(record);
+  }
+}
+
+/** Values as the driver's JSON parameter type wants them (our records are plain JSON already). */
+function jsonOf(value: Job | RunRecord): never {
+  return value as never;
+}
