@@ -28,6 +28,15 @@ export interface Config {
   trustProxy: boolean | number | string[];
   /** Longest fire-token lifetime accepted (`exp - iat`); NAS mints 90-120 s tokens. */
   fireTokenMaxLifetimeSeconds: number;
+  /**
+   * PostgreSQL connection URL (CHRONOS_DATABASE_URL, or read from CHRONOS_DATABASE_URL_FILE at start): when
+   * set, jobs, ledger and run history live there instead of the data directory (docs/architecture.md).
+   */
+  databaseUrl: string | undefined;
+  /** Connections the PostgreSQL store keeps at most. */
+  databasePoolSize: number;
+  /** Upper bound of every PostgreSQL statement, lock waits included. */
+  databaseStatementTimeoutMs: number;
 }
 
 /** NAS mints fire tokens for 90-120 s; a token meant to live longer than this is refused. */
@@ -57,6 +66,10 @@ export const CONFIG_VARIABLES = [
   'CHRONOS_FIRE_RATE_LIMIT',
   'CHRONOS_TRUST_PROXY',
   'CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS',
+  'CHRONOS_DATABASE_URL',
+  'CHRONOS_DATABASE_URL_FILE',
+  'CHRONOS_DATABASE_POOL_SIZE',
+  'CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS',
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 

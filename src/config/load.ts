@@ -78,6 +78,19 @@ const EnvSchema = z.object({
     3_600,
     '(seconds a fire token may live, exp - iat; NAS mints 90-120 s tokens)',
   ),
+  CHRONOS_DATABASE_URL: z.optional(
+    z
+      .string()
+      .check(
+        z.regex(
+          /^postgres(ql)?:\/\/\S+$/,
+          'must be a PostgreSQL URL, e.g. postgres://chronos:secret@db.internal:5432/chronos?sslmode=require',
+        ),
+      ),
+  ),
+  CHRONOS_DATABASE_URL_FILE: text,
+  CHRONOS_DATABASE_POOL_SIZE: wholeNumber(1, 10, '(connections; 1-2 suit a process that sleeps)'),
+  CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS: wholeNumber(100, 600_000, '(milliseconds per statement)'),
 });
 
 /**
@@ -108,7 +121,14 @@ export function parseTrustProxy(value: string): boolean | number | string[] | st
 export const DEFAULT_DATA_DIR = '.chronos-data';
 /** Generous because NAS is one client that may burst. */
 export const DEFAULT_FIRE_RATE_LIMIT = 1_200;
-const SECRET_VARIABLES: ReadonlySet<string> = new Set(['CHRONOS_ADMIN_TOKEN', 'CHRONOS_ACCESS_TOKEN']);
+const SECRET_VARIABLES: ReadonlySet<string> = new Set([
+  'CHRONOS_ADMIN_TOKEN',
+  'CHRONOS_ACCESS_TOKEN',
+  // Its password.
+  'CHRONOS_DATABASE_URL',
+]);
+export const DEFAULT_DATABASE_POOL_SIZE = 2;
+export const DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS = 5_000;
 
 /**
  * Parse the environment into a frozen Config, or throw one `invalid_config` error listing every problem
@@ -138,6 +158,18 @@ export function loadConfig(env: Env): Readonly<Config> {
   both('CHRONOS_JWKS_URL', 'CHRONOS_FIRE_PUBLIC_KEY');
   both('CHRONOS_ACCESS_TOKEN', 'CHRONOS_ACCESS_TOKEN_FILE');
   both('CHRONOS_ADMIN_TOKEN', 'CHRONOS_ADMIN_TOKEN_FILE');
+  both('CHRONOS_DATABASE_URL', 'CHRONOS_DATABASE_URL_FILE');
+  const databaseUrlFile = cleaned['CHRONOS_DATABASE_URL_FILE'];
+  const databaseUrlFromFile = databaseUrlFile === undefined ? undefined : readSecretFile(databaseUrlFile);
+  if (typeof databaseUrlFromFile === 'object') {
+    problems.push(
+      `CHRONOS_DATABASE_URL_FILE=${JSON.stringify(databaseUrlFile)}: ${databaseUrlFromFile.problem}`,
+    );
+  } else if (databaseUrlFromFile !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(databaseUrlFromFile)) {
+    problems.push(
+      `CHRONOS_DATABASE_URL_FILE=${JSON.stringify(databaseUrlFile)}: the file must hold a PostgreSQL URL (postgres://...)`,
+    );
+  }
   const adminTokenFile = cleaned['CHRONOS_ADMIN_TOKEN_FILE'];
   const adminTokenFromFile = adminTokenFile === undefined ? undefined : readSecretFile(adminTokenFile);
   if (typeof adminTokenFromFile === 'object') {
@@ -202,6 +234,10 @@ export function loadConfig(env: Env): Readonly<Config> {
     trustProxy: e.CHRONOS_TRUST_PROXY ?? false,
     fireTokenMaxLifetimeSeconds:
       e.CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS ?? DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS,
+    databaseUrl: e.CHRONOS_DATABASE_URL ?? (databaseUrlFromFile as string | undefined),
+    databasePoolSize: e.CHRONOS_DATABASE_POOL_SIZE ?? DEFAULT_DATABASE_POOL_SIZE,
+    databaseStatementTimeoutMs:
+      e.CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS ?? DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS,
   };
 
   return Object.freeze(config);

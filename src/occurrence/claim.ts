@@ -71,7 +71,7 @@ function writeClaim(
         run_id: runId,
         owner,
         claimed_at: ask.now,
-        expires_at: ask.now + (ttlMs ?? claimTtlMs(decision.job)),
+        expires_at: ask.now + (ttlMs ?? claimTtlMs()),
       };
       return { job: decision.job, ledger: [entry], result: { decision, entry } };
     },

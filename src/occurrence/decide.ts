@@ -2,19 +2,19 @@
 // (claim.ts), settling a run (settle.ts), the engine every trigger feeds (engine.ts) and the provider
 // interface (provider.ts). The job rules it applies are pure functions in src/jobs/lifecycle.ts.
 // docs/architecture.md, "The parts" and "Where each lifecycle rule lives".
-import { runTimeoutMs } from '../jobs/jobs.js';
 import { advanceJob, armedInstant, isActive, occurrenceKind } from '../jobs/lifecycle.js';
 import type { Job, Trigger } from '../jobs/model.js';
+import { CLAIM_LEASE_MS } from '../store/lease.js';
 import type { JobTxnView, LedgerEntry, Owner } from '../store/store.js';
 
 /** A fire may arrive this much before its fire_at (clock skew between NAS and us; docs/contract.md). */
 export const EARLY_SKEW_MS = 60_000;
-/** Margin added to the run timeout for the claim TTL, so long runs are never recovered while alive. */
-export const CLAIM_TTL_MARGIN_MS = 120_000;
-
-/** How long a claim protects its run even if its owner looks alive: the run timeout plus a margin. */
-export function claimTtlMs(job: Job): number {
-  return runTimeoutMs(job) + CLAIM_TTL_MARGIN_MS;
+/**
+ * How long a claim protects its run: a lease, renewed while the run goes on (src/store/lease.ts,
+ * docs/architecture.md "The claim lease"). Across hosts nothing else tells a dead owner from a live one.
+ */
+export function claimTtlMs(): number {
+  return CLAIM_LEASE_MS;
 }
 
 /** A `claimed` row whose run can no longer be going on: its owner died, or its TTL ran out. */

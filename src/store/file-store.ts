@@ -33,7 +33,15 @@ import {
 } from './ledger.js';
 import { type BrokenLock, FileLock } from './lock.js';
 import { currentOwner } from './owner.js';
-import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Store, TransactOptions } from './store.js';
+import type {
+  DamagedRecord,
+  JobTxnView,
+  JobTxnWrite,
+  LedgerEntry,
+  Owner,
+  Store,
+  TransactOptions,
+} from './store.js';
 import { WriteQueue } from './write-queue.js';
 
 /*
@@ -375,6 +383,24 @@ export class FileStore implements Store {
   async listClaimed(): Promise<LedgerEntry[]> {
     const all = await this.loadAll();
     return [...all.jobs.values()].flatMap((entry) => entry.claimed.map((row) => structuredClone(row)));
+  }
+
+  /** One write per job holding such claims (a process holds few runs at a time). */
+  async renewClaims(owner: Owner, until: number): Promise<number> {
+    const mine = (await this.listClaimed()).filter(
+      (row) => row.owner.boot_id === owner.boot_id && row.expires_at < until,
+    );
+    let renewed = 0;
+    for (const jobId of new Set(mine.map((row) => row.job_id))) {
+      renewed += await this.transact(jobId, (view) => {
+        const rows = view
+          .claimed()
+          .filter((row) => row.owner.boot_id === owner.boot_id && row.expires_at < until)
+          .map((row) => ({ ...row, expires_at: until }));
+        return rows.length > 0 ? { ledger: rows, result: rows.length } : { result: 0 };
+      });
+    }
+    return renewed;
   }
 
   // ---- runs ----

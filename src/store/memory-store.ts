@@ -11,7 +11,7 @@ import {
   resolveTxnWrite,
   runNotFound,
 } from './ledger.js';
-import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Store } from './store.js';
+import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from './store.js';
 
 export interface MemoryStoreOptions {
   /** Runs kept per job, newest first (default 100). */
@@ -114,6 +114,19 @@ export class MemoryStore implements Store {
       for (const row of record.ledger) if (row.status === 'claimed') claimed.push(copy(row));
     }
     return claimed;
+  }
+
+  async renewClaims(owner: Owner, until: number): Promise<number> {
+    let renewed = 0;
+    for (const record of this.records.values()) {
+      for (const row of record.ledger) {
+        if (row.status !== 'claimed' || row.owner.boot_id !== owner.boot_id || row.expires_at >= until)
+          continue;
+        row.expires_at = until;
+        renewed += 1;
+      }
+    }
+    return renewed;
   }
 
   async appendRun(run: RunRecord): Promise<void> {

@@ -128,6 +128,11 @@ export interface Store {
   peek(jobId: string): Promise<JobTxnView>;
   /** Every `claimed` row across all jobs (boot recovery of runs left by a dead process). */
   listClaimed(): Promise<LedgerEntry[]>;
+  /**
+   * Extends to `until` the lease (`expires_at`) of every row still `claimed` by `owner` whose lease ends
+   * sooner: its runs are in progress (src/store/lease.ts). Returns the number of rows renewed.
+   */
+  renewClaims(owner: Owner, until: number): Promise<number>;
 
   // Run history, newest first, retained per job (oldest dropped beyond the retention).
   appendRun(run: RunRecord): Promise<void>;

@@ -65,6 +65,9 @@ describe('loadConfig defaults', () => {
       fireRateLimit: DEFAULT_FIRE_RATE_LIMIT,
       trustProxy: false,
       fireTokenMaxLifetimeSeconds: 300,
+      databaseUrl: undefined,
+      databasePoolSize: 2,
+      databaseStatementTimeoutMs: 5000,
     } satisfies Config);
   });
 
@@ -110,9 +113,17 @@ describe('loadConfig parses every variable', () => {
       CHRONOS_FIRE_RATE_LIMIT: '5000',
       CHRONOS_TRUST_PROXY: '10.0.0.0/8, fdaa::/16,127.0.0.1',
       CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS: '120',
+      CHRONOS_DATABASE_URL: 'postgresql://chronos:pw@db.internal:5432/chronos?sslmode=require',
+      CHRONOS_DATABASE_POOL_SIZE: '1',
+      CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS: '2500',
     };
     // Every variable loadConfig owns is exercised here or, for the either-or alternatives, in the next tests.
-    const alternatives = ['CHRONOS_FIRE_PUBLIC_KEY', 'CHRONOS_ACCESS_TOKEN', 'CHRONOS_ADMIN_TOKEN_FILE'];
+    const alternatives = [
+      'CHRONOS_FIRE_PUBLIC_KEY',
+      'CHRONOS_ACCESS_TOKEN',
+      'CHRONOS_ADMIN_TOKEN_FILE',
+      'CHRONOS_DATABASE_URL_FILE',
+    ];
     expect([...Object.keys(env), ...alternatives].sort()).toEqual([...CONFIG_VARIABLES].sort());
     expect(loadConfig(env)).toEqual({
       port: 9090,
@@ -136,6 +147,9 @@ describe('loadConfig parses every variable', () => {
       fireRateLimit: 5000,
       trustProxy: ['10.0.0.0/8', 'fdaa::/16', '127.0.0.1'],
       fireTokenMaxLifetimeSeconds: 120,
+      databaseUrl: 'postgresql://chronos:pw@db.internal:5432/chronos?sslmode=require',
+      databasePoolSize: 1,
+      databaseStatementTimeoutMs: 2500,
     } satisfies Config);
   });
 
@@ -170,6 +184,35 @@ describe('loadConfig parses every variable', () => {
       expect(
         problemsOf({ CHRONOS_ADMIN_TOKEN: 'a-very-long-admin-secret', CHRONOS_ADMIN_TOKEN_FILE: file }),
       ).toContain('set only one of CHRONOS_ADMIN_TOKEN and CHRONOS_ADMIN_TOKEN_FILE');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('selects PostgreSQL by CHRONOS_DATABASE_URL or its _FILE form, never echoing the URL', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chronos-config-'));
+    try {
+      const file = join(dir, 'database-url');
+      await writeFile(file, 'postgres://chronos:from-file@db:5432/chronos\n');
+      expect(loadConfig({ CHRONOS_DATABASE_URL_FILE: file }).databaseUrl).toBe(
+        'postgres://chronos:from-file@db:5432/chronos',
+      );
+      await writeFile(file, 'mysql://chronos:pw@db/chronos\n');
+      const wrong = problemsOf({ CHRONOS_DATABASE_URL_FILE: file });
+      expect(wrong).toEqual([
+        expect.stringMatching(/CHRONOS_DATABASE_URL_FILE=.*must hold a PostgreSQL URL/),
+      ]);
+      expect(wrong.join('\n')).not.toContain('pw@');
+      const bad = problemsOf({ CHRONOS_DATABASE_URL: 'http://user:hunter2@db/chronos' });
+      expect(bad).toEqual([
+        expect.stringMatching(/^CHRONOS_DATABASE_URL=\(value hidden\): must be a PostgreSQL URL/),
+      ]);
+      expect(
+        problemsOf({ CHRONOS_DATABASE_URL: 'postgres://db/chronos', CHRONOS_DATABASE_URL_FILE: file }),
+      ).toContain('set only one of CHRONOS_DATABASE_URL and CHRONOS_DATABASE_URL_FILE');
+      expect(problemsOf({ CHRONOS_DATABASE_POOL_SIZE: '0' })).toEqual([
+        expect.stringMatching(/CHRONOS_DATABASE_POOL_SIZE="0": must be between 1 and 10/),
+      ]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -23,6 +23,7 @@ import { claimFire } from '../../src/occurrence/claim.js';
 import { currentOccurrence } from '../../src/occurrence/decide.js';
 import { settleOccurrence } from '../../src/occurrence/settle.js';
 import { FileStore } from '../../src/store/file-store.js';
+import { CLAIM_LEASE_MS } from '../../src/store/lease.js';
 import type { Store } from '../../src/store/store.js';
 import {
   AUDIENCE,
@@ -574,6 +575,8 @@ describe('row 8: duplicate occurrence', () => {
     await seedJob(f.store, START, { id: 'older' });
     f.clock.set(T1);
     expect((await f.fire(await bearer(), fireBody('older', T1))).statusCode).toBe(202);
+    // Its run (not started by this fixture) ends; a claim left unrun would be taken over once its lease ran out.
+    await settleOccurrence(f.store, 'older', T1, 'finished');
     f.clock.set(T2);
     expect((await f.fire(await bearer(), fireBody('older', T2))).statusCode).toBe(202);
     // T1 no longer matches next_run_at (T2 + 1 m), but the ledger knows it.
@@ -723,7 +726,7 @@ describe('row 12: accepted', () => {
       run_id: body['run_id'],
       owner: f.owner,
       claimed_at: T1,
-      expires_at: T1 + (600 + 120) * 1000,
+      expires_at: T1 + CLAIM_LEASE_MS,
     });
 
     await flushMicrotasks();

@@ -366,6 +366,33 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
           expect((await store.listClaimed()).map((r) => r.fire_at).sort()).toEqual([1, 2]);
         }));
 
+      it("renews the lease of its owner's claimed rows only, never shortening one", () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await store.createJob(makeJob('b'));
+          const other = { boot_id: 'another-boot', pid: 1, host: 'another-host' };
+          await claimOccurrence(store, claimReq('a', 1, { ttl_ms: 1000 }));
+          await claimOccurrence(store, claimReq('b', 2, { ttl_ms: 1000 }));
+          await claimOccurrence(store, claimReq('b', 3, { ttl_ms: 1000 }));
+          await settleOccurrence(store, 'b', 3, 'finished');
+          await claimOccurrence(store, claimReq('a', 4, { ttl_ms: 1000, owner: other }));
+          await claimOccurrence(store, claimReq('a', 5, { ttl_ms: 900_000 }));
+
+          expect(await store.renewClaims(currentOwner(), T0 + 60_000)).toBe(2);
+          const expiry = async (job: string, fireAt: number) =>
+            (await store.getLedgerEntry(job, fireAt))?.expires_at;
+          expect(await expiry('a', 1)).toBe(T0 + 60_000);
+          expect(await expiry('b', 2)).toBe(T0 + 60_000);
+          expect(await expiry('b', 3)).toBe(T0 + 1000);
+          expect(await expiry('a', 4)).toBe(T0 + 1000);
+          expect(await expiry('a', 5)).toBe(T0 + 900_000);
+          // A renewed claim is protected until its new expiry, not its first one.
+          expect((await claimOccurrence(store, claimReq('a', 1, { now: T0 + 59_999 }))).outcome).toBe(
+            'duplicate',
+          );
+          expect(await store.renewClaims(currentOwner(), T0 + 60_000)).toBe(0);
+        }));
+
       it('lists claimed rows across jobs', () =>
         withStore(async ({ store }) => {
           await store.createJob(makeJob('a'));
