@@ -20,8 +20,9 @@ import { BuiltinProvider } from './scheduler/builtin.js';
 import { ChronosProvider } from './scheduler/chronos.js';
 import { IdleExit } from './scheduler/idle-exit.js';
 import { FileStore } from './store/file-store.js';
+import { LeaseKeeper } from './store/lease.js';
 import { currentOwner } from './store/owner.js';
-import type { Store } from './store/store.js';
+import type { DamagedRecord, Store } from './store/store.js';
 import { USER_AGENT, VERSION } from './version.js';
 
 export interface StartOptions {
@@ -74,18 +75,35 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     });
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const dataDir = resolve(config.dataDir);
-  const store = await FileStore.open({
-    dir: dataDir,
-    onDamaged: (record) =>
-      logger.error(
-        { code: 'store_corrupt', job_id: record.job_id, file: record.file, error: record.error },
-        record.kind === 'job'
-          ? 'damaged job file: this job is left out (not armed, not run) until its file is restored or the job is deleted'
-          : 'damaged run history moved aside: the job goes on with a new history',
-      ),
-    onLockBroken: (broken) =>
-      logger.warn(broken, 'store lock taken over: its holder is gone or stopped renewing it'),
-  });
+  const onDamaged = (record: DamagedRecord) =>
+    logger.error(
+      { code: 'store_corrupt', job_id: record.job_id, file: record.file, error: record.error },
+      record.kind === 'job'
+        ? 'damaged job record: this job is left out (not armed, not run) until it is restored or the job is deleted'
+        : 'damaged run history moved aside: the job goes on with a new history',
+    );
+  let databaseReady: (() => Promise<void>) | undefined;
+  let store: Store;
+  if (config.databaseUrl) {
+    // Loaded only when configured: the file store's cold start never pays for the driver.
+    const { openServerPostgresStore } = await import('./store/postgres/server.js');
+    const opened = await openServerPostgresStore(config, {
+      clock,
+      logger,
+      onDamaged,
+      dataDir,
+      onFatal: () => logger.flush(() => exit(1)),
+    });
+    store = opened;
+    databaseReady = () => opened.whenReady();
+  } else {
+    store = await FileStore.open({
+      dir: dataDir,
+      onDamaged,
+      onLockBroken: (broken) =>
+        logger.warn(broken, 'store lock taken over: its holder is gone or stopped renewing it'),
+    });
+  }
   const startedAt = clock.now();
   if (config.jobsFile) {
     // Before listening: a jobs file with errors stops the start, and fires must see the declared jobs.
@@ -106,6 +124,14 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   }
   const owner = currentOwner();
   const activity = new Activity();
+  const leases = new LeaseKeeper({
+    store,
+    owner,
+    clock,
+    busy: () => activity.snapshot().run > 0,
+    onError: (err) => logger.warn({ err }, 'claim lease renewal failed; retried at the next renewal'),
+  });
+  leases.start();
   const handlers = options.handlers ?? createHandlerRegistry();
 
   let runner: Promise<JobRunner> | undefined;
@@ -296,6 +322,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       await app.close();
       clearTimeout(cutStalled);
       if (nas) await (await nas).close();
+      leases.stop();
       await store.close();
       logger.info('stopped');
     })();
@@ -321,6 +348,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       url,
       provider: provider.name,
       version: VERSION,
+      store: store.kind,
       data_dir: dataDir,
       admin_api: config.adminToken ? 'on' : 'off',
       max_connections: maxConnections,
@@ -350,6 +378,9 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     if (shuttingDown) return markStartupDone(); // stopping already: starting the provider would undo its stop()
     // An old cached key set answered the first fire; a fresh one is fetched now, beside the reconcile.
     const keys = verifier.warm().then(() => verifier.refreshIfStale());
+    // Recovery and reconcile need the store: with a database not reached yet, they wait for it.
+    if (databaseReady) await databaseReady();
+    if (shuttingDown) return markStartupDone();
     try {
       const recovered = await (await getRunner()).recoverInterrupted();
       if (recovered.length > 0)

@@ -17,6 +17,7 @@ import {
   runNotFound,
 } from '../ledger.js';
 import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from '../store.js';
+import { withReserved } from './reserved.js';
 import { migrate, readSchemaState, type SchemaState, schemaNewerError } from './schema.js';
 
 /*
@@ -336,69 +337,63 @@ export class PostgresStore implements Store {
       return write.result;
     }
     this.assertOpen();
-    let conn: ReservedSql | undefined;
-    let open = false;
     try {
-      conn = await this.sql.reserve();
-      // One round trip: the three statements are pipelined.
-      const [, jobRows, ledgerRows] = await Promise.all([
-        conn`BEGIN`,
-        conn`SELECT doc FROM chronos_jobs WHERE id = ${jobId} FOR UPDATE`,
-        conn<LedgerRow[]>`SELECT ${conn.unsafe(LEDGER_COLUMNS)} FROM chronos_ledger WHERE job_id = ${jobId}
-          ORDER BY fire_at DESC`,
-      ]);
-      open = true;
-      const jobRow = jobRows[0];
-      const current = jobRow ? this.readableJob(jobId, jobRow['doc']) : undefined;
-      const existing = ledgerRows.map(toEntry);
-      const write = fn(
-        makeView(
-          current && structuredClone(current),
-          existing.map((e) => structuredClone(e)),
-        ),
-      );
-      const job = resolveTxnWrite(jobId, current, write);
-      if (job === undefined) {
-        open = false;
-        await conn`ROLLBACK`;
-        return write.result;
-      }
-      assertWithinLimits(job);
-      const updates = write.ledger ?? [];
-      const kept = mergeLedger(existing, updates, this.ledgerRetention);
-      const keptAt = new Set(kept.map((row) => row.fire_at));
-      const dropped = existing.filter((row) => !keptAt.has(row.fire_at)).map((row) => row.fire_at);
-      const upserts = updates.filter((row) => keptAt.has(row.fire_at)).map(toRow);
-      const statements: Promise<unknown>[] = [
-        current === undefined
-          ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})`
-          : conn`UPDATE chronos_jobs SET doc = ${conn.json(jsonOf(job))} WHERE id = ${jobId}`,
-      ];
-      if (upserts.length > 0) {
-        statements.push(conn`INSERT INTO chronos_ledger ${conn(upserts as never[])}
-          ON CONFLICT (job_id, fire_at) DO UPDATE SET status = excluded.status, trigger = excluded.trigger,
-            run_id = excluded.run_id, owner_boot_id = excluded.owner_boot_id, owner_pid = excluded.owner_pid,
-            owner_host = excluded.owner_host, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at`);
-      }
-      if (dropped.length > 0) {
-        statements.push(
-          conn`DELETE FROM chronos_ledger WHERE job_id = ${jobId} AND fire_at = ANY(${dropped}::bigint[])`,
+      return await withReserved(this.sql, async ({ conn }) => {
+        // One round trip: the three statements are pipelined.
+        const [, jobRows, ledgerRows] = await Promise.all([
+          conn`BEGIN`,
+          conn`SELECT doc FROM chronos_jobs WHERE id = ${jobId} FOR UPDATE`,
+          conn<LedgerRow[]>`SELECT ${conn.unsafe(LEDGER_COLUMNS)} FROM chronos_ledger WHERE job_id = ${jobId}
+            ORDER BY fire_at DESC`,
+        ]);
+        const jobRow = jobRows[0];
+        const current = jobRow ? this.readableJob(jobId, jobRow['doc']) : undefined;
+        const existing = ledgerRows.map(toEntry);
+        const write = fn(
+          makeView(
+            current && structuredClone(current),
+            existing.map((e) => structuredClone(e)),
+          ),
         );
-      }
-      // One round trip: the writes and the COMMIT are pipelined. A failed write turns the COMMIT into a
-      // ROLLBACK on the server, and its own error rejects the batch.
-      open = false;
-      const results = await Promise.all([...statements, conn`COMMIT`]);
-      const commit = results.at(-1) as { command?: string };
-      if (commit.command !== 'COMMIT')
-        throw new ChronosError('store_unavailable', 'the transaction was rolled back');
-      return write.result;
+        const job = resolveTxnWrite(jobId, current, write);
+        if (job === undefined) {
+          await conn`ROLLBACK`;
+          return write.result;
+        }
+        assertWithinLimits(job);
+        const updates = write.ledger ?? [];
+        const kept = mergeLedger(existing, updates, this.ledgerRetention);
+        const keptAt = new Set(kept.map((row) => row.fire_at));
+        const dropped = existing.filter((row) => !keptAt.has(row.fire_at)).map((row) => row.fire_at);
+        const upserts = updates.filter((row) => keptAt.has(row.fire_at)).map(toRow);
+        const statements: Promise<unknown>[] = [
+          current === undefined
+            ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})`
+            : conn`UPDATE chronos_jobs SET doc = ${conn.json(jsonOf(job))} WHERE id = ${jobId}`,
+        ];
+        if (upserts.length > 0) {
+          statements.push(conn`INSERT INTO chronos_ledger ${conn(upserts as never[])}
+            ON CONFLICT (job_id, fire_at) DO UPDATE SET status = excluded.status, trigger = excluded.trigger,
+              run_id = excluded.run_id, owner_boot_id = excluded.owner_boot_id, owner_pid = excluded.owner_pid,
+              owner_host = excluded.owner_host, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at`);
+        }
+        if (dropped.length > 0) {
+          statements.push(
+            conn`DELETE FROM chronos_ledger WHERE job_id = ${jobId} AND fire_at = ANY(${dropped}::bigint[])`,
+          );
+        }
+        // One round trip: the writes and the COMMIT are pipelined. A failed write turns the COMMIT into a
+        // ROLLBACK on the server, and its own error rejects the batch.
+        const results = await Promise.all([...statements, conn`COMMIT`]);
+        const commit = results.at(-1) as { command?: string };
+        if (commit.command !== 'COMMIT') {
+          throw new ChronosError('store_unavailable', 'PostgreSQL store: the transaction was rolled back');
+        }
+        return write.result;
+      });
     } catch (err) {
-      if (open && conn) await conn`ROLLBACK`.catch(() => {});
       if (sqlState(err) === '23505') throw jobExists(jobId);
       throw storeError(err, `transaction on job "${jobId}"`);
-    } finally {
-      conn?.release();
     }
   }
 
@@ -547,21 +542,15 @@ export class PostgresStore implements Store {
   /** `fn` inside BEGIN ... COMMIT on one connection; any throw rolls back. */
   private async inTransaction<T>(what: string, fn: (conn: ReservedSql) => Promise<T>): Promise<T> {
     this.assertOpen();
-    let conn: ReservedSql | undefined;
-    let open = false;
     try {
-      conn = await this.sql.reserve();
-      await conn`BEGIN`;
-      open = true;
-      const result = await fn(conn);
-      open = false;
-      await conn`COMMIT`;
-      return result;
+      return await withReserved(this.sql, async ({ conn }) => {
+        await conn`BEGIN`;
+        const result = await fn(conn);
+        await conn`COMMIT`;
+        return result;
+      });
     } catch (err) {
-      if (open && conn) await conn`ROLLBACK`.catch(() => {});
       throw storeError(err, what);
-    } finally {
-      conn?.release();
     }
   }
 

@@ -1,5 +1,6 @@
 import type { ReservedSql, Sql } from 'postgres';
 import { ChronosError } from '../../errors.js';
+import { withReserved } from './reserved.js';
 
 /*
  * The PostgreSQL store's tables (all prefixed `chronos_`, so they can share a database with others):
@@ -132,35 +133,25 @@ export async function migrate(
   migrations: readonly Migration[] = MIGRATIONS,
   target: number = SCHEMA_VERSION,
 ): Promise<number[]> {
-  const conn = await sql.reserve();
-  try {
+  return withReserved(sql, async ({ conn }) => {
+    // Session-level: held across the migrations' own transactions; a lost session releases it by itself.
     await conn`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`;
-    try {
-      const before = await readSchemaState(conn);
-      if (before.database > target) throw schemaNewerError({ ...before, code: target });
-      const applied: number[] = [];
-      for (const migration of migrations) {
-        if (migration.version <= before.database || migration.version > target) continue;
-        await conn.unsafe('BEGIN');
-        try {
-          await conn.unsafe(migration.sql);
-          await conn.unsafe(
-            'CREATE TABLE IF NOT EXISTS chronos_schema (version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())',
-          );
-          await conn`DELETE FROM chronos_schema`;
-          await conn`INSERT INTO chronos_schema (version) VALUES (${migration.version})`;
-          await conn.unsafe('COMMIT');
-        } catch (err) {
-          await conn.unsafe('ROLLBACK').catch(() => {});
-          throw err;
-        }
-        applied.push(migration.version);
-      }
-      return applied;
-    } finally {
-      await conn`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`.catch(() => {});
+    const before = await readSchemaState(conn);
+    if (before.database > target) throw schemaNewerError({ ...before, code: target });
+    const applied: number[] = [];
+    for (const migration of migrations) {
+      if (migration.version <= before.database || migration.version > target) continue;
+      await conn.unsafe('BEGIN');
+      await conn.unsafe(migration.sql);
+      await conn.unsafe(
+        'CREATE TABLE IF NOT EXISTS chronos_schema (version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())',
+      );
+      await conn`DELETE FROM chronos_schema`;
+      await conn`INSERT INTO chronos_schema (version) VALUES (${migration.version})`;
+      await conn.unsafe('COMMIT');
+      applied.push(migration.version);
     }
-  } finally {
-    conn.release();
-  }
+    await conn`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`;
+    return applied;
+  });
 }
