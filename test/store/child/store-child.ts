@@ -6,7 +6,7 @@
  *     prints "ready", waits for a line on stdin, then claims fire_at first+count-1 down to first of
  *     the job one by one, printing "<fire_at> <outcome>" for each, then "done"; exits on the next
  *     stdin line.
- *   crash <dir> <job_prefix> <fire_base> [<retry_job> <retry_fire_at> [<orphan_job> <orphan_fire_at>]]
+ *   crash <dir or postgres:// URL> <job_prefix> <fire_base> [<retry_job> <retry_fire_at> [<orphan_job> <orphan_fire_at>]]
  *     prints "ready", retries the given keys ("retry <outcome>", "orphan <outcome>"), then loops
  *     creating jobs and claiming + settling occurrences, printing a line after each durable step,
  *     until killed.
@@ -25,13 +25,15 @@ import { settleOccurrence } from '../../../src/occurrence/settle.js';
 import { FileStore } from '../../../src/store/file-store.js';
 import { FileLock } from '../../../src/store/lock.js';
 import { currentOwner } from '../../../src/store/owner.js';
+import { PostgresStore } from '../../../src/store/postgres/postgres-store.js';
+import type { Store } from '../../../src/store/store.js';
 import { makeJob, T0 } from '../../helpers/jobs.js';
 
 function job(id: string): Job {
   return makeJob(id, { next_run_at: T0 });
 }
 
-function claim(store: FileStore, jobId: string, fireAt: number) {
+function claim(store: Store, jobId: string, fireAt: number) {
   return claimOccurrence(store, {
     job_id: jobId,
     fire_at: fireAt,
@@ -50,8 +52,10 @@ function claim(store: FileStore, jobId: string, fireAt: number) {
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-async function openStore(dir: string): Promise<FileStore> {
+/** A data directory, or a PostgreSQL URL (postgres://...) for the PostgreSQL store. */
+async function openStore(dir: string): Promise<Store> {
   try {
+    if (/^postgres(ql)?:\/\//.test(dir)) return await PostgresStore.open({ url: dir, poolSize: 1 });
     return await FileStore.open({ dir });
   } catch (err) {
     if (isChronosError(err, 'store_corrupt')) {
