@@ -13,6 +13,7 @@ Commands:
   check       validate the configuration and the jobs file; print when each job will fire
   next        print the next occurrences of a schedule string
   jobs        list, add, remove, pause, resume and run jobs of a running server (admin API)
+  store       copy a data directory into a PostgreSQL database (chronos store copy --from DIR --to URL)
   emulator    run the local NAS emulator
   dev         run the whole scale-to-zero loop locally: emulator, wake proxy, Chronos, sample jobs
   help        show this help, or a command's: chronos help <command>
@@ -52,6 +53,10 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; usage: () => Promi
   jobs: {
     run: async () => (await import('./jobs.js')).runJobs,
     usage: async () => (await import('./jobs.js')).JOBS_USAGE,
+  },
+  store: {
+    run: async () => (await import('./store.js')).runStore,
+    usage: async () => (await import('./store.js')).STORE_USAGE,
   },
   emulator: {
     run: async () => {
