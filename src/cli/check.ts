@@ -18,7 +18,9 @@ import { effectiveZone, occurrences } from './next.js';
 export const CHECK_USAGE = `Usage: chronos check [--jobs FILE] [--next N] [--json]
 
 Validates the configuration (environment) and the jobs file without starting anything, and prints when
-each declared job will fire: in its own zone and in UTC. Exit code 1 on any error.
+each declared job will fire: in its own zone and in UTC. With CHRONOS_DATABASE_URL set, also reports the
+database's schema state (current, created or migrated at the next start, or newer than this Chronos).
+Exit code 1 on any error.
 
 Options:
   --jobs FILE    jobs file to check (default CHRONOS_JOBS_FILE)
@@ -126,8 +128,37 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
     }
   }
 
+  // The database's schema state, when one is configured: what the server will do with it at start.
+  let database: { state: string; database?: number; code?: number; error?: string } | undefined;
+  let databaseLine: string | undefined;
+  if (config?.databaseUrl) {
+    const { PostgresStore } = await import('../store/postgres/postgres-store.js');
+    try {
+      const state = await PostgresStore.schemaState({
+        url: config.databaseUrl,
+        statementTimeoutMs: config.databaseStatementTimeoutMs,
+      });
+      database = state;
+      if (state.state === 'newer') {
+        errors.push({ path: 'database', message: PostgresStore.schemaNewerError(state).message });
+      } else {
+        databaseLine =
+          state.state === 'current'
+            ? `database: schema version ${state.database} (current)`
+            : state.state === 'empty'
+              ? `database: no Chronos tables yet; they are created (version ${state.code}) at start`
+              : `database: schema version ${state.database}; migrated to version ${state.code} at the next start`;
+      }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      database = { state: 'unreachable', error: message };
+      errors.push({ path: 'database', message: `cannot read the schema version: ${message}` });
+    }
+  }
+
   if (values.json) {
     const body = {
+      ...(database ? { database } : {}),
       jobs: jobs.map((j) => ({
         id: j.id,
         schedule: j.schedule,
@@ -148,6 +179,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
     );
     if (providerWarning) lines.push(`  warning: ${providerWarning}`);
   }
+  if (databaseLine) lines.push(databaseLine);
   if (!jobsFile) lines.push('jobs file: none (set CHRONOS_JOBS_FILE or pass --jobs FILE)');
   else if (jobs.length > 0 || errors.length === 0)
     lines.push(`jobs file: ${jobsFile} (${jobs.length} job${jobs.length === 1 ? '' : 's'})`);
