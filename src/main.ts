@@ -87,7 +87,12 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   if (config.databaseUrl) {
     // Loaded only when configured: the file store's cold start never pays for the driver.
     const { openServerPostgresStore } = await import('./store/postgres/server.js');
-    const opened = await openServerPostgresStore(config, {
+    const settings = {
+      url: config.databaseUrl,
+      poolSize: config.databasePoolSize,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+    };
+    const opened = await openServerPostgresStore(settings, {
       clock,
       logger,
       onDamaged,

@@ -1,9 +1,14 @@
 import { mkdir } from 'node:fs/promises';
-import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
-import type { Config } from '../../config/config.js';
+import type { Logger } from '../../logger.js';
 import type { DamagedRecord } from '../store.js';
 import { ConnectingStore } from './connecting-store.js';
+
+export interface ServerPostgresSettings {
+  url: string;
+  poolSize: number;
+  statementTimeoutMs: number;
+}
 
 export interface ServerPostgresDeps {
   clock: Clock;
@@ -17,15 +22,15 @@ export interface ServerPostgresDeps {
 
 /** The PostgreSQL store as `chronos serve` opens it (src/main.ts), with its logging. */
 export async function openServerPostgresStore(
-  config: Config,
+  settings: ServerPostgresSettings,
   deps: ServerPostgresDeps,
 ): Promise<ConnectingStore> {
   const { logger } = deps;
   await mkdir(deps.dataDir, { recursive: true }).catch(() => {});
   return ConnectingStore.start({
-    url: config.databaseUrl!,
-    poolSize: config.databasePoolSize,
-    statementTimeoutMs: config.databaseStatementTimeoutMs,
+    url: settings.url,
+    poolSize: settings.poolSize,
+    statementTimeoutMs: settings.statementTimeoutMs,
     onDamaged: deps.onDamaged,
     clock: deps.clock,
     onAttemptFailed: (err, attempt, retryInMs) =>
@@ -34,9 +39,9 @@ export async function openServerPostgresStore(
         'database not reachable: fires and admin calls are answered 503 until it is; retrying',
       ),
     onReady: (attempts) =>
-      logger.info({ store: 'postgres', attempts, pool_size: config.databasePoolSize }, 'database connected'),
+      logger.info({ store: 'postgres', attempts, pool_size: settings.poolSize }, 'database connected'),
     onFatal: (err) => {
-      logger.fatal({ code: err.code }, err.message);
+      logger.error({ code: err.code }, err.message);
       deps.onFatal();
     },
   });

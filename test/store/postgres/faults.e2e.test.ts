@@ -1,6 +1,6 @@
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { claimOccurrence } from '../../../src/store/claim.js';
+import { claimOccurrence } from '../../../src/occurrence/claim.js';
 import { ConnectingStore } from '../../../src/store/postgres/connecting-store.js';
 import { PostgresStore } from '../../../src/store/postgres/postgres-store.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
