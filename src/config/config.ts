@@ -28,6 +28,15 @@ export interface Config {
   trustProxy: boolean | number | string[];
   /** Longest fire-token lifetime accepted (`exp - iat`); NAS mints 90-120 s tokens. */
   fireTokenMaxLifetimeSeconds: number;
+  /** Where alerts of jobs without their own `notify.destinations` go (docs/operations.md, Alerts). */
+  notifyUrl: string | undefined;
+  notifyFormat: 'standard' | 'slack';
+  /** Signs alerts (Standard Webhooks `whsec_…`), from CHRONOS_NOTIFY_SECRET or its _FILE. */
+  notifySecret: string | undefined;
+  /** Signs calls to http targets the same way, from CHRONOS_TARGET_SIGNING_SECRET or its _FILE. */
+  targetSigningSecret: string | undefined;
+  /** A job that cannot be armed at NAS for this long raises `arming_failed`; 0: never. */
+  armingAlertSeconds: number;
 }
 
 /** NAS mints fire tokens for 90-120 s; a token meant to live longer than this is refused. */
@@ -57,6 +66,13 @@ export const CONFIG_VARIABLES = [
   'CHRONOS_FIRE_RATE_LIMIT',
   'CHRONOS_TRUST_PROXY',
   'CHRONOS_FIRE_TOKEN_MAX_LIFETIME_SECONDS',
+  'CHRONOS_NOTIFY_URL',
+  'CHRONOS_NOTIFY_FORMAT',
+  'CHRONOS_NOTIFY_SECRET',
+  'CHRONOS_NOTIFY_SECRET_FILE',
+  'CHRONOS_TARGET_SIGNING_SECRET',
+  'CHRONOS_TARGET_SIGNING_SECRET_FILE',
+  'CHRONOS_ARMING_ALERT_SECONDS',
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 

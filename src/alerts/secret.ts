@@ -1,0 +1,26 @@
+// Standard Webhooks secrets: `whsec_` followed by the base64 of the key bytes (the form the
+// `standardwebhooks` package and most receivers take). No crypto here: loadConfig checks the form at start.
+
+const PREFIX = 'whsec_';
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+/** The Standard Webhooks recommendation is 24 to 64 random bytes; fewer than 16 is refused outright. */
+export const MIN_SECRET_BYTES = 16;
+
+/** The key bytes of a `whsec_…` (or bare base64) secret. */
+export function signingKey(secret: string): Buffer {
+  const encoded = secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret;
+  return Buffer.from(encoded, 'base64');
+}
+
+/** What is wrong with a signing secret, or null. Never echoes the value. */
+export function signingSecretProblem(secret: string): string | null {
+  const encoded = secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret;
+  if (!BASE64.test(encoded) || encoded.length % 4 !== 0) {
+    return 'must be a Standard Webhooks secret: whsec_ followed by base64 (e.g. whsec_$(openssl rand -base64 32))';
+  }
+  const bytes = Buffer.from(encoded, 'base64').length;
+  if (bytes < MIN_SECRET_BYTES) {
+    return `decodes to ${bytes} bytes; use at least ${MIN_SECRET_BYTES} random bytes (e.g. whsec_$(openssl rand -base64 32))`;
+  }
+  return null;
+}
