@@ -10,6 +10,7 @@ import { runView } from '../../src/jobs/view.js';
 import { JobRunner } from '../../src/run/runner.js';
 import { createHandlerRegistry, type HandlerRegistry } from '../../src/run/targets/handler.js';
 import { Activity } from '../../src/scheduler/activity.js';
+import { Engine } from '../../src/scheduler/engine.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { currentOwner } from '../../src/store/owner.js';
 import type { Owner } from '../../src/store/store.js';
@@ -415,6 +416,39 @@ describe('delivery: retries, backoff, giving up, de-duplication, idle gating, re
 });
 
 describe('missed and arming_failed', () => {
+  it('an occurrence skipped by the misfire rule raises missed; the job points at its run until it is sent', async () => {
+    const h = await harness();
+    h.receiver.answer(503);
+    const job = await addJob(h, { misfire: { policy: 'skip', grace_seconds: 60 } });
+    const overdue = { ...job, next_run_at: h.clock.now() - 5 * MINUTE };
+    await h.store.updateJob('nightly', () => overdue);
+    const engine = new Engine({
+      store: h.store,
+      clock: h.clock,
+      logger: silentLogger,
+      activity: h.activity,
+      owner: currentOwner(),
+      runner: async () => h.runner,
+      provider: () => {
+        throw new Error('not armed in this test');
+      },
+      alerts: async () => h.alerts,
+    });
+    expect(await engine.applyMisfires([overdue])).toBe(1);
+    const [missed] = await h.store.listRuns('nightly');
+    expect(missed).toMatchObject({ status: 'missed', alerts: [{ event: 'missed', state: 'pending' }] });
+    expect((await h.store.getJob('nightly'))?.alert_state?.unsent_runs).toEqual([missed!.run_id]);
+    await waitUntil(async () => (await storedAlerts(h, missed!.run_id))[0]?.attempts === 1);
+    await h.clock.advance(1_000);
+    await delivered(h);
+    expect(await storedAlerts(h, missed!.run_id)).toMatchObject([{ state: 'sent', attempts: 2 }]);
+    expect(h.receiver.received()[1]?.payload).toMatchObject({
+      type: 'job.missed',
+      data: { run: { status: 'missed', trigger: 'misfire' } },
+    });
+    expect((await h.store.getJob('nightly'))?.alert_state?.unsent_runs).toBeUndefined();
+  });
+
   it('a run interrupted by the end of its process raises missed, written with the interrupted run', async () => {
     const h = await harness();
     await addJob(h);

@@ -56,3 +56,36 @@ describe('http targets signed with CHRONOS_TARGET_SIGNING_SECRET', () => {
     expect(hit?.headers['webhook-id']).toBeUndefined();
   });
 });
+
+describe('the receiver code in docs/jobs.md', () => {
+  it('accepts what Chronos signs and refuses a changed body, another secret, an old timestamp', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { createHmac, timingSafeEqual } = await import('node:crypto');
+    const { webhookHeaders } = await import('../../src/alerts/sign.js');
+    const { signingKey } = await import('../../src/alerts/secret.js');
+    const doc = await readFile(new URL('../../docs/jobs.md', import.meta.url), 'utf8');
+    const block = /```js\n(import \{ createHmac[\s\S]*?)```/.exec(doc)?.[1];
+    expect(block).toBeDefined();
+    const body = block!.replace(/^import .*\n/, '');
+    type Check = (
+      raw: string,
+      headers: Record<string, string>,
+      secret: string,
+      tolerance?: number,
+    ) => boolean;
+    const fromChronos = new Function('createHmac', 'timingSafeEqual', `${body}\nreturn fromChronos;`)(
+      createHmac,
+      timingSafeEqual,
+    ) as Check;
+    const now = Math.floor(Date.now() / 1000);
+    const raw = '{"type":"job.failed"}';
+    const headers = webhookHeaders(signingKey(SECRET), 'msg_1', now, raw);
+    expect(fromChronos(raw, headers, SECRET)).toBe(true);
+    expect(fromChronos(`${raw} `, headers, SECRET)).toBe(false);
+    expect(fromChronos(raw, headers, `whsec_${randomBytes(32).toString('base64')}`)).toBe(false);
+    const old = webhookHeaders(signingKey(SECRET), 'msg_1', now - 3_600, raw);
+    expect(fromChronos(raw, old, SECRET)).toBe(false);
+    const unsigned = webhookHeaders(undefined, 'msg_1', now, raw);
+    expect(fromChronos(raw, unsigned, SECRET)).toBe(false);
+  });
+});

@@ -10,7 +10,12 @@ const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const TOKEN = 'e2e-admin-token-for-alerts';
 
 /** The job's target: answers 500 while `failing`, 200 after. */
-async function startTarget(): Promise<{ url: string; failing: boolean; hits: number; close(): Promise<void> }> {
+async function startTarget(): Promise<{
+  url: string;
+  failing: boolean;
+  hits: number;
+  close(): Promise<void>;
+}> {
   const state = {
     url: '',
     failing: true,
@@ -76,7 +81,11 @@ describe('e2e: failure alerts from the production bundle, NAS emulator in front'
     expect(failedRun.output_excerpt).toBe('backup volume is full');
 
     // The next occurrence fails through its retry as well: still one alert.
-    await s.waitFor('a second failing occurrence', async () => (await finished('failed')).length >= 4, 30_000);
+    await s.waitFor(
+      'a second failing occurrence',
+      async () => (await finished('failed')).length >= 4,
+      30_000,
+    );
     t.failing = false;
     await s.waitFor('the recovered alert', () => r.received().length >= 2, 30_000);
     await s.waitFor('a later success', async () => (await finished('succeeded')).length >= 2, 30_000);
