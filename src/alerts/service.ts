@@ -78,6 +78,8 @@ export class AlertService implements RunAlerts {
   private readonly key: Buffer | undefined;
   private readonly inflight = new Set<string>();
   private readonly sleeping = new Map<TimerHandle, () => void>();
+  /** Requests in flight, aborted by stop(): a stopping process must not wait for a slow receiver. */
+  private readonly requests = new Set<AbortController>();
   private stopped = false;
 
   constructor(private readonly deps: AlertServiceDeps) {
@@ -167,6 +169,7 @@ export class AlertService implements RunAlerts {
       wake();
     }
     this.sleeping.clear();
+    for (const controller of this.requests) controller.abort(new Error('process stopping'));
   }
 
   private deliver(home: AlertHome, alert: AlertRecord): void {
@@ -203,6 +206,8 @@ export class AlertService implements RunAlerts {
         break;
       }
       const attempt = await this.post(destination.url, alert, alertBody(alert, job, run));
+      // Cut short by stop(): not an attempt of the receiver's; the next process makes it again.
+      if (this.stopped) return;
       const attempts = alert.attempts + 1;
       if (attempt.ok) {
         await this.record(home, id, { state: 'sent', attempts, sent_at: this.deps.clock.now() });
@@ -289,6 +294,7 @@ export class AlertService implements RunAlerts {
   private async post(url: string, alert: AlertRecord, body: string): Promise<Attempt> {
     const request = await loadRequest();
     const controller = new AbortController();
+    this.requests.add(controller);
     const timer = this.deps.clock.setTimeout(
       () => controller.abort(new Error(`no reply within ${this.delivery.requestTimeoutMs} ms`)),
       this.delivery.requestTimeoutMs,
@@ -318,6 +324,7 @@ export class AlertService implements RunAlerts {
       return { ok: false, error: `request failed: ${errorText(reason)}`, permanent: false };
     } finally {
       this.deps.clock.clearTimeout(timer);
+      this.requests.delete(controller);
     }
   }
 

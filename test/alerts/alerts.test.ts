@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nextAlertState, redactUrl } from '../../src/alerts/decide.js';
 import { type AlertDelivery, AlertService } from '../../src/alerts/service.js';
@@ -392,6 +393,26 @@ describe('delivery: retries, backoff, giving up, de-duplication, idle gating, re
     expect(await storedAlerts(h, run.run_id)).toMatchObject([{ state: 'sent', attempts: 2 }]);
     expect(h.receiver.received()).toHaveLength(2);
     expect((await h.store.getJob('nightly'))?.alert_state?.unsent_runs).toBeUndefined();
+  });
+
+  it('stop() cuts a request to a receiver that never answers; the alert stays pending for the next start', async () => {
+    const h = await harness();
+    const held: ServerResponse[] = [];
+    const silent = createServer((_req, res) => held.push(res));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(silent.address() as { port: number }).port}/hang`;
+      await addJob(h, { notify: { destinations: [{ url }] } });
+      const { run } = await fire(h);
+      await waitUntil(() => held.length === 1);
+      expect(h.activity.snapshot().alert).toBe(1);
+      h.alerts.stop();
+      await delivered(h);
+      expect(await storedAlerts(h, run.run_id)).toMatchObject([{ state: 'pending', attempts: 0 }]);
+    } finally {
+      for (const res of held) res.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
   });
 
   it('never delays or fails the run: the run is recorded before any delivery attempt ends', async () => {
