@@ -277,7 +277,7 @@ describe('alerts from runs, delivered to a verifying receiver', () => {
     const [slack] = h.receiver.received();
     expect(slack?.path).toBe('/slack');
     expect(slack?.refusal).toBeUndefined();
-    const text = (slack?.payload as { text: string }).text;
+    const text = (slack!.payload as { text: string }).text;
     expect(text.split('\n')[0]).toBe('Chronos: job `nightly` failed');
     expect(text).toContain('error: disk full');
     h.outcome.fail = false;
@@ -545,7 +545,7 @@ describe('notify in the job spec', () => {
       return [];
     } catch (err) {
       if (!isChronosError(err, 'validation_failed')) throw err;
-      return (err.details?.['problems'] as Array<{ path: string; message: string }>).map(
+      return (err.details!['problems'] as Array<{ path: string; message: string }>).map(
         (p) => `${p.path}: ${p.message}`,
       );
     }

@@ -77,7 +77,7 @@ describe('e2e: failure alerts from the production bundle, NAS emulator in front'
       type: 'job.failed',
       data: { job: { id: 'backup' }, run: { attempt: 2, status: 'failed', error: 'HTTP 500' } },
     });
-    const failedRun = (failed?.payload as { data: { run: { id: string; output_excerpt: string } } }).data.run;
+    const failedRun = (failed!.payload as { data: { run: { id: string; output_excerpt: string } } }).data.run;
     expect(failedRun.output_excerpt).toBe('backup volume is full');
 
     // The next occurrence fails through its retry as well: still one alert.
