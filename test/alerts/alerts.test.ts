@@ -500,6 +500,52 @@ describe('missed and arming_failed', () => {
     });
   });
 
+  it('a process that died between writing the run (with its alert) and the job still gets the alert out', async () => {
+    const h = await harness();
+    await addJob(h);
+    const fireAt = h.clock.now();
+    const dead: Owner = { boot_id: 'gone', pid: 999_999, host: 'elsewhere' };
+    await h.store.transact('nightly', () => ({
+      ledger: [
+        {
+          job_id: 'nightly',
+          fire_at: fireAt,
+          status: 'claimed',
+          trigger: 'nas',
+          run_id: 'run-crashed',
+          owner: dead,
+          claimed_at: fireAt,
+          expires_at: fireAt - 1,
+        },
+      ],
+      result: undefined,
+    }));
+    // What the dead process wrote: the run's outcome with its alert, and nothing on the job.
+    const [alert] = h.alerts.raise(
+      { ...(await h.store.getJob('nightly'))!, failure_streak: 1 },
+      { run_id: 'run-crashed', job_id: 'nightly' } as RunRecord,
+      'final_failure',
+      fireAt,
+    );
+    await h.store.appendRun({
+      run_id: 'run-crashed',
+      job_id: 'nightly',
+      fire_at: fireAt,
+      trigger: 'nas',
+      status: 'failed',
+      attempt: 1,
+      started_at: fireAt,
+      finished_at: fireAt,
+      output: null,
+      error: 'disk full',
+      alerts: [alert!],
+    });
+    await h.runner.recoverInterrupted(() => false);
+    await delivered(h);
+    expect(events(h.receiver)).toEqual(['job.failed']);
+    expect(await storedAlerts(h, 'run-crashed')).toMatchObject([{ state: 'sent' }]);
+  });
+
   it("arming_failed lives in the job's outbox, once per failing stretch", async () => {
     const h = await harness();
     await addJob(h);
