@@ -14,10 +14,11 @@ const src = join(root, 'src');
  * Which areas each area may import from (besides itself). An area is a folder of src/, or a file at
  * its top level. The core (jobs, config, errors, clock, validation, version) imports only the core.
  */
-const CORE = ['errors', 'clock', 'validation', 'version', 'fire-at'];
+const CORE = ['errors', 'clock', 'validation', 'version', 'fire-at', 'signing'];
 export const ALLOWED = {
   errors: [],
   'fire-at': [],
+  signing: [],
   clock: [],
   version: [],
   validation: ['errors'],
@@ -32,6 +33,7 @@ export const ALLOWED = {
   fire: [...CORE, 'jobs', 'config', 'store', 'occurrence'],
   http: [...CORE, 'jobs', 'config', 'store', 'occurrence', 'fire', 'scheduler'],
   emulator: [...CORE],
+  alerts: [...CORE, 'jobs', 'store', 'run'],
   main: null, // the composition root: may import anything
   serve: ['main'],
   index: null, // the library entry re-exports the public surface

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { RunAlertKind } from '../jobs/alert-hooks.js';
+import type { AlertEvent, AlertFormat, AlertRecord, AlertState } from '../jobs/alerts.js';
 import type { Job, RunRecord } from '../jobs/model.js';
 import type { NotifyDestination } from '../jobs/spec.js';
-import type { AlertEvent, AlertFormat, AlertRecord, AlertState } from './types.js';
 
 // What alerts a run's end (or a missed occurrence, or a failing arm) raises, and the job's alert state
 // after it. Pure functions: the runner decides on the job it ran, and applies the state again under the
@@ -11,26 +12,6 @@ import type { AlertEvent, AlertFormat, AlertRecord, AlertState } from './types.j
 export interface AlertDefaults {
   url: string;
   format: AlertFormat;
-}
-
-/**
- * How a run ended, as alerts see it. `final_failure`: failed (or timed out) with no retry left;
- * `retrying`: failed with a retry pending; `missed`: skipped by the misfire rule, or interrupted by the end
- * of its process; `other`: nothing alerts follow (skipped by concurrency, replaced by a newer run).
- */
-export type RunAlertKind = 'success' | 'final_failure' | 'retrying' | 'missed' | 'other';
-
-/** The alert hooks the run path calls. Implemented by AlertService (src/alerts/service.ts). */
-export interface RunAlerts {
-  /** The alerts a run's end raises, on `job` as it will be after the run (summary applied, alert state not yet). */
-  raise(job: Job, run: RunRecord, kind: RunAlertKind, now: number): AlertRecord[];
-  /**
-   * Under the job's lock, on the fresh job after the run's summary: its alert state after this run, pointing
-   * at the run when `run.alerts` holds one still pending (so a starting process finds it).
-   */
-  settle(job: Job, run: RunRecord, kind: RunAlertKind, now: number): Job;
-  /** Hands alerts already written with their run to delivery. Never awaited by the run. */
-  dispatch(jobId: string, runId: string, alerts: readonly AlertRecord[]): void;
 }
 
 /** Runs whose alerts a job may point at; more would only mean more reads at start. */

@@ -1,6 +1,6 @@
+import type { AlertRecord } from '../jobs/alerts.js';
 import type { Job, RunRecord } from '../jobs/model.js';
 import { boundText } from '../run/output.js';
-import type { AlertRecord } from './types.js';
 
 /** Bound of the run output carried by an alert: enough to recognise the failure, small for chat. */
 export const ALERT_OUTPUT_EXCERPT_BYTES = 1024;

@@ -1,22 +1,22 @@
+// src/alerts/ owns failure alerts: which alert a run raises and the job's failing state (decide.ts), the
+// payloads (payload.ts), and their delivery off the run's path (this file). docs/operations.md, Alerts.
 import type { Clock, TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
+import type { RunAlertKind, RunAlerts } from '../jobs/alert-hooks.js';
+import type { AlertRecord, AlertState } from '../jobs/alerts.js';
 import type { Job, RunRecord } from '../jobs/model.js';
+import { signingKey, webhookHeaders } from '../signing.js';
 import type { Store } from '../store/store.js';
 import { USER_AGENT } from '../version.js';
 import {
   type AlertDefaults,
   destinationKey,
   destinationsOf,
-  type RunAlertKind,
-  type RunAlerts,
   raiseAlerts,
   raiseRunAlerts,
   settleRunAlerts,
 } from './decide.js';
 import { alertBody } from './payload.js';
-import { signingKey } from './secret.js';
-import { webhookHeaders } from './sign.js';
-import type { AlertRecord, AlertState } from './types.js';
 
 /** The subset of pino the service uses. */
 export interface AlertLogger {

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import * as z from 'zod/mini';
-import { signingSecretProblem } from '../alerts/secret.js';
 import { ChronosError } from '../errors.js';
 import { isValidTimeZone } from '../jobs/zone.js';
+import { signingSecretProblem } from '../signing.js';
 import { parseInlinePublicKey } from './inline-key.js';
 import '../validation.js';
 import { type Config, type ConfigVariable, DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from './config.js';

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ALERT_EVENTS, ALERT_FORMATS } from '../alerts/types.js';
+import { ALERT_EVENTS, ALERT_FORMATS } from '../jobs/alerts.js';
 import { Concurrency, JobId, JobSpec, MisfirePolicy, Notify, RetryPolicy, Target } from '../jobs/spec.js';
 import { VERSION } from '../version.js';
 import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';

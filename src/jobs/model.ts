@@ -16,7 +16,7 @@ export type {
   Target,
 } from './spec.js';
 
-import type { AlertRecord, AlertState } from '../alerts/types.js';
+import type { AlertRecord, AlertState } from './alerts.js';
 import type { Concurrency, MisfirePolicy, Notify, RetryPolicy, Target } from './spec.js';
 
 export type JobState = 'scheduled' | 'paused' | 'completed' | 'error';

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ALERT_EVENTS, ALERT_FORMATS } from '../alerts/types.js';
+import { ALERT_EVENTS, ALERT_FORMATS } from './alerts.js';
 import { JOB_ID_PATTERN } from './id.js';
 import { JOB_LIMITS, jsonValueProblem } from './limits.js';
 

@@ -1,4 +1,4 @@
-import type { AlertRecord } from '../alerts/types.js';
+import type { AlertRecord } from './alerts.js';
 import type { Job, JobSpecInput, RunRecord } from './model.js';
 
 /** A job's alert state as the API shows it (docs/operations.md, Alerts). */

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { RunAlerts } from '../alerts/decide.js';
-import type { AlertRecord } from '../alerts/types.js';
 import type { Clock } from '../clock.js';
 import { ChronosError } from '../errors.js';
+import type { RunAlerts } from '../jobs/alert-hooks.js';
+import type { AlertRecord } from '../jobs/alerts.js';
 import { armedInstant, jobAfterMissed, misfireAction, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Owner, Store } from '../store/store.js';

@@ -1,8 +1,8 @@
 // src/run/ owns executing a claimed occurrence: the runner (concurrency, timeouts, local retries, run
 // records, boot recovery) and the targets (http, command, handler). Settling is src/occurrence/settle.ts.
-import type { RunAlertKind, RunAlerts } from '../alerts/decide.js';
 import type { Clock } from '../clock.js';
 import { isChronosError } from '../errors.js';
+import type { RunAlertKind, RunAlerts } from '../jobs/alert-hooks.js';
 import { runTimeoutMs } from '../jobs/jobs.js';
 import { jobAfterRun, type RunVerdict } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, RunStatus } from '../jobs/model.js';

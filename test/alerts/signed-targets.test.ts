@@ -61,8 +61,7 @@ describe('the receiver code in docs/jobs.md', () => {
   it('accepts what Chronos signs and refuses a changed body, another secret, an old timestamp', async () => {
     const { readFile } = await import('node:fs/promises');
     const { createHmac, timingSafeEqual } = await import('node:crypto');
-    const { webhookHeaders } = await import('../../src/alerts/sign.js');
-    const { signingKey } = await import('../../src/alerts/secret.js');
+    const { signingKey, webhookHeaders } = await import('../../src/signing.js');
     const doc = await readFile(new URL('../../docs/jobs.md', import.meta.url), 'utf8');
     const block = /```js\n(import \{ createHmac[\s\S]*?)```/.exec(doc)?.[1];
     expect(block).toBeDefined();

@@ -1,7 +1,6 @@
-import { signingKey } from '../../alerts/secret.js';
-import { webhookHeaders } from '../../alerts/sign.js';
 import { systemClock } from '../../clock.js';
 import type { HttpTarget } from '../../jobs/model.js';
+import { signingKey, webhookHeaders } from '../../signing.js';
 import { USER_AGENT } from '../../version.js';
 import { HeadCapture } from '../output.js';
 import {

@@ -1,5 +1,6 @@
 // Alert records and the job's alert state: stored with the run record or job they belong to
-// (docs/operations.md, "Alerts"). Plain types only: the fire path imports the job model, which names these.
+// (docs/operations.md, "Alerts"). Plain types and constants only: the fire path imports the job model,
+// which names these. The hooks the run path calls are in alert-hooks.ts.
 
 export const ALERT_EVENTS = ['failed', 'recovered', 'missed', 'arming_failed'] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
