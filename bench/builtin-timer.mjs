@@ -1,10 +1,10 @@
-// Builtin timer accuracy (SPEC §10): the in-process provider with the system clock fires jobs whose
+// Builtin timer accuracy (docs/performance.md): the in-process provider with the system clock fires jobs whose
 // occurrences share the same instants; lateness = handler start − fire_at, p50 / p99 under 20 ms.
 //
 // Usage: npm run build && node bench/builtin-timer.mjs
 //   BENCH_TIMER_TOGETHER=20   jobs due at the same instant; each second of the 10 s cycle has its own group
 //   BENCH_TIMER_SECONDS=37    how long to let them fire (the default gives ~540 measured fires with 20 due together)
-import { importDist, isMain, ms, summarise, table, writeResult } from './lib/common.mjs';
+import { importDist, importInternals, isMain, ms, summarise, table, writeResult } from './lib/common.mjs';
 import { removeDir, seedStore, startInProcess } from './lib/in-process.mjs';
 
 export async function run({
@@ -13,6 +13,7 @@ export async function run({
   seconds = Number(process.env.BENCH_TIMER_SECONDS ?? 37),
 } = {}) {
   const lib = await importDist('index.js');
+  const internals = await importInternals();
   const handlers = lib.createHandlerRegistry();
   const fires = [];
   handlers.register('probe', ({ fire_at, job }) => {
@@ -22,13 +23,13 @@ export async function run({
   // each second one group is due at exactly the same instant.
   const jobs = together * 10;
   const base = Math.ceil(Date.now() / 1000) * 1000 + 1000;
-  const dir = await seedStore(lib, jobs, (i) => ({
+  const dir = await seedStore(internals, jobs, (i) => ({
     id: `timer-${i}`,
     schedule: `every 10s`,
     target: { type: 'handler', name: 'probe' },
   }));
   // buildJob anchors at creation; re-anchor each group on its own whole second.
-  const store = await lib.FileStore.open({ dir });
+  const store = await internals.FileStore.open({ dir });
   for (let i = 0; i < jobs; i++) {
     const anchor = base + (i % 10) * 1000;
     await store.updateJob(`timer-${i}`, (job) => ({

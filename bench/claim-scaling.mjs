@@ -1,10 +1,11 @@
-// Claim latency against job count (SPEC §10: at 10,000 jobs within 2x of 10 jobs).
+// Claim latency against job count (docs/performance.md: at 10,000 jobs within 2x of 10 jobs).
 // A claim rewrites only its own job's file, so its cost should not depend on how many jobs exist.
 // Usage: npm run build && node bench/claim-scaling.mjs
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { importInternals } from './lib/common.mjs';
 
 const SIZES = [10, 1_000, 10_000];
 const CLAIMS = 400;
@@ -114,10 +115,11 @@ async function measureAll(lib) {
 }
 
 export async function run({ log = console.log } = {}) {
-  const entry = process.env.CHRONOS_BENCH_ENTRY ?? new URL('../dist/index.js', import.meta.url).href;
-  const lib = await import(entry);
+  // CHRONOS_BENCH_ENTRY: another build to compare (a module exporting the same three names).
+  const entry = process.env.CHRONOS_BENCH_ENTRY;
+  const lib = entry ? await import(entry) : await importInternals();
   if (!lib.FileStore || !lib.claimOccurrence || !lib.currentOwner) {
-    throw new Error(`${entry} must export FileStore, claimOccurrence and currentOwner (run npm run build)`);
+    throw new Error(`${entry} must export FileStore, claimOccurrence and currentOwner`);
   }
   const rows = await measureAll(lib);
   const base = rows[0].median_ms;

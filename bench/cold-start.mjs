@@ -1,4 +1,4 @@
-// Cold start (SPEC §10): spawn the production build → listening → first fire answered 202 → job started,
+// Cold start (docs/performance.md): spawn the production build → listening → first fire answered 202 → job started,
 // against baselines spawned in the same run, interleaved: `node -e 0`, a raw node:http server, and a
 // minimal Fastify app bundled with the production esbuild options.
 //
@@ -18,7 +18,7 @@ import {
   childEnv,
   chronosEnv,
   distDir,
-  importDist,
+  importInternals,
   isMain,
   ms,
   quietEmulator,
@@ -71,7 +71,7 @@ async function prepareDataDir(lib, template, dir, hookUrl) {
 
 export async function run({ log = console.log, spawns = Number(process.env.BENCH_COLD_SPAWNS ?? 25) } = {}) {
   const node = process.env.BENCH_NODE ?? process.execPath;
-  const lib = await importDist('index.js');
+  const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-cold-'));
   const emulator = await quietEmulator();
   const recorder = await startRecorder();

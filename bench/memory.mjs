@@ -1,4 +1,4 @@
-// Memory (SPEC §10): RSS of a spawned production Chronos after start, after 10,000 fires (every job's
+// Memory (docs/performance.md): RSS of a spawned production Chronos after start, after 10,000 fires (every job's
 // occurrence accepted once, the rest duplicates), and after idling 5 s. Read from /proc/<pid>/status.
 //
 // Usage: npm run build && node bench/memory.mjs
@@ -76,7 +76,7 @@ export async function run({
       ]),
     );
     log(`answers: ${JSON.stringify(Object.fromEntries(answers))}`);
-    // 75 MB as in SPEC §10 (decimal megabytes); MiB shown above.
+    // 75 MB as in docs/performance.md (decimal megabytes); MiB shown above.
     const pass = afterFires * 1.048576 <= 75;
     log(`target (RSS <= 75 MB after 10,000 fires): ${pass ? 'met' : 'NOT met'}`);
     const result = {

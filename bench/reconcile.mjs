@@ -1,10 +1,10 @@
-// Reconcile (SPEC §10): 10 / 100 / 1,000 / 10,000 jobs against the in-process emulator. Cold: the
+// Reconcile (docs/performance.md): 10 / 100 / 1,000 / 10,000 jobs against the in-process emulator. Cold: the
 // start-up reconcile of a fresh process (NAS list, then one provision per job). Warm: a second
 // reconcile with nothing changed, which must make no NAS call.
 //
 // Usage: npm run build && node bench/reconcile.mjs
 //   BENCH_RECONCILE_SIZES=10,100,1000,10000
-import { chronosEnv, importDist, isMain, ms, quietEmulator, table, writeResult } from './lib/common.mjs';
+import { chronosEnv, importInternals, isMain, ms, quietEmulator, table, writeResult } from './lib/common.mjs';
 import { removeDir, seedStore, startInProcess } from './lib/in-process.mjs';
 
 const spec = (i) => ({
@@ -55,7 +55,7 @@ async function measure(lib, jobs) {
 
 export async function run({ log = console.log } = {}) {
   const sizes = (process.env.BENCH_RECONCILE_SIZES ?? '10,100,1000,10000').split(',').map(Number);
-  const lib = await importDist('index.js');
+  const lib = await importInternals();
   // Loads the lazily imported NAS client once, so the first size does not pay the module load.
   await measure(lib, 1);
   const rows = [];

@@ -1,12 +1,10 @@
 // Runs every benchmark in one process, one after another (`npm run bench` builds first).
 // Each writes bench/results/<name>.json; this prints their tables and a summary of the targets.
-import { distDir, isMain } from './lib/common.mjs';
+import { isMain } from './lib/common.mjs';
 
 const BENCHES = ['cold-start', 'warm-fire', 'reconcile', 'claim-scaling', 'builtin-timer', 'memory'];
 
 export async function runAll({ log = console.log, only = process.argv.slice(2) } = {}) {
-  // claim-scaling loads its library from CHRONOS_BENCH_ENTRY: point it at the same dist snapshot.
-  process.env.CHRONOS_BENCH_ENTRY ??= new URL('index.js', await distDir()).href;
   const started = performance.now();
   const summary = [];
   for (const name of BENCHES) {

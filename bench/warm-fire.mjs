@@ -1,4 +1,4 @@
-// Warm fire (SPEC §10): one running Chronos; the latency a fire adds over /healthz on the same
+// Warm fire (docs/performance.md): one running Chronos; the latency a fire adds over /healthz on the same
 // keep-alive connection (verify + durable claim + 202), then duplicate deliveries per second with
 // 32 in flight, and a check that no duplicate started a run.
 //

@@ -1,7 +1,7 @@
 // Production build: one ESM bundle per entry, with code splitting so that
 // modules the fire path does not need (admin API, NAS client, run targets,
 // emulator) load only when first used. Cold start is the product's main
-// performance figure (SPEC §10), and bundling roughly halves it.
+// performance figure (docs/performance.md), and bundling roughly halves it.
 import { rename, rm } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';

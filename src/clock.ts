@@ -19,3 +19,15 @@ export const systemClock: Clock = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
+
+/**
+ * The one way Chronos writes an instant for people and its own API: ISO-8601 UTC with milliseconds
+ * (`2026-03-08T07:00:00.000Z`), in logs, error messages, CLI output and admin API fields alike, so one
+ * occurrence reads the same everywhere. Only the wire to NAS has its own form (formatFireAt in
+ * src/nas/nas.ts, see docs/contract.md).
+ */
+export function formatInstant(ms: number): string;
+export function formatInstant(ms: number | null): string | null;
+export function formatInstant(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}

@@ -224,7 +224,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     cacheFile: join(dataDir, 'jwks-cache.json'),
     maxLifetimeSeconds: config.fireTokenMaxLifetimeSeconds,
     clock,
-    log: (obj, msg) => logger.info(obj, msg),
+    logger,
   });
 
   // The start-up work below is held back for a woken process's first reply; an admin read that wants its

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
-import { ChronosError } from './errors.js';
+import { ChronosError, errorMessage } from './errors.js';
 
 // zod/mini ships without messages; load only the English locale (the full `zod` entry costs
 // ~40 ms of cold start, see docs/performance.md).
@@ -130,7 +130,7 @@ const endsEarly = (prefix: string): boolean => {
     JSON.parse(prefix);
     return true;
   } catch (err) {
-    return /end of JSON input|Unterminated/i.test((err as Error).message);
+    return /end of JSON input|Unterminated/i.test(errorMessage(err));
   }
 };
 
@@ -153,7 +153,7 @@ function firstBadOffset(text: string): number {
 
 /** Where JSON.parse stopped, as `line 3, column 12: <reason>` (Node 20 gives only an offset). */
 export function describeJsonError(text: string, err: unknown): string {
-  const message = (err as Error).message;
+  const message = errorMessage(err);
   const offset = /at position (\d+)/.exec(message);
   const position = offset ? Number(offset[1]) : firstBadOffset(text);
   const before = text.slice(0, position);

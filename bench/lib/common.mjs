@@ -3,7 +3,9 @@ import { rmSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { bundleOptions } from '../../scripts/build.mjs';
 
 const BUILD = new URL('../../dist/', import.meta.url);
 export const RESULTS = new URL('../results/', import.meta.url);
@@ -64,6 +66,26 @@ export async function importDist(name) {
   } catch (err) {
     throw new Error(`cannot load ${url.pathname} (run npm run build first): ${err.message}`);
   }
+}
+
+let internals;
+/**
+ * The internals the benchmarks use (bench/lib/internals.ts: FileStore, claimOccurrence, currentOwner,
+ * buildJob), bundled once per process with the production build's options into the dist/ snapshot.
+ * src/index.ts exports only the embedding surface, so they are not in dist/index.js.
+ */
+export function importInternals() {
+  internals ??= (async () => {
+    const outfile = fileURLToPath(new URL('bench-internals.js', await distDir()));
+    await build({
+      ...bundleOptions,
+      entryPoints: [fileURLToPath(new URL('./internals.ts', import.meta.url))],
+      outfile,
+      sourcemap: false,
+    });
+    return import(pathToFileURL(outfile).href);
+  })();
+  return internals;
 }
 
 export async function writeResult(name, result) {

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childEnv, chronosEnv, distDir, importDist, quietEmulator } from './common.mjs';
+import { childEnv, chronosEnv, distDir, importInternals, quietEmulator } from './common.mjs';
 import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
 
 /**
@@ -12,7 +12,7 @@ import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
  * first fire carries fire_at == next_run_at (accepted) and a re-send of it is a duplicate.
  */
 export async function startChronosServer({ jobs, env = {} }) {
-  const lib = await importDist('index.js');
+  const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-server-'));
   const emulator = await quietEmulator();
   const recorder = await startRecorder();

@@ -1,3 +1,4 @@
+import { formatInstant } from '../clock.js';
 import type { AlertRecord } from '../jobs/alerts.js';
 import type { Job, RunRecord } from '../jobs/model.js';
 import { boundText } from '../run/output.js';
@@ -6,7 +7,7 @@ import { boundText } from '../run/output.js';
 export const ALERT_OUTPUT_EXCERPT_BYTES = 1024;
 
 function iso(ms: number | null | undefined): string | null {
-  return ms === null || ms === undefined ? null : new Date(ms).toISOString();
+  return formatInstant(ms ?? null);
 }
 
 /** The JSON body of an alert (docs/operations.md, Alerts): the same bytes on every attempt. */

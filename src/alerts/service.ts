@@ -1,10 +1,11 @@
 // src/alerts/ owns failure alerts: which alert a run raises and the job's failing state (decide.ts), the
 // payloads (payload.ts), and their delivery off the run's path (this file). docs/operations.md, Alerts.
-import type { Clock, TimerHandle } from '../clock.js';
+import { type Clock, formatInstant, type TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import type { RunAlertKind, RunAlerts } from '../jobs/alert-hooks.js';
 import type { AlertRecord, AlertState } from '../jobs/alerts.js';
 import type { Job, RunRecord } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import { signingKey, webhookHeaders } from '../signing.js';
 import type { Store } from '../store/store.js';
 import { USER_AGENT } from '../version.js';
@@ -17,13 +18,6 @@ import {
   settleRunAlerts,
 } from './decide.js';
 import { alertBody } from './payload.js';
-
-/** The subset of pino the service uses. */
-export interface AlertLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
 
 export interface AlertDelivery {
   /** Attempts per alert, across restarts, before it is recorded `gave_up`. */
@@ -49,7 +43,7 @@ export const OUTBOX_LIMIT = 20;
 export interface AlertServiceDeps {
   store: Store;
   clock: Clock;
-  logger: AlertLogger;
+  logger: Logger;
   /** Delivery in progress holds the process awake (src/scheduler/activity.ts). */
   activity: { begin(kind: 'alert'): () => void };
   /** CHRONOS_NOTIFY_URL (and its format): for jobs without their own destinations. */
@@ -110,7 +104,7 @@ export class AlertService implements RunAlerts {
    */
   async armingFailed(jobId: string, since: number, error: string): Promise<void> {
     const now = this.deps.clock.now();
-    const detail = `could not be armed at NAS since ${new Date(since).toISOString()}: ${error}`;
+    const detail = `could not be armed at NAS since ${formatInstant(since)}: ${error}`;
     const seed = `${jobId}|arming|${since}`;
     let raised: AlertRecord[] = [];
     try {

@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { formatInstant } from '../clock.js';
 import type { Config } from '../config/config.js';
 import { missingNasSettings } from '../config/config.js';
 import { loadConfig } from '../config/load.js';
-import { isChronosError } from '../errors.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { compileSchedule } from '../jobs/jobs.js';
 import { pastMisfireGrace } from '../jobs/lifecycle.js';
@@ -11,15 +12,7 @@ import type { Job } from '../jobs/model.js';
 import { ACCEPTED_FORMS } from '../jobs/schedule.js';
 import { checkJobsFile } from '../jobs-file/jobs-file.js';
 import { chronosUnavailableReason, explicitChronosProblem } from '../nas/provider-check.js';
-import {
-  type CliIo,
-  EXIT_FAILURE,
-  EXIT_OK,
-  formatInZone,
-  isoSeconds,
-  parseCommandArgs,
-  parseCount,
-} from './common.js';
+import { type CliIo, EXIT_FAILURE, EXIT_OK, formatInZone, parseCommandArgs, parseCount } from './common.js';
 import { effectiveZone, occurrences } from './next.js';
 
 export const CHECK_USAGE = `Usage: chronos check [--jobs FILE] [--next N] [--json]
@@ -117,7 +110,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
     try {
       text = await readFile(path, 'utf8');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      const code = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
       errors.push({ path: 'jobs file', message: `cannot read ${jobsFile}: ${code}` });
     }
     if (text !== undefined) {
@@ -139,7 +132,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
         id: j.id,
         schedule: j.schedule,
         timezone: j.timezone,
-        next: j.next.map(isoSeconds),
+        next: j.next.map((at) => formatInstant(at)),
         note: j.note,
       })),
       errors,
@@ -161,7 +154,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
   for (const job of jobs) {
     lines.push('', `${job.id}  "${job.schedule}"  (${job.timezone})${job.note ? `  [${job.note}]` : ''}`);
     if (job.next.length === 0) lines.push('  never fires after now');
-    for (const at of job.next) lines.push(`  ${formatInZone(at, job.timezone)}   ${isoSeconds(at)}`);
+    for (const at of job.next) lines.push(`  ${formatInZone(at, job.timezone)}   ${formatInstant(at)}`);
   }
   if (lines.length > 0) io.out(lines.join('\n'));
   if (errors.length > 0) {

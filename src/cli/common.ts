@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { errorMessage } from '../errors.js';
 import { zoneOffset } from '../jobs/zone.js';
 
 /** A mistake in the command line itself: printed with the command's usage, exit code 2. */
@@ -59,7 +60,7 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O, 
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {
-    throw usageErrorFrom(err) ?? new UsageError((err as Error).message);
+    throw usageErrorFrom(err) ?? new UsageError(errorMessage(err));
   }
 }
 
@@ -82,11 +83,6 @@ export function formatInZone(instant: number, zone: string): string {
   const date = `${wall.getUTCFullYear()}-${pad(wall.getUTCMonth() + 1)}-${pad(wall.getUTCDate())}`;
   const time = `${pad(wall.getUTCHours())}:${pad(wall.getUTCMinutes())}:${pad(wall.getUTCSeconds())}`;
   return `${date} ${time} ${sign}${pad(Math.floor(offsetMinutes / 60))}:${pad(offsetMinutes % 60)}`;
-}
-
-/** Second-precision ISO UTC, as NAS receives `fire_at`. */
-export function isoSeconds(instant: number): string {
-  return new Date(instant).toISOString().replace(/\.000Z$/, 'Z');
 }
 
 /** A plain left-aligned table; cells are single-line. */

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { errorMessage } from '../errors.js';
 import type { JobView, RunView } from '../jobs/view.js';
 import {
   type CliIo,
@@ -68,7 +69,7 @@ class ApiClient {
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new Error(
-        `cannot reach Chronos at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+        `cannot reach Chronos at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? errorMessage(err)}`,
       );
     }
     const text = await response.text();
@@ -98,7 +99,7 @@ function describeError(reply: ApiReply): string {
 }
 
 const dash = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? '-' : v);
-const shortIso = (v: string | null) => (v === null ? '-' : v.replace(/\.000Z$/, 'Z'));
+const orDash = (v: string | null) => v ?? '-';
 
 /** Before the server's start-up reconcile it cannot know what NAS holds: say so instead of "no". */
 const armedText = (job: JobView, reconciling: boolean) =>
@@ -112,7 +113,7 @@ function jobsTable(jobs: JobView[], reconciling: boolean): string {
       j.id,
       j.enabled ? j.state : `${j.state} (disabled)`,
       armedText(j, reconciling),
-      shortIso(j.next_run_at),
+      orDash(j.next_run_at),
       dash(j.last_status),
       j.source,
       j.schedule,
@@ -154,10 +155,10 @@ function jobDetails(job: JobView, reconciling: boolean): string {
     ['target', `${job.target.type}: ${target}`],
     ['state', `${job.state}${job.enabled ? '' : ' (disabled)'}`],
     ['armed', armedText(job, reconciling)],
-    ['next run', shortIso(job.next_run_at)],
-    ['retry at', shortIso(job.retry_at)],
-    ['last run', `${shortIso(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
-    ['last NAS fire', shortIso(job.last_fire_at ?? null)],
+    ['next run', orDash(job.next_run_at)],
+    ['retry at', orDash(job.retry_at)],
+    ['last run', `${orDash(job.last_run_at)} ${job.last_status ?? ''}`.trim()],
+    ['last NAS fire', orDash(job.last_fire_at ?? null)],
     ['last error', dash(job.last_error)],
     ['failures', String(job.failure_streak)],
     ['repeat', `${job.repeat.completed} of ${job.repeat.times ?? 'unlimited'}`],
@@ -176,7 +177,7 @@ function runsTable(runs: RunView[]): string {
       r.trigger,
       r.status,
       String(r.attempt),
-      shortIso(r.fire_at),
+      orDash(r.fire_at),
       r.duration_ms === null ? '-' : `${(r.duration_ms / 1000).toFixed(1)}s`,
       dash(r.error?.split('\n')[0]?.slice(0, 80)),
     ]),
@@ -221,7 +222,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
     try {
       token = (await readFile(tokenFile, 'utf8')).trim();
     } catch (err) {
-      io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${(err as Error).message}`);
+      io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${errorMessage(err)}`);
       return EXIT_FAILURE;
     }
     if (!token) {
@@ -261,7 +262,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       try {
         spec = JSON.parse(text);
       } catch (err) {
-        io.err(`chronos jobs add: the spec is not valid JSON: ${(err as Error).message}`);
+        io.err(`chronos jobs add: the spec is not valid JSON: ${errorMessage(err)}`);
         return EXIT_FAILURE;
       }
       const jobsFileShape =
@@ -328,7 +329,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       const job = body as unknown as JobView;
       const verb = command === 'add' ? 'created' : command === 'pause' ? 'paused' : 'resumed';
       io.out(
-        `${verb} ${job.id}: state ${job.state}, next run ${shortIso(job.next_run_at)}, armed ${job.armed ? 'yes' : 'no'}`,
+        `${verb} ${job.id}: state ${job.state}, next run ${orDash(job.next_run_at)}, armed ${job.armed ? 'yes' : 'no'}`,
       );
     }
   }
@@ -339,6 +340,6 @@ async function readSpecFile(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
   }
 }

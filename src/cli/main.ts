@@ -2,7 +2,7 @@
 // src/cli/ owns the `chronos` command: argument parsing and the subcommands (serve, check, next, jobs,
 // emulator, dev). Like main.ts it composes the other folders; nothing imports it.
 // `chronos <command>`: each command is loaded on demand so `serve` pays only for the server.
-import { isChronosError } from '../errors.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { type CliIo, EXIT_FAILURE, EXIT_USAGE, processIo, UsageError, usageErrorFrom } from './common.js';
 
@@ -143,6 +143,6 @@ try {
   const code = await main(process.argv.slice(2));
   if (code !== undefined) process.exitCode = code;
 } catch (err) {
-  process.stderr.write(`chronos: ${(err as Error).message}\n`);
+  process.stderr.write(`chronos: ${errorMessage(err)}\n`);
   process.exitCode = EXIT_FAILURE;
 }

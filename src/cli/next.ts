@@ -1,3 +1,4 @@
+import { formatInstant } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import { toWholeSecond } from '../jobs/jobs.js';
 import { nextOccurrence, parseSchedule, type Schedule } from '../jobs/schedule.js';
@@ -7,7 +8,6 @@ import {
   EXIT_FAILURE,
   EXIT_OK,
   formatInZone,
-  isoSeconds,
   parseCommandArgs,
   parseCount,
   UsageError,
@@ -113,15 +113,15 @@ export async function runNext(argv: string[], io: CliIo): Promise<number> {
       JSON.stringify({
         schedule: text,
         timezone: shownZone,
-        from: isoSeconds(from),
-        next: next.map(isoSeconds),
+        from: formatInstant(from),
+        next: next.map((at) => formatInstant(at)),
       }),
     );
     return EXIT_OK;
   }
-  const lines = [`${text}  (${shownZone}, after ${formatInZone(from, zone)} = ${isoSeconds(from)})`];
+  const lines = [`${text}  (${shownZone}, after ${formatInZone(from, zone)} = ${formatInstant(from)})`];
   if (next.length === 0) lines.push('  no occurrence after this instant');
-  for (const at of next) lines.push(`  ${formatInZone(at, shownZone)}   ${isoSeconds(at)}`);
+  for (const at of next) lines.push(`  ${formatInZone(at, shownZone)}   ${formatInstant(at)}`);
   io.out(lines.join('\n'));
   return EXIT_OK;
 }

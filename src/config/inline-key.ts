@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 
 /** Parse CHRONOS_FIRE_PUBLIC_KEY (PEM or JWK JSON) into a public KeyObject, refusing symmetric keys. */
 export function parseInlinePublicKey(text: string): KeyObject {
@@ -8,7 +8,7 @@ export function parseInlinePublicKey(text: string): KeyObject {
   try {
     if (trimmed.startsWith('{')) jwk = JSON.parse(trimmed) as { kty?: string };
   } catch (err) {
-    throw new ChronosError('invalid_config', `not valid JWK JSON: ${(err as Error).message}`);
+    throw new ChronosError('invalid_config', `not valid JWK JSON: ${errorMessage(err)}`);
   }
   if (jwk?.kty === 'oct') {
     throw new ChronosError(
@@ -22,7 +22,7 @@ export function parseInlinePublicKey(text: string): KeyObject {
       ? createPublicKey({ key: jwk as never, format: 'jwk' })
       : createPublicKey(trimmed.replace(/\\n/g, '\n'));
   } catch (err) {
-    throw new ChronosError('invalid_config', `not a PEM or JWK public key: ${(err as Error).message}`);
+    throw new ChronosError('invalid_config', `not a PEM or JWK public key: ${errorMessage(err)}`);
   }
   if (key.type !== 'public') throw new ChronosError('invalid_config', 'not a public key');
   return key;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import * as z from 'zod/mini';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 import { isValidTimeZone } from '../jobs/zone.js';
 import { signingSecretProblem } from '../signing.js';
 import { parseInlinePublicKey } from './inline-key.js';
@@ -199,9 +199,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     try {
       parseInlinePublicKey(inlineKey);
     } catch (err) {
-      problems.push(
-        `CHRONOS_FIRE_PUBLIC_KEY: ${(err as Error).message} (give NAS's public key as PEM or JWK)`,
-      );
+      problems.push(`CHRONOS_FIRE_PUBLIC_KEY: ${errorMessage(err)} (give NAS's public key as PEM or JWK)`);
     }
   }
   if (!parsed.success || problems.length > 0) throw configError(problems);
@@ -272,7 +270,7 @@ function readSecretFile(path: string): string | { problem: string } {
   try {
     text = readFileSync(path, 'utf8').trim();
   } catch (err) {
-    return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+    return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})` };
   }
   return text === '' ? { problem: 'the file is empty' } : text;
 }

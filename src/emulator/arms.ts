@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { formatInstant } from '../clock.js';
 import {
   type Arm,
   type Cancellable,
@@ -7,8 +8,8 @@ import {
   MAX_HISTORY,
   timerAt,
 } from './context.js';
-import type { ArmedOneShot, KeyOutcome, RowRemoval } from './emulator.js';
 import { JUNK_LIST_ITEMS } from './faults.js';
+import type { ArmedOneShot, KeyOutcome, RowRemoval } from './types.js';
 import { formatUtcPlusZero, validateProvision } from './wire.js';
 
 export interface Hop1Outcome {
@@ -90,7 +91,7 @@ export class ArmTable {
       }
       this.removals.push({
         job_id: arm.job_id,
-        at: new Date(ctx.now()).toISOString(),
+        at: formatInstant(ctx.now()),
         after_delivery_of: arm.fire_at,
         removed_fire_at: held ? held.fire_at : null,
       });
@@ -129,7 +130,7 @@ export class ArmTable {
       schedule_id: `sch_${randomBytes(9).toString('base64url')}`,
       agent_callback_url: input.agent_callback_url,
       dedup_key: input.dedup_key,
-      armed_at: new Date(ctx.now()).toISOString(),
+      armed_at: formatInstant(ctx.now()),
       superseded: new AbortController(),
     };
     this.arms.set(arm.job_id, arm);

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import type { ArmedOneShot, FaultSwitches } from './emulator.js';
+import type { ArmedOneShot, FaultSwitches } from './types.js';
 
 // What the parts of the emulator share: its clock, event log, listeners and fault switches.
 

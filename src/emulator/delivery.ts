@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { formatInstant } from '../clock.js';
 import { VERSION } from '../version.js';
 import type { ArmTable } from './arms.js';
 import {
@@ -10,8 +11,8 @@ import {
   sleep,
   timerAt,
 } from './context.js';
-import type { DeliveryAttempt } from './emulator.js';
 import type { SigningKeys } from './signing.js';
+import type { DeliveryAttempt } from './types.js';
 import { NOT_JSON, parseRetryAfter, tryParseJson } from './wire.js';
 
 const FIRE_PATH = '/api/cron/fire';
@@ -164,7 +165,7 @@ export class Deliveries {
       job_id: arm.job_id,
       fire_at: arm.fire_at,
       attempt,
-      at: new Date(ctx.now()).toISOString(),
+      at: formatInstant(ctx.now()),
       status: 0,
       ...flags,
     };

@@ -5,7 +5,7 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 import { rewriteOrigin } from './cli.js';
 import { type Emulator, startEmulator } from './emulator.js';
 import { startWakeProxy, type WakeProxy } from './wake-proxy.js';
@@ -222,8 +222,8 @@ async function runLoop(
   } catch (err) {
     await stopAll();
     const message = isAddressInUse(err)
-      ? `a port is already in use (${(err as Error).message}); pick others with --nas-port / --port / --app-port`
-      : (err as Error).message;
+      ? `a port is already in use (${errorMessage(err)}); pick others with --nas-port / --port / --app-port`
+      : errorMessage(err);
     write(`chronos dev: ${message}`);
     process.exitCode = 1;
     return;

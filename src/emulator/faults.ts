@@ -1,4 +1,4 @@
-import type { FaultSwitches } from './emulator.js';
+import type { FaultSwitches } from './types.js';
 
 /** What the junkListItems fault appends to every `list` reply. */
 export const JUNK_LIST_ITEMS: readonly unknown[] = Object.freeze([

@@ -1,10 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { formatInstant } from '../clock.js';
 import type { ArmTable, Hop1Outcome } from './arms.js';
 import { type EmulatorContext, MAX_HISTORY } from './context.js';
-import type { DeliveryAttempt, ProvisionCall, ProvisionKind } from './emulator.js';
 import { mergeFaults, snapshotFaults } from './faults.js';
 import type { SigningKeys } from './signing.js';
+import type { DeliveryAttempt, ProvisionCall, ProvisionKind } from './types.js';
 import { NOT_JSON, readBody, sendEmpty, sendJson, tryParseJson } from './wire.js';
 
 export interface RouterDeps {
@@ -73,7 +74,7 @@ export function createRouter(deps: RouterDeps): Router {
     if (callLog.length >= MAX_HISTORY) callLog.splice(0, callLog.length / 2);
     callLog.push({
       kind,
-      at: new Date(ctx.now()).toISOString(),
+      at: formatInstant(ctx.now()),
       status: outcome.status,
       body: body === NOT_JSON ? undefined : body,
       reply: outcome.reply,

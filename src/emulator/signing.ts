@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import type { EmulatorContext } from './context.js';
-import type { FireAlg, FireTokenClaims } from './emulator.js';
+import type { FireAlg, FireTokenClaims } from './types.js';
 
 interface SigningKey {
   kid: string;

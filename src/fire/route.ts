@@ -1,12 +1,12 @@
 // src/fire/ owns the fire endpoint: the route and its reply table (this file), the guard against junk
 // (guard.ts) and fire-token verification (token.ts). The claim it makes lives in src/occurrence/.
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
-import { isChronosError } from '../errors.js';
+import type { FastifyInstance } from 'fastify';
+import { type Clock, formatInstant } from '../clock.js';
+import { ChronosError, isChronosError } from '../errors.js';
 import { formatFireAt, parseFireAt } from '../fire-at.js';
 import type { Job } from '../jobs/model.js';
 import { JOB_ID_PATTERN } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import { type AcceptedFire, claimFire } from '../occurrence/claim.js';
 import type { Owner, Store } from '../store/store.js';
 import { FixedWindowCounter, precheckFireToken, RATE_LIMITED_MSG, RefusalLog } from './guard.js';
@@ -15,7 +15,6 @@ import type { FireTokenVerifier } from './token.js';
 export const FIRE_PATH = '/api/cron/fire';
 /** Row 1 of the reply table in docs/contract.md. */
 export const FIRE_BODY_LIMIT = 16 * 1024;
-export const INVALID_TOKEN_BODY = { error: 'invalid fire token' } as const;
 
 export interface FireRouteDeps {
   store: Store;
@@ -102,41 +101,41 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
             ip,
             'refused without a signature check: too many refusals from this address',
           );
-          return reply.code(401).send(INVALID_TOKEN_BODY);
+          throw invalidToken();
         }
       }
       const verdict = await deps.verifier.verify(authorization);
       if (!verdict.ok) {
         refused.hit(ip);
         refusalLog.record(verdict.code, ip, verdict.detail);
-        return reply.code(401).send(INVALID_TOKEN_BODY);
+        throw invalidToken();
       }
       // Row 3: only verified fires spend this budget; junk from the same address cannot exhaust it.
       if (verified.hit(ip) > deps.rateLimit.max) {
         const seconds = Math.ceil(verified.remainingMs() / 1000);
         refusalLog.record('rate_limited', ip, undefined, RATE_LIMITED_MSG);
-        reply.header('retry-after', String(seconds));
-        return reply.code(429).send({
-          error: 'rate_limited',
-          message: `more than ${deps.rateLimit.max} fires from this address in ${formatWindow(deps.rateLimit.timeWindowMs)}; deliver again in ${seconds} s`,
-        });
+        throw new ChronosError(
+          'rate_limited',
+          `more than ${deps.rateLimit.max} fires from this address in ${formatWindow(deps.rateLimit.timeWindowMs)}; deliver again in ${seconds} s`,
+          undefined,
+          { retryAfterSeconds: seconds },
+        );
       }
       const fire = parseFireBody(request.body as Buffer | undefined);
-      if (typeof fire === 'string') return reply.code(400).send({ error: 'bad_request', message: fire });
+      if (typeof fire === 'string') throw new ChronosError('bad_request', fire);
       // A token minted for one job must not fire another; the body is only parsed once the token is
       // trusted, so this is the first place the two can be compared.
       const sub = verdict.claims.sub;
       if (sub !== undefined && sub !== fire.job_id) {
         refused.hit(ip);
         refusalLog.record('subject_mismatch', ip, `token for "${sub}", body for "${fire.job_id}"`);
-        return reply.code(401).send(INVALID_TOKEN_BODY);
+        throw invalidToken();
       }
 
       const retryAfter = deps.draining();
-      if (retryAfter !== null)
-        return busy(reply, retryAfter, 'draining', 'shutting down; deliver again later');
+      if (retryAfter !== null) throw busy(retryAfter, 'draining', 'shutting down; deliver again later');
 
-      const fireAtIso = fire.fire_at === undefined ? undefined : formatFireAt(fire.fire_at);
+      const fireAtIso = fire.fire_at === undefined ? undefined : formatInstant(fire.fire_at);
       const now = deps.clock.now();
       let outcome: Awaited<ReturnType<typeof claimFire>>;
       try {
@@ -146,13 +145,13 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           trigger: 'nas',
           now,
           owner: deps.owner,
-          log: (obj, msg) => log.error(obj, msg),
+          logger: log,
         });
       } catch (err) {
         // A store that cannot be written, or this job's file damaged: NAS retries either way (row 11).
         const code = isChronosError(err) ? err.code : undefined;
         log.error({ err, code, job_id: fire.job_id, fire_at: fireAtIso }, 'fire not claimed: store error');
-        return busy(reply, 5, 'claim_failed', 'the occurrence could not be recorded; deliver again later');
+        throw busy(5, 'claim_failed', 'the occurrence could not be recorded; deliver again later');
       }
 
       const ctx = { job_id: fire.job_id, fire_at: fireAtIso };
@@ -171,30 +170,34 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           return reply.code(200).send({ status: 'duplicate' });
         case 'stale':
           log.info(
-            { ...ctx, status: 'stale', next_run_at: iso(outcome.job.next_run_at) },
+            { ...ctx, status: 'stale', next_run_at: formatInstant(outcome.job.next_run_at) },
             'stale fire; re-arming',
           );
           deps.onStale(outcome.job);
           return reply.code(200).send({ status: 'stale' });
         case 'early':
           log.info({ ...ctx, status: 'early', retry_after: outcome.retryAfterSeconds }, 'fire arrived early');
-          reply.header('retry-after', String(outcome.retryAfterSeconds));
-          return reply.code(425).send({ error: 'too_early', retry_after: outcome.retryAfterSeconds });
+          throw new ChronosError('too_early', 'fire_at is more than 60 s ahead', undefined, {
+            retryAfterSeconds: outcome.retryAfterSeconds,
+          });
         case 'accepted': {
           const { accepted } = outcome;
-          const atIso = formatFireAt(accepted.fire_at);
           log.info(
             {
               job_id: accepted.job.id,
-              fire_at: atIso,
+              fire_at: formatInstant(accepted.fire_at),
               run_id: accepted.run_id,
               recovered: accepted.recovered,
             },
             'fire accepted',
           );
-          reply
-            .code(202)
-            .send({ status: 'accepted', job_id: accepted.job.id, fire_at: atIso, run_id: accepted.run_id });
+          reply.code(202).send({
+            status: 'accepted',
+            job_id: accepted.job.id,
+            // The wire form (docs/contract.md, Instants on the wire): NAS reads it back as sent.
+            fire_at: formatFireAt(accepted.fire_at),
+            run_id: accepted.run_id,
+          });
           // Arm-then-run happens after the reply is on the wire; NAS must not wait for the run.
           setImmediate(() => deps.onAccepted(accepted));
           return reply;
@@ -211,11 +214,14 @@ function formatWindow(ms: number): string {
   return ms === 1_000 ? '1 s' : `${ms / 1000} s`;
 }
 
-function busy(reply: FastifyReply, seconds: number, error: string, message: string): FastifyReply {
-  reply.header('retry-after', String(seconds));
-  return reply.code(503).send({ error, message });
+/**
+ * Refusals go through the one error handler (src/http/errors.ts), which writes the bodies
+ * docs/contract.md fixes; the route has logged or recorded each refusal before throwing it.
+ */
+function invalidToken(): ChronosError {
+  return new ChronosError('invalid_fire_token', 'invalid fire token');
 }
 
-function iso(ms: number | null): string | null {
-  return ms === null ? null : formatFireAt(ms);
+function busy(seconds: number, code: 'draining' | 'claim_failed', message: string): ChronosError {
+  return new ChronosError(code, message, undefined, { retryAfterSeconds: seconds, expected: true });
 }

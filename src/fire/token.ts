@@ -5,6 +5,8 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVeri
 import type { Clock } from '../clock.js';
 import { DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from '../config/config.js';
 import { parseInlinePublicKey } from '../config/inline-key.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { USER_AGENT } from '../version.js';
 
 /** Asymmetric algorithms only: an HS* token "signed" with our public key as the secret must never pass. */
@@ -80,7 +82,8 @@ export interface VerifierOptions {
   /** Longest accepted token lifetime: `exp - iat`, or `exp - now` without `iat` (default 300 s). */
   maxLifetimeSeconds?: number;
   fetchTimeoutMs?: number;
-  log?: (obj: Record<string, unknown>, msg: string) => void;
+  /** Refreshes at info; a failed fetch of the key set at warn (tokens signed with keys it lacks are refused). */
+  logger?: Logger;
 }
 
 type KeyResolver = Parameters<typeof jwtVerify>[1];
@@ -150,11 +153,11 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
       if (!Array.isArray(set.keys)) throw new Error('response has no "keys" array');
       install(set, opts.clock.now());
       if (opts.cacheFile) await persist(opts.cacheFile, { fetched_at: jwks!.loadedAt, jwks: set });
-      opts.log?.({ keys: set.keys.length }, 'fire key set refreshed');
+      opts.logger?.info({ keys: set.keys.length }, 'fire key set refreshed');
       return true;
     } catch (err) {
       lastFailureAt = opts.clock.now();
-      opts.log?.({ err: (err as Error).message, url: opts.jwksUrl }, 'fire key set could not be fetched');
+      opts.logger?.warn({ err: errorMessage(err), url: opts.jwksUrl }, 'fire key set could not be fetched');
       return false;
     }
   }
@@ -285,7 +288,7 @@ function tokenLifetimeSeconds(claims: JWTPayload, now: number): number {
 }
 
 function classify(err: unknown): { code: TokenFailure; detail?: string } {
-  const detail = (err as Error).message;
+  const detail = errorMessage(err);
   if (err instanceof errors.JWTExpired) return { code: 'expired', detail };
   if (err instanceof errors.JWKSNoMatchingKey) return { code: 'kid_unknown', detail };
   if (err instanceof errors.JOSEAlgNotAllowed) return { code: 'alg_not_allowed', detail };

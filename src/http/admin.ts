@@ -1,13 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import * as z from 'zod/mini';
-import type { Clock } from '../clock.js';
+import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError, isChronosError } from '../errors.js';
 import { buildJob, type JobBuildContext } from '../jobs/build.js';
 import { armedInstant, patchedSpec, pauseJob, resumeJob } from '../jobs/lifecycle.js';
 import { JOB_ID_PATTERN, type Job } from '../jobs/model.js';
 import { JobSpec } from '../jobs/spec.js';
-import { isoOrNull, jobSpecOf, jobView, runView } from '../jobs/view.js';
+import { jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../occurrence/provider.js';
 import { jobDamaged } from '../store/ledger.js';
 import type { DamagedRecord, Store } from '../store/store.js';
@@ -379,7 +379,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       status: 'accepted',
       job_id: id,
       run_id: accepted.run_id,
-      fire_at: new Date(accepted.fire_at).toISOString(),
+      fire_at: formatInstant(accepted.fire_at),
       trigger: 'manual',
     });
   });
@@ -405,7 +405,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     let lastFire: number | null = null;
     for (const job of [...jobs].sort((a, b) => a.id.localeCompare(b.id))) {
       const at = job.last_fire_at ?? null;
-      lastFires[job.id] = isoOrNull(at);
+      lastFires[job.id] = formatInstant(at);
       if (at !== null && (lastFire === null || at > lastFire)) lastFire = at;
     }
     return {
@@ -419,7 +419,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
         last === null
           ? null
           : {
-              at: new Date(last.at).toISOString(),
+              at: formatInstant(last.at),
               armed: last.armed,
               cancelled: last.cancelled,
               unchanged: last.unchanged,
@@ -437,13 +437,13 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       armed: status.armedCount,
       unconfirmed: status.unconfirmed.map((u) => ({
         job_id: u.job_id,
-        fire_at: new Date(u.fire_at).toISOString(),
+        fire_at: formatInstant(u.fire_at),
         reason: u.reason,
       })),
-      last_fire_at: isoOrNull(lastFire),
+      last_fire_at: formatInstant(lastFire),
       jobs_last_fire_at: lastFires,
-      last_arm_at: isoOrNull(status.lastArmAt),
-      next_wake_at: isoOrNull(status.nextWakeAt),
+      last_arm_at: formatInstant(status.lastArmAt),
+      next_wake_at: formatInstant(status.nextWakeAt),
       jwks_cache_age_seconds: jwksAge === null ? null : Math.round(jwksAge / 1000),
       jobs_file: deps.jobsFile ?? null,
     };

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
-import { ChronosError, isChronosError } from '../errors.js';
+import { formatInstant } from '../clock.js';
+import { ChronosError, errorMessage, isChronosError } from '../errors.js';
 import { buildJob } from '../jobs/build.js';
 import { defaultRepeatTimes } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
@@ -222,7 +223,7 @@ async function readJobsFileText(path: string): Promise<Buffer> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ChronosError(
       'invalid_config',
-      `cannot read the jobs file CHRONOS_JOBS_FILE=${path}: ${code ?? (err as Error).message}`,
+      `cannot read the jobs file CHRONOS_JOBS_FILE=${path}: ${code ?? errorMessage(err)}`,
       {
         file: path,
       },
@@ -403,7 +404,7 @@ export async function syncJobsFileAtStart(options: StartupSyncOptions): Promise<
     path: options.path,
     sha256: digest,
     default_timezone: options.defaultTimezone,
-    synced_at: new Date(options.now).toISOString(),
+    synced_at: formatInstant(options.now),
   };
   await writeFileAtomic(options.dataDir, JOBS_FILE_SYNC_STATE, `${JSON.stringify(next, null, 2)}\n`);
   return { skipped: false, ...result };

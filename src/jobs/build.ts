@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import { parseOrThrow } from '../validation.js';
 import { toWholeSecond } from './jobs.js';
@@ -69,7 +70,7 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
   ) {
     throw new ChronosError(
       'invalid_schedule',
-      `one-shot time ${new Date(schedule.at).toISOString()} is more than ${ONE_SHOT_PAST_TOLERANCE_MS / 1000} s in the past`,
+      `one-shot time ${formatInstant(schedule.at)} is more than ${ONE_SHOT_PAST_TOLERANCE_MS / 1000} s in the past`,
       { schedule: spec.schedule },
     );
   }

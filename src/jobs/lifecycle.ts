@@ -3,6 +3,9 @@
 // completed, pause, resume, the misfire rule and the repeat default. The claim (src/occurrence/), the
 // runner, the engine, the admin API and the jobs file call these (docs/architecture.md, "Where each
 // lifecycle rule lives").
+
+import { formatInstant } from '../clock.js';
+import { errorMessage } from '../errors.js';
 import { compileSchedule, toWholeSecond } from './jobs.js';
 import type { Job, JobSpecInput, RunRecord } from './model.js';
 import { isOneShotSchedule, nextOccurrence } from './schedule.js';
@@ -76,12 +79,12 @@ export function advanceJob(job: Job, fireAt: number, kind: OccurrenceKind, now: 
   } catch (err) {
     next.next_run_at = null;
     next.state = 'error';
-    next.last_error = `cannot compute the next run: ${err instanceof Error ? err.message : String(err)}`;
+    next.last_error = `cannot compute the next run: ${errorMessage(err)}`;
     return next;
   }
   if (next.next_run_at === null && compileSchedule(job).kind !== 'once') {
     next.state = 'error';
-    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(fireAt).toISOString()}`;
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${formatInstant(fireAt)}`;
   }
   return next;
 }
@@ -98,7 +101,7 @@ export function rescheduleFromNow(job: Job, now: number): Job {
   next.next_run_at = schedule.kind === 'once' ? schedule.at : nextOccurrence(schedule, now);
   if (next.next_run_at === null) {
     next.state = 'error';
-    next.last_error = `schedule "${job.schedule}" has no occurrence after ${new Date(now).toISOString()}`;
+    next.last_error = `schedule "${job.schedule}" has no occurrence after ${formatInstant(now)}`;
   }
   return next;
 }
@@ -217,6 +220,6 @@ export function jobAfterMissed(job: Job, instant: number, now: number): Job | nu
   if (kind === null) return null;
   const next = advanceJob(job, instant, kind, now);
   next.last_status = 'missed';
-  next.last_error = `occurrence ${new Date(instant).toISOString()} was not delivered in time`;
+  next.last_error = `occurrence ${formatInstant(instant)} was not delivered in time`;
   return completeIfDone(next);
 }

@@ -3,11 +3,11 @@
  *
  * Cron fields are matched by croner against wall time (local fields encoded as UTC, see zone.ts), and
  * the DST rules are applied here when wall times are mapped back to instants. Letting croner work in
- * the zone itself would leave the rules to its own heuristics, which differ from SPEC for times in a
+ * the zone itself would leave the rules to its own heuristics, which differ from docs/schedules.md (Time zones and DST) for times in a
  * gap under a wildcard hour and for lists or ranges in the hour field during an overlap.
  */
 import { Cron } from 'croner';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 import { nearbyFallBack, normalizeTimeZone, resolveWallTime, utcFromFields, zoneOffset } from './zone.js';
 
 export type Schedule =
@@ -402,7 +402,7 @@ function compileCron(expression: string, fail: FailFn): CompiledCron {
       domAndDow: dayFieldsAnd,
     });
   } catch (error) {
-    throw fail(`"${expression}" is not a valid cron expression (${(error as Error).message})`);
+    throw fail(`"${expression}" is not a valid cron expression (${errorMessage(error)})`);
   }
   return { matcher, hourWild: hour.star, hasSeconds };
 }

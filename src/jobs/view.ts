@@ -1,3 +1,4 @@
+import { formatInstant } from '../clock.js';
 import type { AlertRecord } from './alerts.js';
 import type { Job, JobSpecInput, RunRecord } from './model.js';
 
@@ -78,10 +79,6 @@ export interface RunView {
   alerts: AlertView[];
 }
 
-export function isoOrNull(instant: number | null): string | null {
-  return instant === null ? null : new Date(instant).toISOString();
-}
-
 export function jobView(job: Job, armed: boolean): JobView {
   return {
     id: job.id,
@@ -96,18 +93,18 @@ export function jobView(job: Job, armed: boolean): JobView {
     concurrency: job.concurrency,
     misfire: job.misfire,
     timeout_seconds: job.timeout_seconds,
-    next_run_at: isoOrNull(job.next_run_at),
-    retry_at: isoOrNull(job.retry_at),
-    last_run_at: isoOrNull(job.last_run_at),
-    last_fire_at: isoOrNull(job.last_fire_at ?? null),
+    next_run_at: formatInstant(job.next_run_at),
+    retry_at: formatInstant(job.retry_at),
+    last_run_at: formatInstant(job.last_run_at),
+    last_fire_at: formatInstant(job.last_fire_at ?? null),
     last_status: job.last_status,
     last_error: job.last_error,
     failure_streak: job.failure_streak,
     ...(job.notify !== undefined ? { notify: job.notify } : {}),
     alert_state: alertStateView(job),
     source: job.source,
-    created_at: new Date(job.created_at).toISOString(),
-    updated_at: new Date(job.updated_at).toISOString(),
+    created_at: formatInstant(job.created_at),
+    updated_at: formatInstant(job.updated_at),
     armed,
   };
 }
@@ -116,12 +113,12 @@ export function runView(run: RunRecord): RunView {
   return {
     run_id: run.run_id,
     job_id: run.job_id,
-    fire_at: new Date(run.fire_at).toISOString(),
+    fire_at: formatInstant(run.fire_at),
     trigger: run.trigger,
     status: run.status,
     attempt: run.attempt,
-    started_at: new Date(run.started_at).toISOString(),
-    finished_at: isoOrNull(run.finished_at),
+    started_at: formatInstant(run.started_at),
+    finished_at: formatInstant(run.finished_at),
     duration_ms: run.finished_at === null ? null : run.finished_at - run.started_at,
     output: run.output,
     error: run.error,
@@ -138,8 +135,8 @@ export function alertView(alert: AlertRecord): AlertView {
     state: alert.state,
     attempts: alert.attempts,
     last_error: alert.last_error ?? null,
-    sent_at: isoOrNull(alert.sent_at ?? null),
-    created_at: new Date(alert.created_at).toISOString(),
+    sent_at: formatInstant(alert.sent_at ?? null),
+    created_at: formatInstant(alert.created_at),
     reminder: alert.reminder === true,
     detail: alert.detail ?? null,
   };
@@ -152,8 +149,8 @@ function alertStateView(job: Job): AlertStateView | null {
   return {
     failing: state.failing,
     failure_streak: state.failure_streak,
-    failing_since: isoOrNull(state.failing_since ?? null),
-    last_failed_alert_at: isoOrNull(state.last_failed_alert_at ?? null),
+    failing_since: formatInstant(state.failing_since ?? null),
+    last_failed_alert_at: formatInstant(state.last_failed_alert_at ?? null),
     // A run listed here holds at least one pending alert; the count is a floor, not an exact figure.
     unsent: (state.unsent_runs?.length ?? 0) + outbox.filter((a) => a.state === 'pending').length,
     outbox: outbox.map(alertView),

@@ -3,7 +3,8 @@ import undiciRequest from 'undici/lib/api/api-request.js';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import * as z from 'zod/mini';
 import { type Clock, systemClock } from '../clock.js';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { toFieldProblems } from '../validation.js';
 import {
   type ArmedEntry,
@@ -19,11 +20,6 @@ import {
 import { DEFAULT_RETRY, parseRetryAfter, withRetry } from './retry.js';
 import type { TokenSource } from './token-source.js';
 
-export interface NasLogger {
-  warn(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
-
 export interface HttpNasClientOptions {
   /** NAS base URL; may carry a path prefix (`https://portal.example/nas`). */
   portalUrl: string;
@@ -37,7 +33,7 @@ export interface HttpNasClientOptions {
   clock?: Clock;
   random?: () => number;
   userAgent: string;
-  logger?: NasLogger;
+  logger?: Logger;
   /** Socket cap toward NAS; reconcile bounds its own concurrency, this is a backstop. Default 16. */
   connections?: number;
 }
@@ -222,7 +218,7 @@ export function createHttpNasClient(options: HttpNasClientOptions): NasClient {
     try {
       return await tokenSource.refresh();
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       throw new NasError(
         'nas_unauthorized',
         `NAS ${op}: NAS rejected the access token (401) and re-reading it failed: ${reason}`,
@@ -375,7 +371,7 @@ function readProvisionReply(text: string): ArmReceipt {
  * read on its own: readable ones are trusted, unreadable ones are skipped, counted, and (when they name a
  * job) reported, so the caller knows which jobs it cannot see instead of distrusting the whole list.
  */
-function parseList(json: unknown, text: string, logger: NasLogger | undefined): ArmedList {
+function parseList(json: unknown, text: string, logger: Logger | undefined): ArmedList {
   const parsed = z.safeParse(ListEnvelope, json);
   if (!parsed.success) {
     throw malformed('list', 'reply does not match {"armed": [...]}', {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 
 export interface TokenSourceOptions {
   /** Inline token (CHRONOS_ACCESS_TOKEN). */
@@ -23,7 +23,7 @@ function describeReadError(file: string, err: unknown): string {
   if (code === 'EACCES' || code === 'EPERM')
     return `access token file ${file} is not readable (permission denied)`;
   if (code === 'EISDIR') return `access token file ${file} is a directory`;
-  return `access token file ${file} cannot be read: ${(err as Error | undefined)?.message ?? String(err)}`;
+  return `access token file ${file} cannot be read: ${errorMessage(err)}`;
 }
 
 const emptyFile = (file: string): string => `access token file ${file} is empty`;

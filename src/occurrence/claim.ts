@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { formatInstant } from '../clock.js';
 import type { Job, Trigger } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { JobTxnView, LedgerEntry, Owner, Store } from '../store/store.js';
 import { type ClaimAsk, type ClaimDecision, claimTtlMs, decideClaim } from './decide.js';
@@ -34,8 +36,8 @@ export interface ClaimFireRequest {
   now: number;
   owner: Owner;
   isAlive?: (owner: Owner) => boolean;
-  /** Where to report a claim whose durability could not be confirmed. */
-  log?: (obj: Record<string, unknown>, msg: string) => void;
+  /** Where a claim whose durability could not be confirmed is reported (at error). */
+  logger?: Logger;
 }
 
 interface Written {
@@ -114,7 +116,10 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
     const advanced =
       landed?.run_id === runId ? await store.getJob(req.job_id).catch(() => undefined) : undefined;
     if (!landed || !advanced) throw err;
-    req.log?.({ err, job_id: req.job_id, fire_at: at }, 'claim written but its durability is not confirmed');
+    req.logger?.error(
+      { err, job_id: req.job_id, fire_at: formatInstant(at) },
+      'claim written but its durability is not confirmed',
+    );
     written = { decision: { ...decision, job: advanced }, entry: landed };
   }
   const final = written.decision;

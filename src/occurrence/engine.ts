@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import type { RunAlerts } from '../jobs/alert-hooks.js';
 import type { AlertRecord } from '../jobs/alerts.js';
 import { armedInstant, jobAfterMissed, misfireAction, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import type { Owner, Store } from '../store/store.js';
 import { type AcceptedFire, claimFire, type FireOutcome, recordOccurrence } from './claim.js';
 import type { SchedulerProvider } from './provider.js';
@@ -99,11 +99,11 @@ export class Engine {
       trigger,
       now: this.deps.clock.now(),
       owner: this.deps.owner,
-      log: (obj, msg) => this.deps.logger.error(obj, msg),
+      logger: this.deps.logger,
     });
     if (outcome.kind === 'accepted') {
       this.deps.logger.info(
-        { job_id: jobId, fire_at: new Date(fireAt).toISOString(), run_id: outcome.accepted.run_id, trigger },
+        { job_id: jobId, fire_at: formatInstant(fireAt), run_id: outcome.accepted.run_id, trigger },
         'occurrence claimed',
       );
       void this.onAccepted(outcome.accepted);
@@ -126,7 +126,7 @@ export class Engine {
       trigger: 'manual',
       now: this.deps.clock.now(),
       owner: this.deps.owner,
-      log: (obj, msg) => this.deps.logger.error(obj, msg),
+      logger: this.deps.logger,
     });
     if (outcome.kind === 'busy') {
       const running = outcome.running;
@@ -214,7 +214,7 @@ export class Engine {
     if (raised.length > 0) run.alerts = raised;
     await this.deps.store.appendRun(run);
     if (run.alerts) alerts?.dispatch(jobId, runId, run.alerts);
-    this.deps.logger.warn({ job_id: jobId, fire_at: new Date(instant).toISOString() }, 'occurrence missed');
+    this.deps.logger.warn({ job_id: jobId, fire_at: formatInstant(instant) }, 'occurrence missed');
     return true;
   }
 

@@ -1,11 +1,12 @@
 // src/run/ owns executing a claimed occurrence: the runner (concurrency, timeouts, local retries, run
 // records, boot recovery) and the targets (http, command, handler). Settling is src/occurrence/settle.ts.
-import type { Clock } from '../clock.js';
-import { isChronosError } from '../errors.js';
+import { type Clock, formatInstant } from '../clock.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import type { RunAlertKind, RunAlerts } from '../jobs/alert-hooks.js';
 import { runTimeoutMs } from '../jobs/jobs.js';
 import { jobAfterRun, type RunVerdict } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, RunStatus } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import type { Occurrence, RunOutcome } from '../occurrence/engine.js';
 import { settleClaimed, settleInterrupted, settleRun } from '../occurrence/settle.js';
 import { isOwnerAlive } from '../store/owner.js';
@@ -16,18 +17,10 @@ import type { TargetResult } from './targets/types.js';
 
 export type { Occurrence, RunOutcome } from '../occurrence/engine.js';
 
-/** The subset of pino the runner uses. */
-export interface RunLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
-
 export interface RunnerDeps {
   store: Store;
   clock: Clock;
-  logger: RunLogger;
+  logger: Logger;
   handlers: HandlerRegistry;
   allowCommands: boolean;
   /** Bound of a run's stored output excerpt (default 8192). */
@@ -69,10 +62,6 @@ function loadTargets(): Promise<TargetModule> {
   return targetModule;
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
 /** The ledger status that goes with a run recorded to its end. */
 function ledgerStatusOf(status: RunStatus): LedgerStatus {
   if (status === 'interrupted' || status === 'skipped' || status === 'missed') return status;
@@ -91,7 +80,7 @@ function ledgerStatusOf(status: RunStatus): LedgerStatus {
 export class JobRunner {
   private readonly store: Store;
   private readonly clock: Clock;
-  private readonly logger: RunLogger;
+  private readonly logger: Logger;
   private readonly handlers: HandlerRegistry;
   private readonly allowCommands: boolean;
   private readonly outputLimitBytes: number;
@@ -151,13 +140,7 @@ export class JobRunner {
       this.logger.error({ err, job_id: occ.job.id, run_id: occ.run_id }, 'run bookkeeping failed');
       const now = this.clock.now();
       return {
-        run: this.blankRun(
-          occ,
-          'failed',
-          now,
-          now,
-          `internal error: ${err instanceof Error ? err.message : String(err)}`,
-        ),
+        run: this.blankRun(occ, 'failed', now, now, `internal error: ${errorMessage(err)}`),
         retry_at: null,
         job: undefined,
       };
@@ -208,7 +191,7 @@ export class JobRunner {
     const started = this.clock.now();
     const logFields = {
       job_id: job.id,
-      fire_at: iso(occ.fire_at),
+      fire_at: formatInstant(occ.fire_at),
       run_id: occ.run_id,
       trigger: occ.trigger,
       attempt: occ.attempt,
@@ -291,7 +274,7 @@ export class JobRunner {
       this.logger.info(fields, 'run finished');
     } else {
       this.logger.warn(
-        { ...fields, retry_at: retry_at === null ? undefined : iso(retry_at) },
+        { ...fields, retry_at: retry_at === null ? undefined : formatInstant(retry_at) },
         'run finished',
       );
     }
@@ -312,7 +295,7 @@ export class JobRunner {
       };
     }
     const deadline = this.clock.now() + runTimeoutMs(job);
-    const fields = { job_id: job.id, fire_at: iso(occ.fire_at), run_id: occ.run_id };
+    const fields = { job_id: job.id, fire_at: formatInstant(occ.fire_at), run_id: occ.run_id };
     for (let local = 1; ; local++) {
       const outcome = await this.executeOnce(occ, active, Math.max(1, deadline - this.clock.now()));
       const code = outcome.result.internal;
@@ -383,7 +366,7 @@ export class JobRunner {
     } catch (err) {
       // Targets report failures as results; a throw here is a defect, still recorded as the run's failure.
       this.logger.error({ err, job_id: job.id, run_id: occ.run_id }, 'target threw');
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       return {
         result: { ok: false, output: null, error: `internal error: ${message}`, timedOut: false },
         retryable: true,
@@ -403,7 +386,7 @@ export class JobRunner {
     const run = this.blankRun(occ, 'skipped', now, now, `previous run ${runningId} is still running`);
     const logFields = {
       job_id: occ.job.id,
-      fire_at: iso(occ.fire_at),
+      fire_at: formatInstant(occ.fire_at),
       run_id: occ.run_id,
       trigger: occ.trigger,
     };
@@ -445,7 +428,7 @@ export class JobRunner {
   private async recoverRow(row: LedgerEntry, now: number): Promise<RunRecord | undefined> {
     const fields = {
       job_id: row.job_id,
-      fire_at: iso(row.fire_at),
+      fire_at: formatInstant(row.fire_at),
       run_id: row.run_id,
       trigger: row.trigger,
     };

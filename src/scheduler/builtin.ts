@@ -1,7 +1,7 @@
-import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../clock.js';
+import { type Clock, formatInstant, type TimerHandle } from '../clock.js';
 import { armedInstant } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
+import type { Logger } from '../logger.js';
 import type { Engine } from '../occurrence/engine.js';
 import type { ProviderStatus, ReconcileSummary, SchedulerProvider } from '../occurrence/provider.js';
 import type { Store } from '../store/store.js';
@@ -118,7 +118,15 @@ export class BuiltinProvider implements SchedulerProvider {
       durationMs: now - started,
     };
     this.deps.logger.info(
-      { provider: 'builtin', armed, cancelled, unchanged, failed, misfires, next_wake: iso(this.wakeAt) },
+      {
+        provider: 'builtin',
+        armed,
+        cancelled,
+        unchanged,
+        failed,
+        misfires,
+        next_wake: formatInstant(this.wakeAt),
+      },
       'reconcile',
     );
     return this.lastReconcile;
@@ -212,8 +220,4 @@ export class BuiltinProvider implements SchedulerProvider {
       });
     }
   }
-}
-
-function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
 }

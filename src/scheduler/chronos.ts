@@ -1,11 +1,11 @@
 // src/scheduler/ owns the two providers that trigger fires (chronos: arms at NAS, this file; builtin: one
 // in-process timer), what is in flight (activity.ts) and idle exit. Both feed src/occurrence/engine.ts.
-import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../clock.js';
+import { type Clock, formatInstant, type TimerHandle } from '../clock.js';
 import { isChronosError } from '../errors.js';
 import { armedInstant, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
-import { type ArmedList, formatFireAt, isNasError, type NasClient } from '../nas/nas.js';
+import type { Logger } from '../logger.js';
+import { type ArmedList, isNasError, type NasClient } from '../nas/nas.js';
 import { computeBackoff, MAX_RETRY_AFTER_MS } from '../nas/retry.js';
 import type { Engine } from '../occurrence/engine.js';
 import type {
@@ -472,16 +472,16 @@ export class ChronosProvider implements SchedulerProvider {
         mismatched += 1;
         const reason =
           nasAt === undefined
-            ? `NAS's list has no arm for this job (wanted ${formatFireAt(want)}); re-arming`
-            : `NAS's list has ${formatFireAt(nasAt)}, not ${formatFireAt(want)}; re-arming`;
+            ? `NAS's list has no arm for this job (wanted ${formatInstant(want)}); re-arming`
+            : `NAS's list has ${formatInstant(nasAt)}, not ${formatInstant(want)}; re-arming`;
         this.unconfirm(jobId, reason);
         // Only an arm NAS had acknowledged and then lost is news; a job never armed yet is routine.
         const level = list.contradicted.has(jobId) ? 'warn' : 'info';
         this.deps.logger[level](
           {
             job_id: jobId,
-            wanted: formatFireAt(want),
-            listed: nasAt === undefined ? null : formatFireAt(nasAt),
+            wanted: formatInstant(want),
+            listed: nasAt === undefined ? null : formatInstant(nasAt),
           },
           'NAS list does not confirm the arm',
         );
@@ -502,7 +502,7 @@ export class ChronosProvider implements SchedulerProvider {
       }
       const outcome = await this.deps.engine.fireLocal(job.id, at, 'misfire');
       this.deps.logger.warn(
-        { job_id: job.id, fire_at: formatFireAt(at), outcome: outcome.kind },
+        { job_id: job.id, fire_at: formatInstant(at), outcome: outcome.kind },
         'NAS does not hold a due occurrence; claimed it here',
       );
       return outcome.kind === 'accepted' ? 'misfires' : 'unchanged';
@@ -544,7 +544,7 @@ export class ChronosProvider implements SchedulerProvider {
         this.unconfirm(jobId, 'armed; waiting for a NAS list to confirm it');
         this.nasReachable = true;
         this.lastArmAt = this.deps.clock.now();
-        this.deps.logger.info({ job_id: jobId, fire_at: formatFireAt(at) }, 'armed at NAS');
+        this.deps.logger.info({ job_id: jobId, fire_at: formatInstant(at) }, 'armed at NAS');
         return true;
       } catch (err) {
         if (this.desired.get(jobId) === at) {
@@ -707,7 +707,7 @@ export class ChronosProvider implements SchedulerProvider {
         for (const [jobId, want] of this.desired) {
           if (want + slack > t) continue;
           overdue += 1;
-          this.unconfirm(jobId, `no fire arrived for ${formatFireAt(want)}; asking NAS`);
+          this.unconfirm(jobId, `no fire arrived for ${formatInstant(want)}; asking NAS`);
         }
         if (overdue === 0) {
           this.dueAttempt = 0;

@@ -1,5 +1,5 @@
-import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
+import type { Logger } from '../logger.js';
 import type { SchedulerProvider } from '../occurrence/provider.js';
 import type { Activity } from './activity.js';
 

@@ -3,7 +3,7 @@ import { closeSync, fsync, openSync, readFileSync, renameSync, writeSync } from 
 import { type FileHandle, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ChronosError } from '../errors.js';
+import { ChronosError, errorMessage } from '../errors.js';
 
 /** Files are private to the service user: job targets may carry credentials in headers or env. */
 export const FILE_MODE = 0o600;
@@ -28,7 +28,7 @@ export function errnoCode(err: unknown): string | undefined {
 
 export function unavailable(action: string, path: string, err: unknown): ChronosError {
   if (err instanceof ChronosError) return err;
-  const reason = err instanceof Error ? err.message : String(err);
+  const reason = errorMessage(err);
   return new ChronosError(
     'store_unavailable',
     `cannot ${action} ${path}: ${reason}`,

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ChronosError, isChronosError } from '../errors.js';
+import { ChronosError, errorMessage, isChronosError } from '../errors.js';
 import { jobLimitProblems } from '../jobs/limits.js';
 import { JOB_ID_PATTERN, type Job, type RunRecord } from '../jobs/model.js';
 import {
@@ -766,7 +766,7 @@ export class FileStore implements Store {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw this.corrupt(path, (err as Error).message);
+      throw this.corrupt(path, errorMessage(err));
     }
     if (!isRecord(value)) throw this.corrupt(path, 'expected a JSON object');
     if (value['version'] !== FORMAT_VERSION) {

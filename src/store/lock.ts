@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, readFileSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
 import { errnoCode, FILE_MODE, removeIfExists, unavailable } from './atomic-file.js';
 import { isOwnerAlive } from './owner.js';
@@ -199,7 +200,7 @@ export class FileLock {
     try {
       const content: LockContent = {
         ...this.owner,
-        acquired_at: new Date().toISOString(),
+        acquired_at: formatInstant(Date.now()),
         lock_id: this.lockId,
         lease_ms: this.leaseMs,
       };

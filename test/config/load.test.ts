@@ -1,5 +1,5 @@
 /*
- * SPEC §7 configuration: loadConfig(env). Not a decision-table row. Defaults, every variable, one
+ * Configuration (the variables in src/config/config.ts and .env.example): loadConfig(env). Not a decision-table row. Defaults, every variable, one
  * message per bad value naming the variable and the fix, every problem listed at once, frozen result,
  * empty strings as unset, idle exit refused with the builtin provider.
  */
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, type Config } from '../../src/config/config.js';
 import { DEFAULT_FIRE_RATE_LIMIT, loadConfig } from '../../src/config/load.js';
-import { ChronosError, isChronosError } from '../../src/errors.js';
+import { ChronosError, errorMessage, isChronosError } from '../../src/errors.js';
 
 // A real key: CHRONOS_FIRE_PUBLIC_KEY is parsed at configuration time.
 const REAL_PUBLIC_PEM = generateKeyPairSync('ed25519')
@@ -367,7 +367,7 @@ describe('inline fire key', () => {
       expect.unreachable('loadConfig accepted a garbage key');
     } catch (err) {
       expect(isChronosError(err, 'invalid_config')).toBe(true);
-      const message = (err as Error).message;
+      const message = errorMessage(err);
       expect(message).toContain('CHRONOS_FIRE_PUBLIC_KEY: not a PEM or JWK public key');
       expect(message).toContain('PORT="x"');
     }

@@ -21,7 +21,7 @@ describe.each(NAS_MODES)('e2e: a process killed in the middle of a run ($nas NAS
     );
     const killedFireAt = Date.parse(s.recorder.hitsFor('slow')[0]!.fireAt);
     const nextFireAt = killedFireAt + 4_000;
-    // Armed before the run started (SPEC §2): the schedule survives the kill.
+    // Armed before the run started (docs/architecture.md, Armed before run): the schedule survives the kill.
     await s.waitFor('the next occurrence armed', () =>
       s.nas.armed().some((a) => a.job_id === 'slow' && Date.parse(a.fire_at) === nextFireAt),
     );

@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, type JWTHeaderParameters, type JWTPayload, jwtVerify } from 'jose';
+import { errorMessage } from '../../src/errors.js';
 
 export interface ReceivedFire {
   body: { job_id?: string; fire_at?: string };
@@ -47,7 +48,7 @@ export async function startAgent(issuer: { jwksUrl: string; url: string; audienc
         fire.payload = verified.payload;
         fire.protectedHeader = verified.protectedHeader;
       } catch (err) {
-        fire.verifyError = (err as Error).message;
+        fire.verifyError = errorMessage(err);
       }
       fires.push(fire);
       const reply = fire.verifyError

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { rewriteOrigin, runEmulatorCli, splitCommand } from '../../src/emulator/index.js';
-import { isChronosError } from '../../src/errors.js';
+import { errorMessage, isChronosError } from '../../src/errors.js';
 import { hop1, provisionBody } from './agent.js';
 
 describe('chronos emulator CLI', () => {
@@ -72,9 +72,9 @@ describe('chronos emulator CLI', () => {
       (e: unknown) => e,
     );
     expect(isChronosError(err, 'invalid_config')).toBe(true);
-    expect((err as Error).message).toMatch(/--port must be an integer/);
-    expect((err as Error).message).toMatch(/--alg must be ES256, RS256 or EdDSA/);
-    expect((err as Error).message).toMatch(/--target-port is required with --wake/);
+    expect(errorMessage(err)).toMatch(/--port must be an integer/);
+    expect(errorMessage(err)).toMatch(/--alg must be ES256, RS256 or EdDSA/);
+    expect(errorMessage(err)).toMatch(/--target-port is required with --wake/);
   });
 
   it('--help prints usage', async () => {

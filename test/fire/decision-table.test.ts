@@ -1,5 +1,5 @@
 /*
- * SPEC §2, the fire endpoint's decision table, through app.inject() against the real route, a real
+ * docs/contract.md (Replies), the fire endpoint's decision table, through app.inject() against the real route, a real
  * verifier fed by a loopback JWKS server, and real stores. Rows → describe blocks:
  *   row 1  "row 1: body over 16 KiB"            row 7  "row 7: inactive job"
  *   row 2  "row 2: token before body", "row 2: refused tokens are limited on their own"
@@ -685,7 +685,7 @@ describe('row 11: claim cannot be written', () => {
     });
     expect(res.body).not.toContain('EROFS');
     const logged = f.logs.find((l) => l.msg === 'fire not claimed: store error');
-    expect(logged).toMatchObject({ job_id: 'disk', fire_at: '2026-03-08T07:00:00Z' });
+    expect(logged).toMatchObject({ job_id: 'disk', fire_at: '2026-03-08T07:00:00.000Z' });
     expect(JSON.stringify(logged)).toContain('EROFS');
     await expectNothingWritten(inner, job);
     await expectNoCallbacks(f);
@@ -706,6 +706,10 @@ describe('row 12: accepted', () => {
       job_id: 'daily',
       fire_at: '2026-03-08T07:00:00Z',
       run_id: expect.stringMatching(UUID),
+    });
+    // The wire keeps its form (docs/contract.md); the log writes every instant as the runner does.
+    expect(f.logs.find((l) => l.msg === 'fire accepted')).toMatchObject({
+      fire_at: '2026-03-08T07:00:00.000Z',
     });
 
     const stored = await f.store.getJob('daily');

@@ -1,5 +1,5 @@
 /*
- * The fire-token verifier on its own (SPEC §7 JWKS cache, §2 row 3 key sources): the JWKS persisted to
+ * The fire-token verifier on its own (docs/contract.md, The token: the JWKS cache and the key sources): the JWKS persisted to
  * the data directory so a cold process verifies its first fire with zero fetches, the headers sent to
  * the JWKS URL, and the inline key source (PEM / JWK accepted, symmetric keys refused).
  *   "JWKS cache"       cold start from the cache file, corrupt cache, cold unknown kid
@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseInlinePublicKey } from '../../src/config/inline-key.js';
 import { createFireTokenVerifier } from '../../src/fire/token.js';
@@ -97,6 +98,9 @@ describe('JWKS cache', () => {
       res.writeHead(503).end();
     });
     await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    // A real pino logger: its numeric levels are what an operator's filter sees (40 = warn).
+    const logs: Array<{ level: number; msg: string; err?: string }> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
     try {
       const clock = new ManualClock(START);
       const verifier = createFireTokenVerifier({
@@ -106,6 +110,7 @@ describe('JWKS cache', () => {
         cacheFile: await cacheFile(),
         clock,
         refreshCooldownMs: 30_000,
+        logger,
       });
       for (let i = 0; i < 5; i++) {
         expect(await verifier.verify(await bearerFor(es, clock))).toMatchObject({
@@ -114,6 +119,10 @@ describe('JWKS cache', () => {
         });
       }
       expect(fetches).toBe(1);
+      // The failed fetch is a warning, not routine information (it was logged at info once).
+      expect(logs.filter((l) => l.msg === 'fire key set could not be fetched')).toEqual([
+        expect.objectContaining({ level: 40, err: 'HTTP 503' }),
+      ]);
       clock.advance(30_000);
       await verifier.verify(await bearerFor(es, clock));
       expect(fetches).toBe(2);

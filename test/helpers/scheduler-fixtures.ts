@@ -21,9 +21,10 @@ import { ChronosProvider, type ChronosProviderDeps } from '../../src/scheduler/c
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { currentOwner } from '../../src/store/owner.js';
 import type { Store } from '../../src/store/store.js';
+import { T0 } from './jobs.js';
 import { ManualClock } from './manual-clock.js';
 
-export const T0 = Date.parse('2026-01-01T00:00:00Z');
+export { T0 };
 export const MINUTE = 60_000;
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -26,6 +26,16 @@ async function throwingRoutes(app: FastifyInstance): Promise<void> {
   app.get<{ Params: { code: ErrorCode } }>('/test/throw/:code', async (request) => {
     throw new ChronosError(request.params.code, SECRET, { hint: 'a detail safe to show' });
   });
+  app.get('/test/expected', async () => {
+    throw new ChronosError('draining', 'shutting down; come back later', undefined, {
+      retryAfterSeconds: 17,
+      expected: true,
+    });
+  });
+  app.get('/test/contract/:code', async (request) => {
+    const { code } = request.params as { code: ErrorCode };
+    throw new ChronosError(code, SECRET, { hint: 'x' }, { retryAfterSeconds: 42 });
+  });
   app.get('/test/crash', async () => {
     throw new Error(`database password=hunter2 at ${SECRET}`);
   });
@@ -73,7 +83,7 @@ describe('error handler', () => {
     ['job_exists', 409],
     ['validation_failed', 400],
     ['unauthorized', 401],
-    ['fire_too_early', 425],
+    ['rate_limited', 429],
   ] as Array<[ErrorCode, number]>)('maps %s to %i with its message and details', async (code, status) => {
     const f = await appWith(throwingRoutes);
     const res = await f.app.inject({ method: 'GET', url: `/test/throw/${code}` });
@@ -102,6 +112,26 @@ describe('error handler', () => {
       expect(JSON.stringify(logged)).toContain('/var/lib/chronos');
     },
   );
+
+  it('sends the message and Retry-After of an expected 5xx refusal, without logging it again', async () => {
+    const f = await appWith(throwingRoutes);
+    const res = await f.app.inject({ method: 'GET', url: '/test/expected' });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('17');
+    expect(res.json()).toEqual({ error: 'draining', message: 'shutting down; come back later' });
+    expect(f.logs.find((l) => l.msg === 'request failed')).toBeUndefined();
+  });
+
+  it('writes the fire bodies docs/contract.md fixes: one 401 body for every cause, 425 with retry_after', async () => {
+    const f = await appWith(throwingRoutes);
+    const refused = await f.app.inject({ method: 'GET', url: '/test/contract/invalid_fire_token' });
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json()).toEqual({ error: 'invalid fire token' });
+    const early = await f.app.inject({ method: 'GET', url: '/test/contract/too_early' });
+    expect(early.statusCode).toBe(425);
+    expect(early.headers['retry-after']).toBe('42');
+    expect(early.json()).toEqual({ error: 'too_early', retry_after: 42 });
+  });
 
   it('every error code has a status', () => {
     for (const status of Object.values(STATUS_BY_CODE)) {

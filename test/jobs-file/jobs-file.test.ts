@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isChronosError } from '../../src/errors.js';
+import { errorMessage, isChronosError } from '../../src/errors.js';
 import { buildJob } from '../../src/jobs/build.js';
 import {
   JOBS_FILE_SYNC_STATE,
@@ -95,8 +95,8 @@ describe('jobs file: loading', () => {
     try {
       await loadJobsFile(jobsFile);
     } catch (err) {
-      expect((err as Error).message).toContain(`jobs file ${jobsFile} has ${problems.length} problems`);
-      expect((err as Error).message).toContain('jobs[bad-schedule].schedule:');
+      expect(errorMessage(err)).toContain(`jobs file ${jobsFile} has ${problems.length} problems`);
+      expect(errorMessage(err)).toContain('jobs[bad-schedule].schedule:');
     }
   });
 

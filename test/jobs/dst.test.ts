@@ -1,5 +1,5 @@
 /**
- * SPEC §3 "Time zones and DST". Every expected instant below was worked out by hand from the zone's
+ * docs/schedules.md "Time zones and DST". Every expected instant below was worked out by hand from the zone's
  * rules (and the transition instants checked with Intl), not produced by the code under test.
  *
  * Transitions in 2026 used here:
@@ -76,7 +76,7 @@ describe('transition instants assumed by these tables (Intl)', () => {
 
 describe('spring-forward gap: a wall time that does not exist fires once, at the first instant after the gap', () => {
   const cases: [string, Zone, string, string[]][] = [
-    // SPEC's example. Mar 7 02:30 EST, Mar 8 gap → 03:00 EDT, Mar 9 02:30 EDT.
+    // The example in docs/schedules.md. Mar 7 02:30 EST, Mar 8 gap → 03:00 EDT, Mar 9 02:30 EDT.
     [
       '30 2 * * *',
       'America/New_York',
@@ -170,7 +170,7 @@ describe('spring-forward gap: a wall time that does not exist fires once, at the
 
 describe('fall-back overlap, fixed hour: fires once, at the first occurrence', () => {
   const cases: [string, Zone, string, string[]][] = [
-    // SPEC's example: 01:30 EDT = 05:30Z only; Nov 2 01:30 EST = 06:30Z.
+    // The example in docs/schedules.md: 01:30 EDT = 05:30Z only; Nov 2 01:30 EST = 06:30Z.
     [
       '30 1 * * *',
       'America/New_York',

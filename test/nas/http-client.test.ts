@@ -7,6 +7,7 @@ import { createHttpNasClient, type HttpNasClientOptions } from '../../src/nas/ht
 import { type NasClient, NasError } from '../../src/nas/nas.js';
 import { createTokenSource } from '../../src/nas/token-source.js';
 import { USER_AGENT } from '../../src/version.js';
+import { recordingLogger } from '../helpers/logger.js';
 import { closedPort, LoopbackNas, ObservedClock } from './loopback-nas.js';
 
 const FIRE_AT = Date.parse('2026-03-08T07:00:00Z');
@@ -177,12 +178,7 @@ describe('list parsing', () => {
   });
 
   it('skips and counts malformed items, names the jobs it could not read, and trusts the rest', async () => {
-    const warnings: Array<{ obj: object; msg: string }> = [];
-    const debug: object[] = [];
-    const logger = {
-      warn: (obj: object, msg: string) => warnings.push({ obj, msg }),
-      debug: (obj: object) => debug.push(obj),
-    };
+    const { logger, at } = recordingLogger();
     nas.reply({
       status: 200,
       json: {
@@ -206,13 +202,14 @@ describe('list parsing', () => {
     expect(result.entries.map((e) => e.job_id)).toEqual(['good', 'also-good']);
     expect(result.skipped).toBe(10);
     expect(result.unreadableJobIds).toEqual(['junk-a', 'junk-b', 'naive', 'soon']);
+    const warnings = at('warn');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.obj).toMatchObject({
       skipped: 10,
       unreadable_job_ids: result.unreadableJobIds,
       trusted: 2,
     });
-    expect(debug.filter((d) => (d as { problem?: string }).problem !== undefined)).toHaveLength(10);
+    expect(at('debug').filter((d) => (d.obj as { problem?: string }).problem !== undefined)).toHaveLength(10);
   });
 
   it.each([
@@ -356,7 +353,8 @@ describe('retries', () => {
     );
     const clock = new ObservedClock(true);
     const started = performance.now();
-    const result = await client({ clock, timeoutMs: 100 }).provision({ job_id: 'a', fire_at: FIRE_AT });
+    // Long enough that the answered second attempt cannot time out on a loaded machine as well.
+    const result = await client({ clock, timeoutMs: 1000 }).provision({ job_id: 'a', fire_at: FIRE_AT });
     expect(result.schedule_id).toBe('s');
     expect(nas.requests).toHaveLength(2);
     expect(clock.sleeps).toHaveLength(1);
@@ -372,13 +370,13 @@ describe('retries', () => {
   });
 
   it('logs each retry as a warning without the token', async () => {
-    const warnings: Array<{ obj: object; msg: string }> = [];
-    const logger = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }), debug: () => {} };
+    const { logger, at } = recordingLogger();
     nas.reply(
       { status: 503, text: 'busy', headers: { 'retry-after': '2' } },
       { status: 200, json: { ok: true } },
     );
     await client({ logger }).cancel('a');
+    const warnings = at('warn');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.obj).toMatchObject({
       op: 'cancel',

@@ -1,36 +1,17 @@
-import type { Job, Target } from '../../src/jobs/model.js';
+import type { Job } from '../../src/jobs/model.js';
 import type { TargetContext } from '../../src/run/targets/types.js';
+import { makeJob as makeStoredJob, T0 } from '../helpers/jobs.js';
 
-export const T0 = Date.parse('2026-01-01T00:00:00Z');
+export { T0 };
 
+/** The runner tests' job: `job-1`, every 15 minutes (the shared stored shape, test/helpers/jobs.ts). */
 export function makeJob(overrides: Partial<Job> = {}): Job {
-  const target: Target = overrides.target ?? { type: 'handler', name: 'noop' };
-  return {
-    id: 'job-1',
+  return makeStoredJob(overrides.id ?? 'job-1', {
     name: 'job 1',
     schedule: 'every 15m',
-    timezone: 'UTC',
-    target,
-    enabled: true,
-    state: 'scheduled',
-    repeat: { times: null, completed: 0 },
-    retry: null,
-    concurrency: 'forbid',
-    misfire: { policy: 'run_once', grace_seconds: 300 },
-    timeout_seconds: 600,
-    anchor_at: T0,
     next_run_at: T0 + 15 * 60_000,
-    retry_at: null,
-    retry_attempt: 0,
-    last_run_at: null,
-    last_status: null,
-    last_error: null,
-    failure_streak: 0,
-    source: 'api',
-    created_at: T0,
-    updated_at: T0,
     ...overrides,
-  };
+  });
 }
 
 export function makeCtx(overrides: Partial<TargetContext> = {}): TargetContext {

@@ -215,7 +215,7 @@ describe('JobRunner: outcomes', () => {
     h.handlers.register('broken', () => {
       throw new Error('down');
     });
-    // 30 s after a failure at .250 s: NAS receives fire_at at second precision (SPEC §1).
+    // 30 s after a failure at .250 s: NAS receives fire_at at second precision (docs/contract.md, Instants on the wire).
     expect((await fire(h, job, T0)).retry_at).toBe(T0 + 31_000);
 
     await h.store.updateJob(job.id, (j) => ({ ...j, next_run_at: T0 + 20_000, retry_at: null }));

@@ -25,7 +25,7 @@ afterEach(async () => {
   await h.current.provider?.stop();
 });
 
-describe('missed occurrences (SPEC §3) on a warm reconcile', () => {
+describe('missed occurrences (docs/jobs.md, Misfire) on a warm reconcile', () => {
   it('run_once: claims the overdue occurrence once with trigger misfire, then moves to the next future slot', async () => {
     await h.addJob(recordSpec('report', 'every 15m'));
     // The process slept through eight slots (00:15 … 02:00); it wakes at 02:01.

@@ -42,7 +42,7 @@ function settledRow(jobId: string, fireAt: number, status: LedgerEntry['status']
 }
 
 /**
- * Behaviour every Store must share (SPEC §8). `makeStore` must use CONTRACT_RUN_RETENTION and
+ * Behaviour every Store must share (docs/architecture.md, Invariants). `makeStore` must use CONTRACT_RUN_RETENTION and
  * CONTRACT_LEDGER_RETENTION.
  */
 export function storeContract(name: string, makeStore: () => Promise<StoreHarness>): void {

@@ -1,4 +1,4 @@
-import { systemClock } from '../../clock.js';
+import { formatInstant, systemClock } from '../../clock.js';
 import type { HttpTarget } from '../../jobs/model.js';
 import { signingKey, webhookHeaders } from '../../signing.js';
 import { USER_AGENT } from '../../version.js';
@@ -22,7 +22,7 @@ function buildHeaders(target: HttpTarget, ctx: TargetContext, jsonBody: boolean)
   for (const [name, value] of Object.entries(target.headers ?? {})) headers[name.toLowerCase()] = value;
   if (jsonBody && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
   headers['x-chronos-job'] = ctx.job.id;
-  headers['x-chronos-fire-at'] = new Date(ctx.fire_at).toISOString();
+  headers['x-chronos-fire-at'] = formatInstant(ctx.fire_at);
   headers['x-chronos-run'] = ctx.run_id;
   return headers;
 }

@@ -25,35 +25,10 @@ import { settleOccurrence } from '../../../src/occurrence/settle.js';
 import { FileStore } from '../../../src/store/file-store.js';
 import { FileLock } from '../../../src/store/lock.js';
 import { currentOwner } from '../../../src/store/owner.js';
-
-const T0 = Date.parse('2026-01-01T00:00:00Z');
+import { makeJob, T0 } from '../../helpers/jobs.js';
 
 function job(id: string): Job {
-  return {
-    id,
-    name: id,
-    schedule: 'every 1m',
-    timezone: 'UTC',
-    target: { type: 'handler', name: 'noop' },
-    enabled: true,
-    state: 'scheduled',
-    repeat: { times: null, completed: 0 },
-    retry: null,
-    concurrency: 'forbid',
-    misfire: { policy: 'run_once', grace_seconds: 300 },
-    timeout_seconds: 600,
-    anchor_at: T0,
-    next_run_at: T0,
-    retry_at: null,
-    retry_attempt: 0,
-    last_run_at: null,
-    last_status: null,
-    last_error: null,
-    failure_streak: 0,
-    source: 'api',
-    created_at: T0,
-    updated_at: T0,
-  };
+  return makeJob(id, { next_run_at: T0 });
 }
 
 function claim(store: FileStore, jobId: string, fireAt: number) {

@@ -86,8 +86,8 @@ describe('chronos next', () => {
     expect(JSON.parse(res.stdout)).toEqual({
       schedule: '30 2 * * *',
       timezone: 'America/New_York',
-      from: '2026-03-07T12:00:00Z',
-      next: ['2026-03-08T07:00:00Z', '2026-03-09T06:30:00Z', '2026-03-10T06:30:00Z'],
+      from: '2026-03-07T12:00:00.000Z',
+      next: ['2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z', '2026-03-10T06:30:00.000Z'],
     });
   });
 
@@ -96,12 +96,12 @@ describe('chronos next', () => {
       env: { CHRONOS_TIMEZONE: 'Europe/Paris' },
     });
     expect(res.code).toBe(0);
-    expect(res.stdout).toContain('2026-01-01 09:00:00 +01:00   2026-01-01T08:00:00Z');
+    expect(res.stdout).toContain('2026-01-01 09:00:00 +01:00   2026-01-01T08:00:00.000Z');
   });
 
   it('a one-shot has one occurrence; a bad schedule exits 1 with the accepted forms', async () => {
     const once = await chronos(['next', 'in 45m', '--from', '2026-01-01T00:00:00Z', '--json']);
-    expect(JSON.parse(once.stdout).next).toEqual(['2026-01-01T00:45:00Z']);
+    expect(JSON.parse(once.stdout).next).toEqual(['2026-01-01T00:45:00.000Z']);
     const bad = await chronos(['next', 'every fortnight']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('Accepted forms');
@@ -121,12 +121,12 @@ describe('chronos check', () => {
     ]);
     expect(body.jobs[2]).toMatchObject({
       timezone: 'Europe/Paris',
-      next: [expect.stringMatching(/T0[78]:00:00Z$/), expect.any(String)],
+      next: [expect.stringMatching(/T0[78]:00:00\.000Z$/), expect.any(String)],
     });
     const text = await chronos(['check', '--jobs', 'examples/jobs.json']);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(
-      /paris-morning .*\(Europe\/Paris\)\n {2}\d{4}-\d\d-\d\d 09:00:00 \+0[12]:00 {3}\d{4}-\d\d-\d\dT0[78]:00:00Z/,
+      /paris-morning .*\(Europe\/Paris\)\n {2}\d{4}-\d\d-\d\d 09:00:00 \+0[12]:00 {3}\d{4}-\d\d-\d\dT0[78]:00:00\.000Z/,
     );
   });
 

@@ -103,7 +103,7 @@ describe('chronos next predicts the server', () => {
     );
     const next = JSON.parse(res.stdout).next as string[];
     expect(Date.parse(next[0]!)).toBe(job.next_run_at);
-    expect(next).toEqual(['2026-03-08T00:00:11Z', '2026-03-08T00:00:21Z']);
+    expect(next).toEqual(['2026-03-08T00:00:11.000Z', '2026-03-08T00:00:21.000Z']);
   });
 
   it('a --from without an offset is read in --tz, not in UTC or the machine zone', async () => {
@@ -116,8 +116,8 @@ describe('chronos next predicts the server', () => {
     );
     expect(res.code).toBe(0);
     expect(JSON.parse(res.stdout)).toMatchObject({
-      from: '2026-03-08T07:00:00Z',
-      next: expect.arrayContaining(['2026-03-08T08:00:00Z']),
+      from: '2026-03-08T07:00:00.000Z',
+      next: expect.arrayContaining(['2026-03-08T08:00:00.000Z']),
     });
     const zoned = await runCli(
       ['next', 'every 1h', '--from', '2026-03-08T08:00:00', '--count', '1', '--json'],
@@ -126,8 +126,8 @@ describe('chronos next predicts the server', () => {
       },
     );
     expect(JSON.parse(zoned.stdout)).toMatchObject({
-      from: '2026-03-07T23:00:00Z',
-      next: ['2026-03-08T00:00:00Z'],
+      from: '2026-03-07T23:00:00.000Z',
+      next: ['2026-03-08T00:00:00.000Z'],
     });
   });
 });
