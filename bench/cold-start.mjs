@@ -7,6 +7,8 @@
 //   BENCH_NODE=/path/to/node  Node binary for every spawned command (default: this one)
 //   BENCH_COMPILE_CACHE=1     give candidate and Fastify baseline a NODE_COMPILE_CACHE, generated
 //                             first by one normally-exiting start of each (Node 22+)
+//   BENCH_COMPARE_DIST=DIR    also spawn DIR/serve.js (another build, e.g. main's) interleaved with this
+//                             one, and report this build over that one: a change's effect in one run
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -76,6 +78,12 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
   const emulator = await quietEmulator();
   const recorder = await startRecorder();
   const serveJs = fileURLToPath(new URL('serve.js', await distDir()));
+  // A private copy, like distDir(): the other build may be rebuilt while this runs.
+  const compareJs = process.env.BENCH_COMPARE_DIST
+    ? await cp(process.env.BENCH_COMPARE_DIST, join(work, 'compare-dist'), { recursive: true }).then(() =>
+        join(work, 'compare-dist', 'serve.js'),
+      )
+    : undefined;
   const rawJs = fileURLToPath(new URL('./baselines/raw-http.mjs', import.meta.url));
   const nodeVersion = await new Promise((resolve) => {
     const c = spawn(node, ['--version'], { env: childEnv() });
@@ -123,56 +131,60 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
           await stop(proc, signal);
         }
       },
-      chronos: async (signal) => {
-        const n = ++spawnNo;
-        const dir = join(work, `data-${n}`);
-        const path = `/hook/${n}`;
-        const dueAt = await prepareDataDir(lib, template, dir, `${recorder.url}${path}`);
-        const token = await emulator.mintFireToken({ sub: JOB_ID });
-        const reached = recorder.expect(path, 5_000);
-        let runStarted;
-        const runStartedAt = new Promise((resolve) => {
-          runStarted = resolve;
-        });
-        const proc = spawnServer(
-          node,
-          [serveJs],
-          childEnv({ ...chronosEnv(emulator, dir), ...cacheEnv }),
-          chronosPort,
-          (line, at) => {
-            if (line.includes('"msg":"run started"')) runStarted(at);
-          },
-        );
-        try {
-          const { port, at: listenAt } = await proc.listening;
-          const res = await post(`http://127.0.0.1:${port}/api/cron/fire`, fireBody(dueAt), {
-            authorization: `Bearer ${token}`,
-          });
-          if (res.status !== 202)
-            throw new Error(`chronos answered ${res.status}: ${res.text}\n${proc.output()}`);
-          const timeout = new Promise((r) => setTimeout(() => r(null), 5_000));
-          const startedAt = await Promise.race([runStartedAt, timeout]);
-          if (startedAt === null)
-            throw new Error(`the run did not start within 5 s of the fire:\n${proc.output()}`);
-          const reachedAt = await reached;
-          return {
-            listen: listenAt - proc.started,
-            ready: res.at - proc.started,
-            runStarted: startedAt - proc.started,
-            // null when the run failed before its request left (see the run's log line).
-            targetReached: reachedAt === null ? null : reachedAt - proc.started,
-          };
-        } finally {
-          await stop(proc, signal);
-          await rm(dir, { recursive: true, force: true });
-        }
-      },
+      chronos: (signal) => spawnChronos(serveJs, signal),
     };
+    if (compareJs) subjects['chronos (compare)'] = (signal) => spawnChronos(compareJs, signal);
+
+    async function spawnChronos(entry, signal) {
+      const n = ++spawnNo;
+      const dir = join(work, `data-${n}`);
+      const path = `/hook/${n}`;
+      const dueAt = await prepareDataDir(lib, template, dir, `${recorder.url}${path}`);
+      const token = await emulator.mintFireToken({ sub: JOB_ID });
+      const reached = recorder.expect(path, 5_000);
+      let runStarted;
+      const runStartedAt = new Promise((resolve) => {
+        runStarted = resolve;
+      });
+      const proc = spawnServer(
+        node,
+        [entry],
+        childEnv({ ...chronosEnv(emulator, dir), ...cacheEnv }),
+        chronosPort,
+        (line, at) => {
+          if (line.includes('"msg":"run started"')) runStarted(at);
+        },
+      );
+      try {
+        const { port, at: listenAt } = await proc.listening;
+        const res = await post(`http://127.0.0.1:${port}/api/cron/fire`, fireBody(dueAt), {
+          authorization: `Bearer ${token}`,
+        });
+        if (res.status !== 202)
+          throw new Error(`chronos answered ${res.status}: ${res.text}\n${proc.output()}`);
+        const timeout = new Promise((r) => setTimeout(() => r(null), 5_000));
+        const startedAt = await Promise.race([runStartedAt, timeout]);
+        if (startedAt === null)
+          throw new Error(`the run did not start within 5 s of the fire:\n${proc.output()}`);
+        const reachedAt = await reached;
+        return {
+          listen: listenAt - proc.started,
+          ready: res.at - proc.started,
+          runStarted: startedAt - proc.started,
+          // null when the run failed before its request left (see the run's log line).
+          targetReached: reachedAt === null ? null : reachedAt - proc.started,
+        };
+      } finally {
+        await stop(proc, signal);
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
 
     if (cacheDir) {
       // Generate the cache as the image build does: one start that exits normally.
       await subjects['fastify bundled']('SIGTERM');
       await subjects.chronos('SIGTERM');
+      if (compareJs) await subjects['chronos (compare)']('SIGTERM');
     }
 
     const names = Object.keys(subjects);
@@ -209,6 +221,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
     const ratios = {
       chronos_over_fastify: candidate / stats['fastify bundled'].ready.median,
       chronos_over_raw_http: candidate / stats['raw node:http'].ready.median,
+      ...(compareJs ? { chronos_over_compare: candidate / stats['chronos (compare)'].ready.median } : {}),
     };
 
     log(
@@ -246,6 +259,11 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
     );
     if (stats.chronos.target_missed > 0) {
       log(`warning: ${stats.chronos.target_missed} runs never reached the http target (see the run log)`);
+    }
+    if (compareJs) {
+      log(
+        `chronos / chronos (compare: ${process.env.BENCH_COMPARE_DIST}) = ${ratios.chronos_over_compare.toFixed(3)}x (spawn → 202 medians)`,
+      );
     }
     const pass = ratios.chronos_over_fastify <= 1.5 && ratios.chronos_over_raw_http <= 3;
     log(

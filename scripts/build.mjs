@@ -2,7 +2,8 @@
 // modules the fire path does not need (admin API, NAS client, run targets,
 // emulator) load only when first used. Cold start is the product's main
 // performance figure (docs/performance.md), and bundling roughly halves it.
-import { rename, rm } from 'node:fs/promises';
+import { cp, mkdir, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
@@ -48,6 +49,26 @@ const stubUnused = {
   },
 };
 
+/**
+ * Browser scripts the status page loads, copied into dist/ui/ beside the page's own files (src/ui/assets/),
+ * since the runtime image has no node_modules. Keep in step with UI_VENDOR_FILES in src/ui/assets.ts.
+ */
+const UI_VENDOR_FILES = {
+  'cronstrue.min.js': 'cronstrue/dist/cronstrue.min.js',
+  // Its minified file carries no copyright notice; the MIT licence asks for one beside every copy.
+  'cronstrue.LICENSE.txt': 'cronstrue/LICENSE',
+};
+
+/** The status page is served as written, with no front-end build: its files are only copied. */
+async function copyUiAssets(root, outdir) {
+  await mkdir(`${outdir}/ui`, { recursive: true });
+  await cp(`${root}src/ui/assets`, `${outdir}/ui`, { recursive: true });
+  const require = createRequire(`${root}package.json`);
+  for (const [name, file] of Object.entries(UI_VENDOR_FILES)) {
+    await cp(require.resolve(file), `${outdir}/ui/${name}`);
+  }
+}
+
 export async function buildProduction() {
   const root = new URL('../', import.meta.url).pathname;
   const outdir = `${root}dist`;
@@ -70,6 +91,7 @@ export async function buildProduction() {
     ...shared,
     entryPoints: { cli: 'src/cli/main.ts', index: 'src/index.ts', emulator: 'src/emulator/index.ts' },
   });
+  await copyUiAssets(root, staging);
   const retired = `${staging}.old`;
   await rename(outdir, retired).catch((err) => {
     if (err.code !== 'ENOENT') throw err;

@@ -32,7 +32,9 @@ export const ALLOWED = {
   'jobs-file': [...CORE, 'jobs', 'store'],
   scheduler: [...CORE, 'jobs', 'config', 'store', 'occurrence', 'nas'],
   fire: [...CORE, 'jobs', 'config', 'store', 'occurrence'],
-  http: [...CORE, 'jobs', 'config', 'store', 'occurrence', 'fire', 'scheduler'],
+  http: [...CORE, 'jobs', 'config', 'store', 'occurrence', 'fire', 'scheduler', 'ui'],
+  // The status page reads Chronos only over the admin API, as a browser does.
+  ui: [...CORE],
   emulator: [...CORE],
   alerts: [...CORE, 'jobs', 'store', 'run'],
   main: null, // the composition root: may import anything

@@ -11,6 +11,7 @@ import { jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../occurrence/provider.js';
 import { jobDamaged } from '../store/ledger.js';
 import type { DamagedRecord, Store } from '../store/store.js';
+import { registerUiRoutes } from '../ui/routes.js';
 import { describeJsonError, parseOrThrow } from '../validation.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';
@@ -139,6 +140,8 @@ function installBodyParsers(app: FastifyInstance): void {
 export function adminPlugin(deps: AdminDeps): (app: FastifyInstance) => Promise<void> {
   return async (app) => {
     await app.register(async (scope) => registerAdminRoutes(scope, deps));
+    // The status page loads without the token (it holds no data) and reads everything from the routes above.
+    await app.register(registerUiRoutes);
   };
 }
 

@@ -17,6 +17,15 @@ export async function adminOffRoutes(app: FastifyInstance): Promise<void> {
   app.all('/api/*', async () => {
     throw new ChronosError('admin_disabled', ADMIN_OFF_MESSAGE);
   });
+  // The status page reads the admin API, so it is off with it.
+  for (const path of ['/ui', '/ui/*']) {
+    app.get(path, async () => {
+      throw new ChronosError(
+        'admin_disabled',
+        `the status page is served with the admin API: ${ADMIN_OFF_MESSAGE}`,
+      );
+    });
+  }
 }
 
 /**

@@ -324,4 +324,31 @@ describe('container simulation: the runtime stage started as CMD, with the image
       await store.close();
     }
   });
+
+  it('serves the status page and every file it loads from the image alone (no node_modules)', async () => {
+    const port = await freePort();
+    const chronos = start(
+      await containerEnv(port, { CHRONOS_ADMIN_TOKEN: 'container-admin-token-0123456789' }),
+    );
+    try {
+      await waitUntil('/healthz', () => healthy(port, chronos));
+      const page = await fetch(`http://127.0.0.1:${port}/ui`);
+      expect(page.status).toBe(200);
+      const html = await page.text();
+      const assets = [...html.matchAll(/(?:src|href)="(\/ui\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+      expect(assets).toContain('/ui/assets/cronstrue.min.js');
+      for (const path of assets) {
+        const res = await fetch(`http://127.0.0.1:${port}${path}`);
+        expect(res.status, path).toBe(200);
+        expect((await res.text()).length, path).toBeGreaterThan(100);
+      }
+      chronos.child.kill('SIGTERM');
+      expect(await withTimeout('exit after SIGTERM', chronos.exited, 5_000)).toEqual({
+        code: 0,
+        signal: null,
+      });
+    } finally {
+      if (chronos.child.exitCode === null) chronos.child.kill('SIGKILL');
+    }
+  });
 });
