@@ -14,10 +14,11 @@ const src = join(root, 'src');
  * Which areas each area may import from (besides itself). An area is a folder of src/, or a file at
  * its top level. The core (jobs, config, errors, clock, logger, validation, version) imports only the core.
  */
-const CORE = ['errors', 'clock', 'logger', 'validation', 'version', 'fire-at'];
+const CORE = ['errors', 'clock', 'logger', 'validation', 'version', 'fire-at', 'signing'];
 export const ALLOWED = {
   errors: [],
   'fire-at': [],
+  signing: [],
   clock: [],
   logger: [],
   version: [],
@@ -35,6 +36,7 @@ export const ALLOWED = {
   // The status page reads Chronos only over the admin API, as a browser does.
   ui: [...CORE],
   emulator: [...CORE],
+  alerts: [...CORE, 'jobs', 'store', 'run'],
   main: null, // the composition root: may import anything
   serve: ['main'],
   index: null, // the library entry re-exports the public surface

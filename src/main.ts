@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import type { AlertService } from './alerts/service.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { Config } from './config/config.js';
 import { missingNasSettings } from './config/config.js';
@@ -139,11 +140,36 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   leases.start();
   const handlers = options.handlers ?? createHandlerRegistry();
 
+  // Alerts load with the first run (or at start-up), never on the fire path's cold start.
+  let alerts: Promise<AlertService> | undefined;
+  const getAlerts = () => {
+    alerts ??= import('./alerts/service.js').then(
+      ({ AlertService }) =>
+        new AlertService({
+          store,
+          clock,
+          logger,
+          activity,
+          defaults: config.notifyUrl ? { url: config.notifyUrl, format: config.notifyFormat } : undefined,
+          secret: config.notifySecret,
+        }),
+    );
+    return alerts;
+  };
+
   let runner: Promise<JobRunner> | undefined;
   const getRunner = () => {
-    runner ??= import('./run/runner.js').then(
-      ({ JobRunner }) =>
-        new JobRunner({ store, clock, logger, handlers, allowCommands: config.allowCommands }),
+    runner ??= Promise.all([import('./run/runner.js'), getAlerts()]).then(
+      ([{ JobRunner }, alertService]) =>
+        new JobRunner({
+          store,
+          clock,
+          logger,
+          handlers,
+          allowCommands: config.allowCommands,
+          alerts: alertService,
+          targetSigningSecret: config.targetSigningSecret,
+        }),
     );
     return runner;
   };
@@ -173,6 +199,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     owner,
     runner: getRunner,
     provider: () => provider,
+    alerts: getAlerts,
   });
   const builtin = (reason: string | null) => new BuiltinProvider({ store, clock, logger, engine, reason });
 
@@ -187,6 +214,13 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       activity,
       nas: getNas,
       unavailableReason: () => chronosUnavailableReason(config),
+      ...(config.armingAlertSeconds > 0
+        ? {
+            armingAlertAfterMs: config.armingAlertSeconds * 1000,
+            onArmingFailed: (jobId: string, since: number, error: string) =>
+              void getAlerts().then((a) => a.armingFailed(jobId, since, error)),
+          }
+        : {}),
       onInvalidClient: (remedy) => {
         logger.warn({ code: 'nas_invalid_client' }, remedy);
         provider = builtin('NAS rejected the agent (invalid_client)');
@@ -301,6 +335,8 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     shuttingDown ??= (async () => {
       draining = true;
       idle?.stop();
+      // Alerts still pending stay so in the store; the next start sends them.
+      if (alerts) (await alerts).stop();
       logger.info({ reason, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
       await provider.stop();
       // Accepted fires count from the claim to the post-run arm (Engine.onAccepted), not only while the
@@ -399,6 +435,12 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       await provider.start();
     } catch (err) {
       logger.error({ err }, 'start-up reconcile failed');
+    }
+    // Alerts a previous process left unsent; their delivery holds idle exit off until each is settled.
+    try {
+      await (await getAlerts()).resume();
+    } catch (err) {
+      logger.error({ err }, 'resuming pending alerts failed');
     }
     markStartupDone();
     await keys; // never rejects; idle exit must not cut a refresh short before it is persisted

@@ -37,6 +37,15 @@ export interface Config {
   databasePoolSize: number;
   /** Upper bound of every PostgreSQL statement, lock waits included. */
   databaseStatementTimeoutMs: number;
+  /** Where alerts of jobs without their own `notify.destinations` go (docs/operations.md, Alerts). */
+  notifyUrl: string | undefined;
+  notifyFormat: 'standard' | 'slack';
+  /** Signs alerts (Standard Webhooks `whsec_…`), from CHRONOS_NOTIFY_SECRET or its _FILE. */
+  notifySecret: string | undefined;
+  /** Signs calls to http targets the same way, from CHRONOS_TARGET_SIGNING_SECRET or its _FILE. */
+  targetSigningSecret: string | undefined;
+  /** A job that cannot be armed at NAS for this long raises `arming_failed`; 0: never. */
+  armingAlertSeconds: number;
 }
 
 /** NAS mints fire tokens for 90-120 s; a token meant to live longer than this is refused. */
@@ -70,6 +79,13 @@ export const CONFIG_VARIABLES = [
   'CHRONOS_DATABASE_URL_FILE',
   'CHRONOS_DATABASE_POOL_SIZE',
   'CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS',
+  'CHRONOS_NOTIFY_URL',
+  'CHRONOS_NOTIFY_FORMAT',
+  'CHRONOS_NOTIFY_SECRET',
+  'CHRONOS_NOTIFY_SECRET_FILE',
+  'CHRONOS_TARGET_SIGNING_SECRET',
+  'CHRONOS_TARGET_SIGNING_SECRET_FILE',
+  'CHRONOS_ARMING_ALERT_SECONDS',
 ] as const;
 export type ConfigVariable = (typeof CONFIG_VARIABLES)[number];
 

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import * as z from 'zod/mini';
 import { ChronosError, errorMessage } from '../errors.js';
 import { isValidTimeZone } from '../jobs/zone.js';
+import { signingSecretProblem } from '../signing.js';
 import { parseInlinePublicKey } from './inline-key.js';
 import '../validation.js';
 import { type Config, type ConfigVariable, DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from './config.js';
@@ -91,6 +92,19 @@ const EnvSchema = z.object({
   CHRONOS_DATABASE_URL_FILE: text,
   CHRONOS_DATABASE_POOL_SIZE: wholeNumber(1, 10, '(connections; 1-2 suit a process that sleeps)'),
   CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS: wholeNumber(100, 600_000, '(milliseconds per statement)'),
+  CHRONOS_NOTIFY_URL: httpUrl('the webhook that receives alerts, e.g. https://hooks.example.com/chronos'),
+  CHRONOS_NOTIFY_FORMAT: z.optional(
+    z.enum(['standard', 'slack'], 'must be "standard" (signed JSON webhook) or "slack" ({"text": …})'),
+  ),
+  CHRONOS_NOTIFY_SECRET: text,
+  CHRONOS_NOTIFY_SECRET_FILE: text,
+  CHRONOS_TARGET_SIGNING_SECRET: text,
+  CHRONOS_TARGET_SIGNING_SECRET_FILE: text,
+  CHRONOS_ARMING_ALERT_SECONDS: wholeNumber(
+    0,
+    86_400,
+    '(seconds a job may stay unarmed at NAS before arming_failed is sent; 0 never sends it)',
+  ),
 });
 
 /**
@@ -126,9 +140,13 @@ const SECRET_VARIABLES: ReadonlySet<string> = new Set([
   'CHRONOS_ACCESS_TOKEN',
   // Its password.
   'CHRONOS_DATABASE_URL',
+  'CHRONOS_NOTIFY_SECRET',
+  'CHRONOS_TARGET_SIGNING_SECRET',
 ]);
 export const DEFAULT_DATABASE_POOL_SIZE = 2;
 export const DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS = 5_000;
+/** A job that cannot be armed for this long raises `arming_failed` (CHRONOS_ARMING_ALERT_SECONDS). */
+export const DEFAULT_ARMING_ALERT_SECONDS = 600;
 
 /**
  * Parse the environment into a frozen Config, or throw one `invalid_config` error listing every problem
@@ -201,6 +219,10 @@ export function loadConfig(env: Env): Readonly<Config> {
       'CHRONOS_IDLE_EXIT_SECONDS needs the chronos provider: with CHRONOS_PROVIDER=builtin nothing would wake the process; set it to 0',
     );
   }
+  both('CHRONOS_NOTIFY_SECRET', 'CHRONOS_NOTIFY_SECRET_FILE');
+  both('CHRONOS_TARGET_SIGNING_SECRET', 'CHRONOS_TARGET_SIGNING_SECRET_FILE');
+  const notifySecret = signingSecret(cleaned, 'CHRONOS_NOTIFY_SECRET', problems);
+  const targetSigningSecret = signingSecret(cleaned, 'CHRONOS_TARGET_SIGNING_SECRET', problems);
   const inlineKey = cleaned['CHRONOS_FIRE_PUBLIC_KEY'];
   if (inlineKey !== undefined) {
     try {
@@ -238,9 +260,38 @@ export function loadConfig(env: Env): Readonly<Config> {
     databasePoolSize: e.CHRONOS_DATABASE_POOL_SIZE ?? DEFAULT_DATABASE_POOL_SIZE,
     databaseStatementTimeoutMs:
       e.CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS ?? DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS,
+    notifyUrl: e.CHRONOS_NOTIFY_URL,
+    notifyFormat: e.CHRONOS_NOTIFY_FORMAT ?? 'standard',
+    notifySecret,
+    targetSigningSecret,
+    armingAlertSeconds: e.CHRONOS_ARMING_ALERT_SECONDS ?? DEFAULT_ARMING_ALERT_SECONDS,
   };
 
   return Object.freeze(config);
+}
+
+/**
+ * A Standard Webhooks signing secret, given as `NAME` or read from `NAME_FILE`; its form is checked here so a
+ * typo stops the start instead of producing signatures no receiver accepts.
+ */
+function signingSecret(
+  cleaned: Record<string, string>,
+  name: 'CHRONOS_NOTIFY_SECRET' | 'CHRONOS_TARGET_SIGNING_SECRET',
+  problems: string[],
+): string | undefined {
+  const file = cleaned[`${name}_FILE`];
+  const value = file === undefined ? cleaned[name]?.trim() : readSecretFile(file);
+  if (value === undefined) return undefined;
+  if (typeof value === 'object') {
+    problems.push(`${name}_FILE=${JSON.stringify(file)}: ${value.problem}`);
+    return undefined;
+  }
+  const problem = signingSecretProblem(value);
+  if (problem !== null) {
+    problems.push(`${file === undefined ? name : `${name}_FILE=${JSON.stringify(file)}`}: ${problem}`);
+    return undefined;
+  }
+  return value;
 }
 
 /**

@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
-import { Concurrency, JobId, JobSpec, MisfirePolicy, RetryPolicy, Target } from '../jobs/spec.js';
+import { ALERT_EVENTS, ALERT_FORMATS } from '../jobs/alerts.js';
+import { Concurrency, JobId, JobSpec, MisfirePolicy, Notify, RetryPolicy, Target } from '../jobs/spec.js';
 import { VERSION } from '../version.js';
 import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';
 
@@ -8,6 +9,29 @@ import { ADMIN_ROUTES, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes
 const instant = z.string().check(z.describe('ISO-8601 instant (UTC)'));
 const nullableInstant = z.nullable(instant);
 const RunStatus = z.enum(['running', 'succeeded', 'failed', 'timed_out', 'skipped', 'missed', 'interrupted']);
+
+const AlertView = z.object({
+  id: z.string().check(z.describe('sent as webhook-id; the same across retries')),
+  event: z.enum(ALERT_EVENTS),
+  destination: z.string().check(z.describe('the destination URL without credentials or query')),
+  format: z.enum(ALERT_FORMATS),
+  state: z.enum(['pending', 'sent', 'gave_up']),
+  attempts: z.int(),
+  last_error: z.nullable(z.string()),
+  sent_at: nullableInstant,
+  created_at: instant,
+  reminder: z.boolean(),
+  detail: z.nullable(z.string()),
+});
+
+const AlertStateView = z.object({
+  failing: z.boolean(),
+  failure_streak: z.int(),
+  failing_since: nullableInstant,
+  last_failed_alert_at: nullableInstant,
+  unsent: z.int(),
+  outbox: z.array(AlertView),
+});
 
 const JobView = z.object({
   id: JobId,
@@ -31,6 +55,8 @@ const JobView = z.object({
   last_status: z.nullable(RunStatus),
   last_error: z.nullable(z.string()),
   failure_streak: z.int(),
+  notify: z.optional(Notify),
+  alert_state: z.nullable(AlertStateView),
   source: z.enum(['api', 'file']),
   created_at: instant,
   updated_at: instant,
@@ -55,6 +81,7 @@ const RunView = z.object({
   duration_ms: z.nullable(z.number()),
   output: z.nullable(z.string()),
   error: z.nullable(z.string()),
+  alerts: z.array(AlertView),
 });
 
 const Damaged = z.object({

@@ -105,6 +105,9 @@ export function buildJob(input: JobSpecInput | JobSpec, ctx: JobBuildContext, ex
     updated_at: ctx.now,
   };
   if (!base.name) base.name = base.id;
+  // Only when given, so a job without alerts settings stores (and compares) exactly as before.
+  if (spec.notify !== undefined) base.notify = spec.notify;
+  if (existing?.alert_state !== undefined) base.alert_state = existing.alert_state;
 
   if (scheduleChanged) {
     // A new schedule starts a new series: completion count and state restart from it.

@@ -16,6 +16,8 @@ export const JOB_LIMITS = {
   mapEntries: 64,
   /** Items of `argv`. */
   argvItems: 256,
+  /** Alert destinations of one job (`notify.destinations`). */
+  notifyDestinations: 8,
 } as const;
 
 export interface LimitProblem {
@@ -97,6 +99,20 @@ export function jobLimitProblems(job: {
       const nameProblem = textProblem(key, JOB_LIMITS.nameChars);
       if (nameProblem !== null) add(`target.${field}`, `has a name that ${nameProblem}`);
       add(`target.${field}.${key.slice(0, 40)}`, textProblem(value, JOB_LIMITS.textChars));
+    }
+  }
+  const notify = (job as { notify?: unknown }).notify as Record<string, unknown> | undefined;
+  const destinations = typeof notify === 'object' && notify !== null ? notify['destinations'] : undefined;
+  if (Array.isArray(destinations)) {
+    if (destinations.length > JOB_LIMITS.notifyDestinations) {
+      add(
+        'notify.destinations',
+        `has ${destinations.length} destinations; the limit is ${JOB_LIMITS.notifyDestinations}`,
+      );
+    }
+    for (const [index, destination] of destinations.entries()) {
+      const url = typeof destination === 'object' && destination !== null ? destination.url : undefined;
+      add(`notify.destinations.${index}.url`, textProblem(url, JOB_LIMITS.textChars));
     }
   }
   const argv = target['argv'];

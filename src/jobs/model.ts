@@ -10,11 +10,14 @@ export type {
   JobSpec,
   JobSpecInput,
   MisfirePolicy,
+  Notify,
+  NotifyDestination,
   RetryPolicy,
   Target,
 } from './spec.js';
 
-import type { Concurrency, MisfirePolicy, RetryPolicy, Target } from './spec.js';
+import type { AlertRecord, AlertState } from './alerts.js';
+import type { Concurrency, MisfirePolicy, Notify, RetryPolicy, Target } from './spec.js';
 
 export type JobState = 'scheduled' | 'paused' | 'completed' | 'error';
 export type RunStatus =
@@ -61,6 +64,10 @@ export interface Job {
   last_status: RunStatus | null;
   last_error: string | null;
   failure_streak: number;
+  /** Where this job's alerts go (docs/jobs.md, Notify); absent: the server's default (CHRONOS_NOTIFY_URL). */
+  notify?: Notify;
+  /** Failing or not, for alerts that follow state changes; absent until a run ends with alerts in place. */
+  alert_state?: AlertState;
   source: 'api' | 'file';
   created_at: number;
   updated_at: number;
@@ -79,4 +86,6 @@ export interface RunRecord {
   /** Bounded excerpt of stdout/stderr or the HTTP response body. */
   output: string | null;
   error: string | null;
+  /** Alerts this run raised, written in the same store write as the run's outcome, with their delivery state. */
+  alerts?: AlertRecord[];
 }

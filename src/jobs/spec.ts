@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { ALERT_EVENTS, ALERT_FORMATS } from './alerts.js';
 import { JOB_ID_PATTERN } from './id.js';
 import { JOB_LIMITS, jsonValueProblem } from './limits.js';
 
@@ -100,6 +101,50 @@ export const MisfirePolicy = z.strictObject({
 });
 export type MisfirePolicy = z.output<typeof MisfirePolicy>;
 
+export const NotifyDestination = z.strictObject({
+  url: z
+    .url({
+      protocol: /^https?$/,
+      error: 'must be an absolute http(s) URL (the webhook that receives alerts)',
+    })
+    .check(z.maxLength(JOB_LIMITS.textChars, limitMessage(JOB_LIMITS.textChars))),
+  format: z._default(z.enum(ALERT_FORMATS, `must be one of ${ALERT_FORMATS.join(', ')}`), 'standard'),
+  /** Absent: every event. */
+  events: z.optional(
+    z
+      .array(z.enum(ALERT_EVENTS, `must be one of ${ALERT_EVENTS.join(', ')}`))
+      .check(z.minLength(1, 'lists no event: leave `events` out for every event, or remove the destination')),
+  ),
+});
+export type NotifyDestination = z.output<typeof NotifyDestination>;
+
+export const MIN_REMINDER_SECONDS = 60;
+export const Notify = z.strictObject({
+  /** Absent: the server's default destination (CHRONOS_NOTIFY_URL), if any. `[]`: no alerts for this job. */
+  destinations: z.optional(
+    z
+      .array(NotifyDestination)
+      .check(
+        z.maxLength(
+          JOB_LIMITS.notifyDestinations,
+          `must have at most ${JOB_LIMITS.notifyDestinations} destinations`,
+        ),
+      ),
+  ),
+  /** While the job keeps failing, `failed` is sent again at a failed run once this long has passed. */
+  reminder_seconds: z.optional(
+    z.nullable(
+      z
+        .int()
+        .check(
+          z.minimum(MIN_REMINDER_SECONDS, `must be at least ${MIN_REMINDER_SECONDS} (seconds)`),
+          z.maximum(30 * 86_400, 'must be at most 2592000 (30 days)'),
+        ),
+    ),
+  ),
+});
+export type Notify = z.output<typeof Notify>;
+
 /**
  * What a user writes (API body, jobs file entry). Defaults that depend on the schedule
  * (repeat.times for one-shots) or on configuration (timezone) are resolved by buildJob (src/jobs/build.ts; the repeat default is src/jobs/lifecycle.ts).
@@ -116,6 +161,7 @@ export const JobSpec = z.strictObject({
   concurrency: z.optional(Concurrency),
   misfire: z.optional(MisfirePolicy),
   timeout_seconds: z.optional(z.number().check(z.positive(), z.maximum(7 * 86_400))),
+  notify: z.optional(Notify),
 });
 export type JobSpecInput = z.input<typeof JobSpec>;
 export type JobSpec = z.output<typeof JobSpec>;

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, formatInstant } from '../clock.js';
 import { ChronosError } from '../errors.js';
+import type { RunAlerts } from '../jobs/alert-hooks.js';
+import type { AlertRecord } from '../jobs/alerts.js';
 import { armedInstant, jobAfterMissed, misfireAction, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
@@ -48,6 +50,8 @@ export interface EngineDeps {
   runner: () => Promise<Runner>;
   /** The provider currently in charge (it can change: chronos falls back to builtin on invalid_client). */
   provider: () => SchedulerProvider;
+  /** Alerts (loaded lazily): a missed occurrence raises `missed`. */
+  alerts?: () => Promise<RunAlerts | undefined>;
 }
 
 /**
@@ -170,22 +174,6 @@ export class Engine {
 
   private async recordMissed(jobId: string, instant: number, now: number): Promise<boolean> {
     const runId = randomUUID();
-    const result = await recordOccurrence(
-      this.deps.store,
-      {
-        job_id: jobId,
-        fire_at: instant,
-        status: 'missed',
-        trigger: 'misfire',
-        run_id: runId,
-        owner: this.deps.owner,
-        claimed_at: now,
-        expires_at: now,
-      },
-      (fresh) => jobAfterMissed(fresh, instant, now) ?? { refuse: 'no longer the current occurrence' },
-    );
-    const recorded = result.outcome === 'recorded';
-    if (!recorded) return false;
     const run: RunRecord = {
       run_id: runId,
       job_id: jobId,
@@ -198,7 +186,34 @@ export class Engine {
       output: null,
       error: 'occurrence was not delivered within the misfire grace period',
     };
+    const alerts = await this.deps.alerts?.();
+    let raised: AlertRecord[] = [];
+    const result = await recordOccurrence(
+      this.deps.store,
+      {
+        job_id: jobId,
+        fire_at: instant,
+        status: 'missed',
+        trigger: 'misfire',
+        run_id: runId,
+        owner: this.deps.owner,
+        claimed_at: now,
+        expires_at: now,
+      },
+      (fresh) => {
+        const next = jobAfterMissed(fresh, instant, now);
+        if (next === null) return { refuse: 'no longer the current occurrence' };
+        if (!alerts) return next;
+        // The job points at the run's pending alerts in this write; the run record (with them) follows.
+        raised = alerts.raise(next, run, 'missed', now);
+        return alerts.settle(next, { ...run, alerts: raised }, 'missed', now);
+      },
+    );
+    const recorded = result.outcome === 'recorded';
+    if (!recorded) return false;
+    if (raised.length > 0) run.alerts = raised;
     await this.deps.store.appendRun(run);
+    if (run.alerts) alerts?.dispatch(jobId, runId, run.alerts);
     this.deps.logger.warn({ job_id: jobId, fire_at: formatInstant(instant) }, 'occurrence missed');
     return true;
   }

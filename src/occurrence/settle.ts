@@ -53,6 +53,8 @@ export function settleRun(
   fireAt: number,
   run: RunRecord,
   verdict: RunVerdict,
+  /** Applied last, in the same write: the job's alert state after the run (src/alerts/). */
+  then?: (job: Job) => Job,
 ): Promise<Job | 'gone'> {
   return store.transact<Job | 'gone'>(jobId, (view) => {
     const current = view.job;
@@ -60,7 +62,8 @@ export function settleRun(
     const row = view.entry(fireAt);
     // `interrupted` too: another process may have given up on this run after its TTL, wrongly.
     const settle = row !== undefined && (row.status === 'claimed' || row.status === 'interrupted');
-    const next = jobAfterRun(current, run, verdict);
+    const summarised = jobAfterRun(current, run, verdict);
+    const next = then ? then(summarised) : summarised;
     return { job: next, ledger: settle ? [{ ...row, status: 'finished' }] : [], result: next };
   });
 }
@@ -69,14 +72,21 @@ export function settleRun(
  * Boot recovery recorded `run` interrupted: its row settles `interrupted` and the run enters the job's
  * summary. Only the claim the run belonged to: another process may have recovered the occurrence since.
  */
-export async function settleInterrupted(store: Store, row: LedgerEntry, run: RunRecord): Promise<void> {
+export async function settleInterrupted(
+  store: Store,
+  row: LedgerEntry,
+  run: RunRecord,
+  /** Applied last, in the same write: the job's alert state after the run (src/alerts/). */
+  then?: (job: Job) => Job,
+): Promise<void> {
   await store.transact(row.job_id, (view) => {
     const job = view.job;
     const current = view.entry(row.fire_at);
     if (job === undefined || current?.status !== 'claimed' || current.run_id !== row.run_id)
       return { result: undefined };
+    const next = jobAfterInterruptedRun(job, run);
     return {
-      job: jobAfterInterruptedRun(job, run),
+      job: then ? then(next) : next,
       ledger: [{ ...current, status: 'interrupted' }],
       result: undefined,
     };

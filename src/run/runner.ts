@@ -2,8 +2,10 @@
 // records, boot recovery) and the targets (http, command, handler). Settling is src/occurrence/settle.ts.
 import { type Clock, formatInstant } from '../clock.js';
 import { errorMessage, isChronosError } from '../errors.js';
+import type { RunAlertKind, RunAlerts } from '../jobs/alert-hooks.js';
 import { runTimeoutMs } from '../jobs/jobs.js';
-import type { RunRecord, RunStatus } from '../jobs/model.js';
+import { jobAfterRun, type RunVerdict } from '../jobs/lifecycle.js';
+import type { Job, RunRecord, RunStatus } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
 import type { Occurrence, RunOutcome } from '../occurrence/engine.js';
 import { settleClaimed, settleInterrupted, settleRun } from '../occurrence/settle.js';
@@ -23,6 +25,10 @@ export interface RunnerDeps {
   allowCommands: boolean;
   /** Bound of a run's stored output excerpt (default 8192). */
   outputLimitBytes?: number;
+  /** Alerts raised at a run's end, written with the run record (src/alerts/). */
+  alerts?: RunAlerts;
+  /** CHRONOS_TARGET_SIGNING_SECRET: http targets are signed with it (Standard Webhooks). */
+  targetSigningSecret?: string;
 }
 
 export const INTERRUPTED_ERROR = 'process ended before the run finished';
@@ -78,6 +84,8 @@ export class JobRunner {
   private readonly handlers: HandlerRegistry;
   private readonly allowCommands: boolean;
   private readonly outputLimitBytes: number;
+  private readonly alerts: RunAlerts | undefined;
+  private readonly targetSigningSecret: string | undefined;
   /** Set by abortAll: the process is stopping, and runs that start now are aborted at once. */
   private closing: string | undefined;
   /** Runs whose target is executing (or about to), by run id, for the concurrency policy and abortAll. */
@@ -93,6 +101,8 @@ export class JobRunner {
     this.handlers = deps.handlers;
     this.allowCommands = deps.allowCommands;
     this.outputLimitBytes = deps.outputLimitBytes ?? DEFAULT_OUTPUT_LIMIT_BYTES;
+    this.alerts = deps.alerts;
+    this.targetSigningSecret = deps.targetSigningSecret;
   }
 
   /** Calls to run() not yet returned, bookkeeping included. */
@@ -224,6 +234,14 @@ export class JobRunner {
       output: result.output === null ? null : boundText(result.output, this.outputLimitBytes + 256),
       error,
     };
+    const countsAsFailure = !result.ok && !replacedBy;
+    const verdict: RunVerdict = { failed: countsAsFailure, retryable, attempt: occ.attempt };
+    // Decided before the run is written, so its alerts go in the same write as its outcome.
+    const alertKind = this.alertKindOf(run, job, verdict);
+    if (this.alerts) {
+      const alerts = this.alerts.raise(jobAfterRun(job, run, verdict), run, alertKind, finished);
+      if (alerts.length > 0) run.alerts = alerts;
+    }
 
     if (appended) {
       await this.attempt('record run end', logFields, () =>
@@ -234,15 +252,19 @@ export class JobRunner {
       await this.attempt('record run', logFields, () => this.store.appendRun(run));
     }
 
-    const countsAsFailure = !result.ok && !replacedBy;
     // Ledger settle and job summary in one durable write: a crash cannot leave one without the other.
     const summary = await this.attempt('update job after run', logFields, () =>
-      settleRun(this.store, job.id, occ.fire_at, run, {
-        failed: countsAsFailure,
-        retryable,
-        attempt: occ.attempt,
-      }),
+      settleRun(
+        this.store,
+        job.id,
+        occ.fire_at,
+        run,
+        verdict,
+        this.alerts ? (next) => this.alerts!.settle(next, run, alertKind, finished) : undefined,
+      ),
     );
+    // Off the run's path: delivery is never awaited, and its failures are only logged and recorded.
+    if (run.alerts && summary !== 'gone') this.alerts?.dispatch(job.id, run.run_id, run.alerts);
 
     const retry_at = summary === undefined || summary === 'gone' ? null : summary.retry_at;
     const fields = { ...logFields, status, duration_ms: finished - started, error: run.error ?? undefined };
@@ -335,7 +357,10 @@ export class JobRunner {
           outputLimitBytes: this.outputLimitBytes,
           clock: this.clock,
         },
-        { handlers: this.handlers },
+        {
+          handlers: this.handlers,
+          ...(this.targetSigningSecret ? { signingSecret: this.targetSigningSecret } : {}),
+        },
       );
       return { result, retryable: true };
     } catch (err) {
@@ -347,6 +372,13 @@ export class JobRunner {
         retryable: true,
       };
     }
+  }
+
+  /** How a run ended, as alerts see it: a failure is final once no retry will follow. */
+  private alertKindOf(run: RunRecord, job: Job, verdict: RunVerdict): RunAlertKind {
+    if (run.status === 'succeeded') return 'success';
+    if (!verdict.failed) return 'other';
+    return jobAfterRun(job, run, verdict).retry_at === null ? 'final_failure' : 'retrying';
   }
 
   private async recordSkipped(occ: Occurrence, runningId: string): Promise<RunOutcome> {
@@ -407,6 +439,7 @@ export class JobRunner {
       // A previous recovery recorded the run and died before settling the row: finish that recovery.
       // (Settling it `finished`, as a completed run would be, misreported 2 of 241 interrupted runs.)
       await this.settleInterrupted(row, existing, fields);
+      if (existing.alerts) this.alerts?.dispatch(row.job_id, row.run_id, existing.alerts);
       return existing;
     }
     if (existing && existing.status !== 'running') {
@@ -414,6 +447,8 @@ export class JobRunner {
       await this.attempt('settle recovered occurrence', fields, () =>
         settleClaimed(this.store, row.job_id, row.fire_at, ledgerStatusOf(existing.status), row.run_id),
       );
+      // Its alerts were written with it; the process that wrote them died before sending them.
+      if (existing.alerts) this.alerts?.dispatch(row.job_id, row.run_id, existing.alerts);
       return undefined;
     }
     const run: RunRecord = existing
@@ -431,6 +466,13 @@ export class JobRunner {
           output: null,
           error: INTERRUPTED_ERROR,
         };
+    if (this.alerts) {
+      const job = await this.attempt('read job of interrupted run', fields, () =>
+        this.store.getJob(row.job_id),
+      );
+      const alerts = job ? this.alerts.raise(job, run, 'missed', now) : [];
+      if (alerts.length > 0) run.alerts = alerts;
+    }
     const written = await this.attempt('record interrupted run', fields, async () => {
       if (existing) await this.store.updateRun(row.job_id, row.run_id, () => run);
       else await this.store.appendRun(run);
@@ -439,13 +481,19 @@ export class JobRunner {
     // Left `claimed`, the row is looked at again on the next boot, which finishes the recovery above.
     if (!written) return undefined;
     await this.settleInterrupted(row, run, fields);
+    if (run.alerts) this.alerts?.dispatch(row.job_id, row.run_id, run.alerts);
     return run;
   }
 
   /** Settles the row `interrupted` and puts the run in the job's summary (left `claimed` if that fails). */
   private async settleInterrupted(row: LedgerEntry, run: RunRecord, fields: object): Promise<void> {
     await this.attempt('settle interrupted occurrence', fields, () =>
-      settleInterrupted(this.store, row, run),
+      settleInterrupted(
+        this.store,
+        row,
+        run,
+        this.alerts ? (next) => this.alerts!.settle(next, run, 'missed', this.clock.now()) : undefined,
+      ),
     );
     this.logger.warn({ ...fields, status: 'interrupted' }, 'run interrupted by the end of its process');
   }

@@ -1,11 +1,18 @@
 /**
- * What keeps a scale-to-zero process awake: requests in flight, runs going, NAS calls pending. The idle
- * watcher (src/scheduler/idle-exit.ts) exits only when every count is zero for the configured time.
+ * What keeps a scale-to-zero process awake: requests in flight, runs going, NAS calls pending, alerts not yet
+ * delivered (bounded by their attempt limit). The idle watcher (src/scheduler/idle-exit.ts) exits only when
+ * every count is zero for the configured time.
  */
-export type ActivityKind = 'request' | 'run' | 'nas' | 'arming';
+export type ActivityKind = 'request' | 'run' | 'nas' | 'arming' | 'alert';
 
 export class Activity {
-  private readonly counts: Record<ActivityKind, number> = { request: 0, run: 0, nas: 0, arming: 0 };
+  private readonly counts: Record<ActivityKind, number> = {
+    request: 0,
+    run: 0,
+    nas: 0,
+    arming: 0,
+    alert: 0,
+  };
   private readonly listeners = new Set<() => void>();
 
   /** Mark the start of some work; call the returned function exactly once when it ends. */
@@ -32,7 +39,9 @@ export class Activity {
   }
 
   get busy(): boolean {
-    return this.counts.request + this.counts.run + this.counts.nas + this.counts.arming > 0;
+    return (
+      this.counts.request + this.counts.run + this.counts.nas + this.counts.arming + this.counts.alert > 0
+    );
   }
 
   snapshot(): Readonly<Record<ActivityKind, number>> {

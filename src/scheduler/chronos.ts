@@ -42,6 +42,12 @@ export interface ChronosProviderDeps {
   /** An awake process that has not received the fire for an instant this long after it asks NAS why. */
   dueSlackMs?: number;
   random?: () => number;
+  /**
+   * A job's arm has kept failing for `armingAlertAfterMs` (CHRONOS_ARMING_ALERT_SECONDS): called once per
+   * failing stretch, from the heal path's retry, with when the stretch began and the last error.
+   */
+  onArmingFailed?: (jobId: string, since: number, error: string) => void;
+  armingAlertAfterMs?: number;
 }
 
 /** See `deliverySettleMs`. */
@@ -80,6 +86,9 @@ export class ChronosProvider implements SchedulerProvider {
   private readonly confirmedAt = new Map<string, number>();
   private readonly unconfirmedWhy = new Map<string, string>();
   private readonly failed = new Set<string>();
+  /** When each job's provisions started failing (cleared by a success or a disarm), and those alerted. */
+  private readonly armingSince = new Map<string, number>();
+  private readonly armingAlerted = new Set<string>();
   /** Bumped by every arm/disarm decision, so a reconcile can tell which jobs changed after its list. */
   private readonly versions = new Map<string, number>();
   private readonly perJob = new Map<string, Promise<boolean>>();
@@ -358,6 +367,8 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   private forget(jobId: string): void {
+    this.armingSince.delete(jobId);
+    this.armingAlerted.delete(jobId);
     this.desired.delete(jobId);
     this.confirmedAt.delete(jobId);
     this.unconfirmedWhy.delete(jobId);
@@ -528,13 +539,18 @@ export class ChronosProvider implements SchedulerProvider {
         this.armed.set(jobId, at);
         this.absent.delete(jobId);
         this.failed.delete(jobId);
+        this.armingSince.delete(jobId);
+        this.armingAlerted.delete(jobId);
         this.unconfirm(jobId, 'armed; waiting for a NAS list to confirm it');
         this.nasReachable = true;
         this.lastArmAt = this.deps.clock.now();
         this.deps.logger.info({ job_id: jobId, fire_at: formatInstant(at) }, 'armed at NAS');
         return true;
       } catch (err) {
-        if (this.desired.get(jobId) === at) this.failed.add(jobId);
+        if (this.desired.get(jobId) === at) {
+          this.failed.add(jobId);
+          this.noteArmingFailure(jobId, err);
+        }
         this.noteFailure(err, 'provision', jobId);
         return false;
       }
@@ -587,6 +603,21 @@ export class ChronosProvider implements SchedulerProvider {
       this.retryAfterMs = Math.max(this.retryAfterMs ?? 0, err.retryAfterMs);
     }
     this.deps.logger.warn({ err, op, job_id: jobId }, `NAS ${op} failed`);
+  }
+
+  private noteArmingFailure(jobId: string, err: unknown): void {
+    const now = this.deps.clock.now();
+    const since = this.armingSince.get(jobId) ?? now;
+    this.armingSince.set(jobId, since);
+    const after = this.deps.armingAlertAfterMs;
+    if (after === undefined || this.deps.onArmingFailed === undefined) return;
+    if (now - since < after || this.armingAlerted.has(jobId)) return;
+    this.armingAlerted.add(jobId);
+    try {
+      this.deps.onArmingFailed(jobId, since, err instanceof Error ? err.message : String(err));
+    } catch (hookErr) {
+      this.deps.logger.error({ err: hookErr, job_id: jobId }, 'arming_failed alert hook threw');
+    }
   }
 
   /** Failed arms are retried with backoff while awake; idle exit waits until they succeed. */

@@ -3,7 +3,7 @@
  * message per bad value naming the variable and the fix, every problem listed at once, frozen result,
  * empty strings as unset, idle exit refused with the builtin provider.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,9 @@ function problemsOf(env: Record<string, string | undefined>): string[] {
   }
   throw new Error('expected loadConfig to throw');
 }
+
+const NOTIFY_SECRET = `whsec_${randomBytes(32).toString('base64')}`;
+const TARGET_SECRET = randomBytes(24).toString('base64');
 
 const NAS = {
   CHRONOS_PORTAL_URL: 'https://portal.example.com',
@@ -68,6 +71,11 @@ describe('loadConfig defaults', () => {
       databaseUrl: undefined,
       databasePoolSize: 2,
       databaseStatementTimeoutMs: 5000,
+      notifyUrl: undefined,
+      notifyFormat: 'standard',
+      notifySecret: undefined,
+      targetSigningSecret: undefined,
+      armingAlertSeconds: 600,
     } satisfies Config);
   });
 
@@ -116,6 +124,11 @@ describe('loadConfig parses every variable', () => {
       CHRONOS_DATABASE_URL: 'postgresql://chronos:pw@db.internal:5432/chronos?sslmode=require',
       CHRONOS_DATABASE_POOL_SIZE: '1',
       CHRONOS_DATABASE_STATEMENT_TIMEOUT_MS: '2500',
+      CHRONOS_NOTIFY_URL: 'https://hooks.example.com/chronos',
+      CHRONOS_NOTIFY_FORMAT: 'slack',
+      CHRONOS_NOTIFY_SECRET: NOTIFY_SECRET,
+      CHRONOS_TARGET_SIGNING_SECRET: TARGET_SECRET,
+      CHRONOS_ARMING_ALERT_SECONDS: '90',
     };
     // Every variable loadConfig owns is exercised here or, for the either-or alternatives, in the next tests.
     const alternatives = [
@@ -123,6 +136,8 @@ describe('loadConfig parses every variable', () => {
       'CHRONOS_ACCESS_TOKEN',
       'CHRONOS_ADMIN_TOKEN_FILE',
       'CHRONOS_DATABASE_URL_FILE',
+      'CHRONOS_NOTIFY_SECRET_FILE',
+      'CHRONOS_TARGET_SIGNING_SECRET_FILE',
     ];
     expect([...Object.keys(env), ...alternatives].sort()).toEqual([...CONFIG_VARIABLES].sort());
     expect(loadConfig(env)).toEqual({
@@ -150,7 +165,47 @@ describe('loadConfig parses every variable', () => {
       databaseUrl: 'postgresql://chronos:pw@db.internal:5432/chronos?sslmode=require',
       databasePoolSize: 1,
       databaseStatementTimeoutMs: 2500,
+      notifyUrl: 'https://hooks.example.com/chronos',
+      notifyFormat: 'slack',
+      notifySecret: NOTIFY_SECRET,
+      targetSigningSecret: TARGET_SECRET,
+      armingAlertSeconds: 90,
     } satisfies Config);
+  });
+
+  it('reads the signing secrets from files, and refuses ones no receiver could verify, without echoing them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chronos-secrets-'));
+    await writeFile(join(dir, 'notify'), `${NOTIFY_SECRET}\n`);
+    await writeFile(join(dir, 'target'), `${TARGET_SECRET}\n`);
+    expect(
+      loadConfig({
+        CHRONOS_NOTIFY_SECRET_FILE: join(dir, 'notify'),
+        CHRONOS_TARGET_SIGNING_SECRET_FILE: join(dir, 'target'),
+      }),
+    ).toMatchObject({ notifySecret: NOTIFY_SECRET, targetSigningSecret: TARGET_SECRET });
+
+    const short = 'whsec_c2hvcnQ=';
+    const problems = (() => {
+      try {
+        loadConfig({
+          CHRONOS_NOTIFY_SECRET: short,
+          CHRONOS_TARGET_SIGNING_SECRET: 'not base64 at all!',
+          CHRONOS_NOTIFY_SECRET_FILE: join(dir, 'missing'),
+        });
+      } catch (err) {
+        return (err as ChronosError).details?.['problems'] as string[];
+      }
+      return [];
+    })();
+    expect(problems).toEqual([
+      'set only one of CHRONOS_NOTIFY_SECRET and CHRONOS_NOTIFY_SECRET_FILE',
+      expect.stringMatching(/^CHRONOS_NOTIFY_SECRET_FILE=".*missing": cannot be read \(ENOENT\)$/),
+      expect.stringMatching(/^CHRONOS_TARGET_SIGNING_SECRET: must be a Standard Webhooks secret/),
+    ]);
+    expect(JSON.stringify(problems)).not.toContain('not base64');
+    expect(() => loadConfig({ CHRONOS_NOTIFY_SECRET: short })).toThrow(
+      /CHRONOS_NOTIFY_SECRET: decodes to 5 bytes; use at least 16/,
+    );
   });
 
   it('with an inline public key and a literal token', () => {

@@ -1,5 +1,6 @@
 import { formatInstant, systemClock } from '../../clock.js';
 import type { HttpTarget } from '../../jobs/model.js';
+import { signingKey, webhookHeaders } from '../../signing.js';
 import { USER_AGENT } from '../../version.js';
 import { HeadCapture } from '../output.js';
 import {
@@ -32,7 +33,27 @@ function encodeBody(body: unknown): { payload: string | undefined; json: boolean
   return { payload: JSON.stringify(body), json: true };
 }
 
-export async function executeHttp(target: HttpTarget, ctx: TargetContext): Promise<TargetResult> {
+/**
+ * With a signing secret, the call carries Standard Webhooks headers (webhook-id = the run id, the same on
+ * every local retry of the run), so a target can check that it came from Chronos (docs/jobs.md). Set last,
+ * like the X-Chronos-* headers: a job's own headers cannot replace them.
+ */
+function signed(
+  headers: Record<string, string>,
+  ctx: TargetContext,
+  secret: string | undefined,
+  body: string | undefined,
+): Record<string, string> {
+  if (secret === undefined) return headers;
+  const seconds = Math.floor((ctx.clock ?? systemClock).now() / 1000);
+  return { ...headers, ...webhookHeaders(signingKey(secret), ctx.run_id, seconds, body ?? '') };
+}
+
+export async function executeHttp(
+  target: HttpTarget,
+  ctx: TargetContext,
+  signingSecret?: string,
+): Promise<TargetResult> {
   if (ctx.signal.aborted) return abortedResult(ctx.signal);
   // undici is the largest dependency; loading it here keeps it off the cold-start path of the fire
   // endpoint, which must reply before any target runs.
@@ -56,7 +77,7 @@ export async function executeHttp(target: HttpTarget, ctx: TargetContext): Promi
   try {
     const response = await request(target.url, {
       method: target.method,
-      headers: buildHeaders(target, ctx, json),
+      headers: signed(buildHeaders(target, ctx, json), ctx, signingSecret, payload),
       body: payload,
       signal: controller.signal,
       // undici's own 300 s defaults would cut long jobs short of their configured timeout; the timer

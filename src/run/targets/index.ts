@@ -8,12 +8,14 @@ export type { TargetContext, TargetResult } from './types.js';
 
 export interface TargetDeps {
   handlers: HandlerRegistry;
+  /** CHRONOS_TARGET_SIGNING_SECRET: http targets are signed with it (Standard Webhooks). */
+  signingSecret?: string;
 }
 
 export function executeTarget(target: Target, ctx: TargetContext, deps: TargetDeps): Promise<TargetResult> {
   switch (target.type) {
     case 'http':
-      return executeHttp(target, ctx);
+      return executeHttp(target, ctx, deps.signingSecret);
     case 'command':
       return executeCommand(target, ctx);
     case 'handler':
