@@ -296,9 +296,7 @@ describe('container simulation: the runtime stage started as CMD, with the image
     });
     const messages = chronos.lines.map((l) => l['msg']);
     expect(messages).toContain('idle and every job armed; exiting');
-    expect(messages.indexOf('job ran')).toBeLessThan(
-      messages.indexOf('idle and every job armed; exiting'),
-    );
+    expect(messages.indexOf('job ran')).toBeLessThan(messages.indexOf('idle and every job armed; exiting'));
     expect(targetHits.map((h) => h['x-chronos-job'])).toEqual([JOB_ID]);
   });
 
