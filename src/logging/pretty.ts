@@ -18,7 +18,18 @@ const LEVELS: Record<number, string> = {
 /** Written by every line of this process, or already shown elsewhere on the line. */
 const OMITTED = new Set(['time', 'level', 'msg', 'pid', 'service', 'hostname']);
 /** Shown first, in this order, when present: what a person scans a fire's line for. */
-const FIRST = ['job_id', 'fire_at', 'status', 'reply', 'run_id', 'trigger', 'duration_ms', 'error', 'code'];
+const FIRST = [
+  'action',
+  'job_id',
+  'fire_at',
+  'status',
+  'reply',
+  'run_id',
+  'trigger',
+  'duration_ms',
+  'error',
+  'code',
+];
 const MAX_VALUE_CHARS = 300;
 
 /**
