@@ -128,6 +128,14 @@ describe('chronos status', () => {
     expect(unauthorized.code).toBe(1);
     expect(unauthorized.stderr).toMatch(/^chronos status: unauthorized/);
     expect((await chronos(['status', 'extra'])).code).toBe(2);
+    for (const args of [
+      ['status', '--help'],
+      ['help', 'status'],
+    ]) {
+      const help = await runCli(args);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/^Usage: chronos status/);
+    }
   });
 });
 

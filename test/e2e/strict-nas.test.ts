@@ -97,8 +97,7 @@ describe('e2e against the strict NAS behaviours', () => {
   it('the row NAS removes after a delivery takes the next arm with it: Chronos notices and re-arms', async () => {
     const s = await startStack({
       faults: { rememberKeys: true, removeRowOnDelivery: true },
-      // The list's verdict on each arm is a detail, logged at debug.
-      env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'debug' },
+      env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN },
       jobs: (recorder) => [
         { id: 'tick', schedule: 'every 8s', target: { type: 'http', url: `${recorder}/hit/tick` } },
       ],
