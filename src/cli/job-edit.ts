@@ -39,7 +39,7 @@ export function parseAssignment(text: string): SetAssignment {
   const rawPath = text.slice(0, eq);
   const raw = text.slice(eq + 1);
   const path = rawPath.split('.');
-  if (path.some((p) => !/^[A-Za-z0-9_]+$/.test(p)))
+  if (path.some((p) => !/^[A-Za-z0-9_-]+$/.test(p)))
     throw new UsageError(
       `--set ${rawPath}: a path is field names joined by dots (e.g. target.url, retry.max_attempts)`,
     );

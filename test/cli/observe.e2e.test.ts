@@ -173,6 +173,19 @@ describe('chronos jobs edit', () => {
       max_attempts: 3,
       backoff_seconds: 7,
     });
+
+    // A whole field as JSON, then a key with a dash inside it (an http header).
+    const http = '{"type":"http","url":"http://127.0.0.1:9/hook","headers":{"X-Token":"old"}}';
+    expect((await chronos(['jobs', 'edit', 'editme', '--set', `target=${http}`])).code).toBe(0);
+    const header = await chronos(['jobs', 'edit', 'editme', '--set', 'target.headers.X-Token=new value']);
+    expect(header.code, header.stderr).toBe(0);
+    expect((await running.store.getJob('editme'))?.target).toMatchObject({
+      type: 'http',
+      url: 'http://127.0.0.1:9/hook',
+      headers: { 'X-Token': 'new value' },
+    });
+    const back = await chronos(['jobs', 'edit', 'editme', '--set', 'target={"type":"handler","name":"say"}']);
+    expect(back.code, back.stderr).toBe(0);
   });
 
   it('--file sends a spec; bad paths and values are refused with what to fix, the job unchanged', async () => {
