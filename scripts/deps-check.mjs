@@ -34,6 +34,7 @@ export const ALLOWED = {
   http: [...CORE, 'jobs', 'config', 'store', 'occurrence', 'fire', 'scheduler', 'ui'],
   // The status page reads Chronos only over the admin API, as a browser does.
   ui: [...CORE],
+  logging: [...CORE],
   emulator: [...CORE],
   main: null, // the composition root: may import anything
   serve: ['main'],

@@ -1,3 +1,5 @@
+// src/logging/ owns how the process logger is made: its format (LOG_FORMAT, this file) and the pretty
+// formatter (pretty.ts, loaded only when chosen). What each part logs is that part's own business.
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 /** How log lines are written (LOG_FORMAT): one JSON object per line, or one readable line per event. */

@@ -4,9 +4,9 @@ import { ChronosError } from '../errors.js';
 import { armedInstant, jobAfterMissed, misfireAction, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
-import { FIRE_LINE_MSG, fireLine } from '../logging/fire-line.js';
 import type { Owner, Store } from '../store/store.js';
 import { type AcceptedFire, claimFire, type FireOutcome, recordOccurrence } from './claim.js';
+import { FIRE_LINE_MSG, fireLine } from './fire-line.js';
 import type { SchedulerProvider } from './provider.js';
 
 /** A claimed occurrence handed to the runner. */

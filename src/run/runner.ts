@@ -204,7 +204,7 @@ export class JobRunner {
       // Run anyway: the occurrence is claimed and losing it silently is worse than a gap in history.
       this.logger.error({ ...logFields, err }, 'record run start failed');
     }
-    // Run steps are details: the fire's one info line carries the outcome (src/logging/fire-line.ts).
+    // Run steps are details: the fire's one info line carries the outcome (src/occurrence/fire-line.ts).
     this.logger.debug(logFields, 'run started');
 
     const { result, retryable } = await this.executeTarget(occ, active);
