@@ -1,6 +1,7 @@
-import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.js';
 import { RefusalLog } from '../fire/guard.js';
+import type { Logger } from '../logger.js';
 
 /*
  * What the admin API writes to the log (docs/operations.md, Logs): one `admin change` line per change it
@@ -29,7 +30,7 @@ export interface AdminAudit {
 }
 
 export function createAdminAudit(opts: {
-  logger: FastifyBaseLogger;
+  logger: Logger;
   clock: Clock;
   /** SHA-256 of the configured admin token: the one every accepted request used. */
   tokenSha256: Buffer;

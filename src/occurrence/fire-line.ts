@@ -1,3 +1,4 @@
+import { formatInstant } from '../clock.js';
 import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 
 /** The message of the one info line each accepted fire writes (docs/operations.md, Logs). */
@@ -32,7 +33,7 @@ export function fireLine(input: FireLineInput): { level: 'info' | 'warn'; fields
   const error = run?.error ?? null;
   const fields: Record<string, unknown> = {
     job_id: input.job_id,
-    fire_at: iso(input.fire_at),
+    fire_at: formatInstant(input.fire_at),
     status,
     ...(input.trigger === 'nas' || input.trigger === 'manual' ? { reply: 202 } : {}),
     run_id: input.run_id,
@@ -44,13 +45,9 @@ export function fireLine(input: FireLineInput): { level: 'info' | 'warn'; fields
     ...(error === null
       ? {}
       : { error: error.length > ERROR_CHARS ? `${error.slice(0, ERROR_CHARS)}…` : error }),
-    next_run_at: after?.next_run_at == null ? null : iso(after.next_run_at),
-    ...(after?.retry_at == null ? {} : { retry_at: iso(after.retry_at) }),
+    next_run_at: formatInstant(after?.next_run_at ?? null),
+    ...(after?.retry_at == null ? {} : { retry_at: formatInstant(after.retry_at) }),
     next_armed: input.nextArmed,
   };
   return { level: failed ? 'warn' : 'info', fields };
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }
