@@ -146,10 +146,11 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       const runStartedAt = new Promise((resolve) => {
         runStarted = resolve;
       });
+      // 'run started' is a step of the fire, logged at debug (the fire's info line comes at its end).
       const proc = spawnServer(
         node,
         [entry],
-        childEnv({ ...chronosEnv(emulator, dir), ...cacheEnv }),
+        childEnv({ ...chronosEnv(emulator, dir, { LOG_LEVEL: 'debug' }), ...cacheEnv }),
         chronosPort,
         (line, at) => {
           if (line.includes('"msg":"run started"')) runStarted(at);

@@ -53,7 +53,7 @@ export async function run({
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    await server.waitUntil(() => server.runsStarted() >= jobs, 60_000, 'the accepted runs to start');
+    await server.waitUntil(() => server.runs() >= jobs, 60_000, 'the accepted runs to end');
     const afterFires = await rssMiB(server.pid);
     await new Promise((r) => setTimeout(r, 5000));
     const afterIdle = await rssMiB(server.pid);

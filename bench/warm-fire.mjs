@@ -41,15 +41,15 @@ export async function run({
       const res = await send(serial, { method: 'POST', path: FIRE_PATH, ...server.fire(i) });
       if (res.status !== 202) throw new Error(`fire ${i} answered ${res.status}: ${res.text}`);
       fireMs.push(res.ms);
-      await server.waitUntil(() => server.runsFinished() > i, 10_000, `run ${i} to finish`, 1);
+      await server.waitUntil(() => server.runs() > i, 10_000, `run ${i} to finish`, 1);
     }
     const fire = summarise(fireMs);
     const healthz = summarise(healthMs);
     const overhead = { median: fire.median - healthz.median, p99: fire.p99 - healthz.p99 };
 
-    // Let the accepted fires' runs start before counting what duplicates might add.
-    await server.waitUntil(() => server.runsStarted() >= fires, 60_000, `${fires} runs to start`);
-    const runsBefore = server.runsStarted();
+    // Let the accepted fires' runs end before counting what duplicates might add.
+    await server.waitUntil(() => server.runs() >= fires, 60_000, `${fires} runs to end`);
+    const runsBefore = server.runs();
 
     let duplicates = 0;
     const others = new Map();
@@ -68,9 +68,10 @@ export async function run({
     await Promise.all(Array.from({ length: concurrency }, worker));
     const elapsed = (performance.now() - started) / 1000;
     const perSecond = duplicates / elapsed;
-    // A run caused by a duplicate would log "run started" within milliseconds; give it a generous window.
+    // A run caused by a duplicate would log "job ran" within milliseconds (its target answers at once);
+    // give it a generous window.
     await new Promise((r) => setTimeout(r, 500));
-    const extraRuns = server.runsStarted() - runsBefore;
+    const extraRuns = server.runs() - runsBefore;
 
     log(
       `warm fire (ms), ${fires} fires on one keep-alive connection, each after a /healthz on the same connection`,

@@ -35,6 +35,7 @@ export const ALLOWED = {
   http: [...CORE, 'jobs', 'config', 'store', 'occurrence', 'fire', 'scheduler', 'ui'],
   // The status page reads Chronos only over the admin API, as a browser does.
   ui: [...CORE],
+  logging: [...CORE],
   emulator: [...CORE],
   alerts: [...CORE, 'jobs', 'store', 'run'],
   main: null, // the composition root: may import anything

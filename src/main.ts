@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { AlertService } from './alerts/service.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { Config } from './config/config.js';
@@ -10,6 +10,7 @@ import { ChronosError, isChronosError } from './errors.js';
 import { createFireTokenVerifier } from './fire/token.js';
 import { connectionCap, descriptorLimit } from './http/limits.js';
 import { adminOffRoutes, buildServer, SERVER_TIMEOUTS } from './http/server.js';
+import { createLogger } from './logging/logger.js';
 import type { NasClient } from './nas/nas.js';
 import { chronosUnavailableReason, explicitChronosProblem } from './nas/provider-check.js';
 import { Engine } from './occurrence/engine.js';
@@ -66,14 +67,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   const clock = options.clock ?? systemClock;
   const logger =
     options.logger ??
-    pino({
+    (await createLogger({
       level: config.logLevel,
-      base: { service: 'chronos', pid: process.pid },
-      redact: {
-        paths: ['req.headers.authorization', 'headers.authorization', '*.authorization'],
-        censor: '[redacted]',
-      },
-    });
+      format: config.logFormat,
+      stdoutIsTTY: process.stdout.isTTY === true,
+    }));
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const dataDir = resolve(config.dataDir);
   const onDamaged = (record: DamagedRecord) =>

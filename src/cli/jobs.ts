@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { errorMessage } from '../errors.js';
 import type { JobView, RunView } from '../jobs/view.js';
+import { type ApiReply, adminClient, describeError } from './api.js';
 import {
   type CliIo,
   EXIT_FAILURE,
@@ -11,6 +12,7 @@ import {
   table,
   UsageError,
 } from './common.js';
+import { parseAssignment, patchFor, runLogs, specOfView } from './job-edit.js';
 
 export const JOBS_USAGE = `Usage: chronos jobs <command> [options]
 
@@ -28,6 +30,13 @@ Commands:
   resume <id>          fire again; the next run is computed from now
   run <id>             run now (manual run); the scheduled next run does not move
   runs <id> [--limit N]  run history, newest first (default 20)
+  logs <id> [--limit N]  what the recent runs printed (output excerpts), newest last
+                       (default 5); --json prints those runs, oldest first
+  edit <id> --set path=value [--set ...] | --file F
+                       change fields of an API job: each --set is a dotted path into the
+                       job spec (target.url, retry.max_attempts) and a value, read as JSON
+                       when it is JSON (3, true, null, {"a":1}, "123"), as text otherwise;
+                       --file sends a JSON spec (its fields replace the job's)
 
 Options:
   --url URL      Chronos base URL (default http://127.0.0.1:$PORT, PORT defaulting to 8080)
@@ -37,66 +46,13 @@ Options:
 Examples:
   chronos jobs add --file report.json
   echo '{"id":"ping","schedule":"every 5m","target":{"type":"http","url":"http://127.0.0.1:3000/ping"}}' | chronos jobs add
-  chronos jobs runs ping --limit 5`;
+  chronos jobs runs ping --limit 5
+  chronos jobs logs ping --limit 3
+  chronos jobs edit ping --set schedule="every 10m" --set target.url=http://127.0.0.1:3000/v2/ping`;
 
-const WITH_ID = new Set(['get', 'rm', 'pause', 'resume', 'run', 'runs']);
-
-interface ApiReply {
-  status: number;
-  body: unknown;
-  text: string;
-}
-
-class ApiClient {
-  constructor(
-    private readonly baseUrl: string,
-    private readonly token: string,
-  ) {}
-
-  async call(method: string, path: string, body?: unknown): Promise<ApiReply> {
-    const url = `${this.baseUrl}${path}`;
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.token}`,
-          accept: 'application/json',
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-      });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(
-        `cannot reach Chronos at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? errorMessage(err)}`,
-      );
-    }
-    const text = await response.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text === '' ? null : JSON.parse(text);
-    } catch {
-      // Not JSON (a proxy's error page): shown as text.
-    }
-    return { status: response.status, body: parsed, text };
-  }
-}
-
-function describeError(reply: ApiReply): string {
-  const body = reply.body as {
-    error?: string;
-    message?: string;
-    problems?: Array<{ path: string; message: string }>;
-  };
-  if (typeof body !== 'object' || body === null) return `HTTP ${reply.status}: ${reply.text.slice(0, 500)}`;
-  const lines = [`${body.error ?? `HTTP ${reply.status}`}: ${body.message ?? ''}`];
-  if (reply.status === 404 && body.error === 'not_found') {
-    lines.push('  (the admin API answers 404 when the server has no CHRONOS_ADMIN_TOKEN set)');
-  }
-  for (const p of body.problems ?? []) lines.push(`  ${p.path || '(body)'}: ${p.message}`);
-  return lines.join('\n');
-}
+const WITH_ID = new Set(['get', 'rm', 'pause', 'resume', 'run', 'runs', 'logs', 'edit']);
+/** `jobs logs` shows output excerpts, which can be long: fewer runs by default than `jobs runs`. */
+const DEFAULT_LOGS_LIMIT = 5;
 
 const dash = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? '-' : v);
 const orDash = (v: string | null) => v ?? '-';
@@ -192,6 +148,7 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       json: { type: 'boolean' },
       file: { type: 'string' },
       limit: { type: 'string' },
+      set: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     true,
@@ -212,32 +169,24 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
   if (!WITH_ID.has(command) && id !== undefined)
     throw new UsageError(`"${command}" takes no argument "${id}"`);
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
-  if (values.file !== undefined && command !== 'add') throw new UsageError('--file is only for "jobs add"');
-  if (values.limit !== undefined && command !== 'runs')
-    throw new UsageError('--limit is only for "jobs runs"');
-
-  let token = io.env['CHRONOS_ADMIN_TOKEN'];
-  const tokenFile = io.env['CHRONOS_ADMIN_TOKEN_FILE'];
-  if (!token && tokenFile) {
-    try {
-      token = (await readFile(tokenFile, 'utf8')).trim();
-    } catch (err) {
-      io.err(`chronos jobs: cannot read CHRONOS_ADMIN_TOKEN_FILE ${tokenFile}: ${errorMessage(err)}`);
-      return EXIT_FAILURE;
-    }
-    if (!token) {
-      io.err(`chronos jobs: CHRONOS_ADMIN_TOKEN_FILE ${tokenFile} is empty`);
-      return EXIT_FAILURE;
-    }
-  }
-  if (!token) {
-    io.err(
-      'chronos jobs: set CHRONOS_ADMIN_TOKEN (or CHRONOS_ADMIN_TOKEN_FILE) to the admin token of the server',
+  if (values.file !== undefined && command !== 'add' && command !== 'edit')
+    throw new UsageError('--file is only for "jobs add" and "jobs edit"');
+  if (values.limit !== undefined && command !== 'runs' && command !== 'logs')
+    throw new UsageError('--limit is only for "jobs runs" and "jobs logs"');
+  const sets = values.set ?? [];
+  if (sets.length > 0 && command !== 'edit') throw new UsageError('--set is only for "jobs edit"');
+  if (command === 'edit' && sets.length > 0 === (values.file !== undefined))
+    throw new UsageError(
+      'give the changes with --set path=value (repeatable) or with --file spec.json, not both',
     );
+  // Checked before any call, so a mistyped path costs no round trip.
+  const assignments = sets.map(parseAssignment);
+
+  const api = await adminClient(io, 'jobs', values.url);
+  if (typeof api === 'string') {
+    io.err(api);
     return EXIT_FAILURE;
   }
-  const baseUrl = (values.url ?? `http://127.0.0.1:${io.env['PORT'] || '8080'}`).replace(/\/+$/, '');
-  const api = new ApiClient(baseUrl, token);
   const path = id === undefined ? '' : `/${encodeURIComponent(id)}`;
 
   let reply: ApiReply;
@@ -287,6 +236,39 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       reply = await api.call('GET', `/api/jobs${path}/runs?limit=${limit}`);
       break;
     }
+    case 'logs': {
+      const limit = parseCount(values.limit, '--limit', DEFAULT_LOGS_LIMIT);
+      reply = await api.call('GET', `/api/jobs${path}/runs?limit=${limit}`);
+      if (reply.status < 400) {
+        // Newest last, as a log reads.
+        const body = reply.body as { job_id: string; runs: RunView[] };
+        const runs = [...body.runs].reverse();
+        reply = { ...reply, body: { ...body, runs }, text: JSON.stringify({ ...body, runs }) };
+      }
+      break;
+    }
+    case 'edit': {
+      let body: unknown;
+      if (values.file !== undefined) {
+        const text = await readSpecFile(values.file);
+        try {
+          body = JSON.parse(text);
+        } catch (err) {
+          io.err(`chronos jobs edit: ${values.file} is not valid JSON: ${errorMessage(err)}`);
+          return EXIT_FAILURE;
+        }
+      } else {
+        // Nested paths need the current value of the field they are in: the API replaces fields whole.
+        const current = await api.call('GET', `/api/jobs${path}`);
+        if (current.status >= 400) {
+          io.err(`chronos jobs edit: ${describeError(current)}`);
+          return EXIT_FAILURE;
+        }
+        body = patchFor(specOfView(current.body as JobView), assignments);
+      }
+      reply = await api.call('PATCH', `/api/jobs${path}`, body);
+      break;
+    }
     default:
       reply = await api.call('POST', `/api/jobs${path}/${command}`);
   }
@@ -315,6 +297,9 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
     case 'runs':
       io.out(runsTable((body as unknown as { runs: RunView[] }).runs));
       break;
+    case 'logs':
+      io.out(runLogs((body as unknown as { runs: RunView[] }).runs));
+      break;
     case 'rm':
       io.out(
         typeof body.moved_to === 'string'
@@ -327,7 +312,8 @@ export async function runJobs(argv: string[], io: CliIo): Promise<number> {
       break;
     default: {
       const job = body as unknown as JobView;
-      const verb = command === 'add' ? 'created' : command === 'pause' ? 'paused' : 'resumed';
+      const verb =
+        { add: 'created', pause: 'paused', resume: 'resumed', edit: 'updated' }[command] ?? command;
       io.out(
         `${verb} ${job.id}: state ${job.state}, next run ${orDash(job.next_run_at)}, armed ${job.armed ? 'yes' : 'no'}`,
       );

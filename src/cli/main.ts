@@ -12,7 +12,8 @@ Commands:
   serve       run the Chronos server (configuration from the environment; see .env.example)
   check       validate the configuration and the jobs file; print when each job will fire
   next        print the next occurrences of a schedule string
-  jobs        list, add, remove, pause, resume and run jobs of a running server (admin API)
+  status      the state of a running server in words: provider, NAS, next fires, failing jobs
+  jobs        list, add, edit, remove, pause, resume and run jobs, and show what runs printed
   store       copy a data directory into a PostgreSQL database (chronos store copy --from DIR --to URL)
   emulator    run the local NAS emulator
   dev         run the whole scale-to-zero loop locally: emulator, wake proxy, Chronos, sample jobs
@@ -49,6 +50,10 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; usage: () => Promi
   next: {
     run: async () => (await import('./next.js')).runNext,
     usage: async () => (await import('./next.js')).NEXT_USAGE,
+  },
+  status: {
+    run: async () => (await import('./status.js')).runStatus,
+    usage: async () => (await import('./status.js')).STATUS_USAGE,
   },
   jobs: {
     run: async () => (await import('./jobs.js')).runJobs,

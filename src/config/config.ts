@@ -5,6 +5,8 @@ export interface Config {
   port: number;
   host: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** LOG_FORMAT; undefined: pretty when stdout is a terminal, JSON otherwise (decided where the logger is made). */
+  logFormat: 'json' | 'pretty' | undefined;
   /** `auto`: chronos when every NAS setting is present, builtin otherwise. */
   provider: 'chronos' | 'builtin' | 'auto';
   portalUrl: string | undefined;
@@ -56,6 +58,7 @@ export const CONFIG_VARIABLES = [
   'PORT',
   'HOST',
   'LOG_LEVEL',
+  'LOG_FORMAT',
   'CHRONOS_PROVIDER',
   'CHRONOS_PORTAL_URL',
   'CHRONOS_CALLBACK_URL',

@@ -38,6 +38,12 @@ const EnvSchema = z.object({
       'must be one of fatal, error, warn, info, debug, trace, silent',
     ),
   ),
+  LOG_FORMAT: z.optional(
+    z.enum(
+      ['json', 'pretty'],
+      'must be "json" (one JSON object per line) or "pretty" (one readable line per event)',
+    ),
+  ),
   CHRONOS_PROVIDER: z.optional(
     z.enum(['chronos', 'builtin'], 'must be "chronos" (NAS-mediated) or "builtin" (in-process timer)'),
   ),
@@ -237,6 +243,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     port: e.PORT ?? 8080,
     host: e.HOST ?? '127.0.0.1',
     logLevel: e.LOG_LEVEL ?? 'info',
+    logFormat: e.LOG_FORMAT,
     provider: e.CHRONOS_PROVIDER ?? 'auto',
     portalUrl: e.CHRONOS_PORTAL_URL?.replace(/\/+$/, ''),
     callbackUrl: e.CHRONOS_CALLBACK_URL?.replace(/\/+$/, ''),

@@ -182,7 +182,9 @@ async function runLoop(
         CHRONOS_IDLE_EXIT_SECONDS: String(values.idleExit),
         PORT: String(targetPort),
         HOST: '127.0.0.1',
-        LOG_LEVEL: 'info',
+        // The loop is shown step by step (fire accepted, armed, run finished): those steps are at debug.
+        LOG_LEVEL: 'debug',
+        LOG_FORMAT: 'json',
       },
       listenPort: proxyPort,
       onOutput: (stream, text) => chronosLog.push(stream, text),
@@ -379,6 +381,9 @@ function describeChronosLog(entry: ChronosLogLine): string | undefined {
     }
     case 'armed at NAS':
       return `armed at NAS ${job} ${at}`;
+    case 'job ran':
+      // The fire's summary line: its steps above already told the story.
+      return undefined;
     case 'idle and every job armed; exiting':
       return `idle ${Number(entry['idle_ms']) / 1000} s with every job armed: exiting`;
     case 'shutting down':

@@ -121,6 +121,8 @@ export interface RefusalLogOptions {
   intervalMs?: number;
   /** Distinct (cause, address) pairs tracked per interval; the rest are counted together (default 100). */
   maxKeys?: number;
+  /** The message of the per-interval summary line (default: the fire route's). */
+  summaryMsg?: string;
 }
 
 export const REFUSED_MSG = 'fire refused: invalid token';
@@ -194,7 +196,7 @@ export class RefusalLog {
         by_cause: entries.slice(0, 20),
         ...(entries.length > 20 ? { more_causes: entries.length - 20 } : {}),
       },
-      REFUSALS_SUMMARY_MSG,
+      this.opts.summaryMsg ?? REFUSALS_SUMMARY_MSG,
     );
   }
 

@@ -182,7 +182,8 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           });
         case 'accepted': {
           const { accepted } = outcome;
-          log.info(
+          // At debug: the fire's one info line is written once its work is done (docs/operations.md, Logs).
+          log.debug(
             {
               job_id: accepted.job.id,
               fire_at: formatInstant(accepted.fire_at),

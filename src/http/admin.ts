@@ -15,6 +15,7 @@ import { registerUiRoutes } from '../ui/routes.js';
 import { describeJsonError, parseOrThrow } from '../validation.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT } from './admin-routes.js';
+import { createAdminAudit } from './audit.js';
 
 /** Admin bodies are job specs; anything larger is a mistake or an attack. */
 export const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -77,11 +78,15 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
 }
 
-/** Hashing first makes both sides 32 bytes, so neither the content nor the length of the token leaks. */
-function tokenMatches(expected: Buffer, header: string | undefined): boolean {
+/** The SHA-256 of the bearer token an Authorization header carries, or null when it carries none. */
+function presentedToken(header: string | undefined): Buffer | null {
   const match = header === undefined ? null : /^Bearer ([^\s]+)\s*$/i.exec(header);
-  const given = digest(match?.[1] ?? '');
-  return timingSafeEqual(expected, given) && match !== null;
+  return match?.[1] === undefined ? null : digest(match[1]);
+}
+
+/** Hashing first makes both sides 32 bytes, so neither the content nor the length of the token leaks. */
+function tokenMatches(expected: Buffer, given: Buffer | null): boolean {
+  return timingSafeEqual(expected, given ?? digest('')) && given !== null;
 }
 
 function jobIdParam(request: FastifyRequest): string {
@@ -149,6 +154,8 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   const { store, clock } = deps;
   installBodyParsers(app);
   const expected = digest(deps.token);
+  const audit = createAdminAudit({ logger: app.log, clock, tokenSha256: expected });
+  app.addHook('onClose', async () => audit.close());
   const armTimeoutMs = deps.armTimeoutMs ?? DEFAULT_ARM_TIMEOUT_MS;
   /**
    * A file job is the file's to change only while a jobs file is configured: the start-up sync removes file
@@ -264,7 +271,9 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   });
 
   app.addHook('onRequest', async (request, res) => {
-    if (!tokenMatches(expected, request.headers.authorization)) {
+    const given = presentedToken(request.headers.authorization);
+    if (!tokenMatches(expected, given)) {
+      audit.refused(request, given);
       res.header('www-authenticate', 'Bearer realm="chronos-admin"');
       throw new ChronosError(
         'unauthorized',
@@ -294,6 +303,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const built = buildJob(spec, buildContext('api'));
     const handlerWarning = checkHandler(built);
     const job = await store.createJob(built);
+    audit.change(request, 'create', job.id);
     const settled = await settle(job.id, job);
     return res.code(201).send(reply(job, withWarning(settled, handlerWarning)));
   });
@@ -326,6 +336,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
         return built;
       }),
     );
+    audit.change(request, 'update', id, { fields: Object.keys(patch).sort() });
     return reply(job, withWarning(await settle(id, job), handlerWarning));
   });
 
@@ -340,7 +351,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       // declared in the jobs file is created again from it at the next start.
       const movedTo = await store.removeDamagedJob(id);
       if (movedTo === undefined) throw err;
-      request.log.warn({ job_id: id, moved_to: movedTo }, 'damaged job deleted; its file was moved aside');
+      audit.change(request, 'damaged-remove', id, { moved_to: movedTo });
       const settled = await settle(id, null);
       return {
         id,
@@ -353,6 +364,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     if (!job) throw notFound(id);
     if (declaredInFile(job)) throw fileManaged(job, 'remove');
     if (!(await store.removeJob(id))) throw notFound(id);
+    audit.change(request, 'delete', id);
     const settled = await settle(id, null);
     return { id, deleted: true, armed: false, ...(settled.warning ? { warning: settled.warning } : {}) };
   });
@@ -360,12 +372,14 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   app.post('/api/jobs/:id/pause', async (request) => {
     const id = jobIdParam(request);
     const job = await aboutJob(id, () => store.updateJob(id, (current) => pauseJob(current, clock.now())));
+    audit.change(request, 'pause', id, { state: job.state });
     return reply(job, await settle(id, job));
   });
 
   app.post('/api/jobs/:id/resume', async (request) => {
     const id = jobIdParam(request);
     const job = await aboutJob(id, () => store.updateJob(id, (current) => resumeJob(current, clock.now())));
+    audit.change(request, 'resume', id, { state: job.state });
     return reply(job, await settle(id, job));
   });
 
@@ -378,6 +392,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       if (!(await store.getJob(id))) throw notFound(id);
       throw new ChronosError('claim_failed', `could not start a manual run of "${id}"; try again`);
     }
+    audit.change(request, 'run-now', id, { run_id: accepted.run_id });
     return res.code(202).send({
       status: 'accepted',
       job_id: id,

@@ -8,6 +8,7 @@ import type { Job, RunRecord, Trigger } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
 import type { Owner, Store } from '../store/store.js';
 import { type AcceptedFire, claimFire, type FireOutcome, recordOccurrence } from './claim.js';
+import { FIRE_LINE_MSG, fireLine } from './fire-line.js';
 import type { SchedulerProvider } from './provider.js';
 
 /** A claimed occurrence handed to the runner. */
@@ -66,18 +67,20 @@ export class Engine {
     const { activity, logger } = this.deps;
     const end = activity.begin('run');
     return (async () => {
+      let outcome: RunOutcome | undefined;
+      let after: Job | undefined;
       try {
         // Armed before the run: a process killed mid-run still leaves the schedule armed.
         await this.armSafely(fire.job);
         const runner = await this.deps.runner();
-        const outcome = await runner.run({
+        outcome = await runner.run({
           job: fire.job,
           fire_at: fire.fire_at,
           run_id: fire.run_id,
           trigger: fire.trigger,
           attempt: fire.attempt,
         });
-        const after =
+        after =
           outcome.job === 'gone' ? undefined : (outcome.job ?? (await this.deps.store.getJob(fire.job.id)));
         if (after) await this.armSafely(after);
         else await this.deps.provider().disarm(fire.job.id);
@@ -86,6 +89,14 @@ export class Engine {
       } catch (err) {
         logger.error({ err, job_id: fire.job.id, run_id: fire.run_id }, 'after-fire work failed');
       } finally {
+        const line = fireLine({
+          ...fire,
+          job_id: fire.job.id,
+          run: outcome?.run,
+          after,
+          nextArmed: after !== undefined && this.deps.provider().isArmed(fire.job.id),
+        });
+        logger[line.level](line.fields, FIRE_LINE_MSG);
         end();
       }
     })();
@@ -102,7 +113,7 @@ export class Engine {
       logger: this.deps.logger,
     });
     if (outcome.kind === 'accepted') {
-      this.deps.logger.info(
+      this.deps.logger.debug(
         { job_id: jobId, fire_at: formatInstant(fireAt), run_id: outcome.accepted.run_id, trigger },
         'occurrence claimed',
       );

@@ -204,7 +204,7 @@ export class JobRunner {
     } catch (err) {
       if (isChronosError(err, 'job_not_found')) {
         // Removed between its claim and now: the user no longer wants its side effect.
-        this.logger.info(logFields, 'run not started: its job no longer exists');
+        this.logger.debug(logFields, 'run not started: its job no longer exists');
         return {
           run: { ...running, status: 'skipped', finished_at: started, error: JOB_REMOVED_ERROR },
           retry_at: null,
@@ -214,7 +214,8 @@ export class JobRunner {
       // Run anyway: the occurrence is claimed and losing it silently is worse than a gap in history.
       this.logger.error({ ...logFields, err }, 'record run start failed');
     }
-    this.logger.info(logFields, 'run started');
+    // Run steps are details: the fire's one info line carries the outcome (src/occurrence/fire-line.ts).
+    this.logger.debug(logFields, 'run started');
 
     const { result, retryable } = await this.executeTarget(occ, active);
     const finished = this.clock.now();
@@ -269,11 +270,9 @@ export class JobRunner {
     const retry_at = summary === undefined || summary === 'gone' ? null : summary.retry_at;
     const fields = { ...logFields, status, duration_ms: finished - started, error: run.error ?? undefined };
     if (summary === 'gone') {
-      this.logger.info(fields, 'run finished; its job no longer exists');
-    } else if (status === 'succeeded') {
-      this.logger.info(fields, 'run finished');
+      this.logger.debug(fields, 'run finished; its job no longer exists');
     } else {
-      this.logger.warn(
+      this.logger.debug(
         { ...fields, retry_at: retry_at === null ? undefined : formatInstant(retry_at) },
         'run finished',
       );
@@ -394,7 +393,7 @@ export class JobRunner {
     await this.attempt('settle skipped occurrence', logFields, () =>
       settleClaimed(this.store, occ.job.id, occ.fire_at, 'skipped'),
     );
-    this.logger.info({ ...logFields, status: 'skipped', running_run_id: runningId }, 'run skipped');
+    this.logger.debug({ ...logFields, status: 'skipped', running_run_id: runningId }, 'run skipped');
     // The job was not touched: the engine reads it again to arm whatever is current.
     return { run, retry_at: null, job: undefined };
   }

@@ -117,7 +117,8 @@ export class BuiltinProvider implements SchedulerProvider {
       at: now,
       durationMs: now - started,
     };
-    this.deps.logger.info(
+    // One after every fire: a pass that changed nothing is a detail (debug); one that did is news.
+    this.deps.logger[armed + cancelled + failed + misfires > 0 ? 'info' : 'debug'](
       {
         provider: 'builtin',
         armed,

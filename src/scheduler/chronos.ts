@@ -272,7 +272,9 @@ export class ChronosProvider implements SchedulerProvider {
     else if (summary.failed === 0) this.scheduleVerify(mismatched > 0);
     this.scheduleDueWatch();
     const result = this.finish(summary, started);
-    logger.info(
+    // One after every fire: a pass that changed nothing is a detail (debug); one that did is news.
+    const changed = summary.armed + summary.cancelled + summary.failed + summary.misfires > 0;
+    logger[changed ? 'info' : 'debug'](
       {
         provider: 'chronos',
         ...summary,
@@ -285,7 +287,7 @@ export class ChronosProvider implements SchedulerProvider {
       `reconcile: armed ${summary.armed} / cancelled ${summary.cancelled} / unchanged ${summary.unchanged} / failed ${summary.failed}`,
     );
     if (list && this.desired.size > 0 && this.unconfirmedCount() === 0)
-      logger.info({ jobs: this.desired.size }, 'every arm confirmed by NAS list');
+      logger.debug({ jobs: this.desired.size }, 'every arm confirmed by NAS list');
     return result;
   }
 
@@ -476,7 +478,7 @@ export class ChronosProvider implements SchedulerProvider {
             : `NAS's list has ${formatInstant(nasAt)}, not ${formatInstant(want)}; re-arming`;
         this.unconfirm(jobId, reason);
         // Only an arm NAS had acknowledged and then lost is news; a job never armed yet is routine.
-        const level = list.contradicted.has(jobId) ? 'warn' : 'info';
+        const level = list.contradicted.has(jobId) ? 'warn' : 'debug';
         this.deps.logger[level](
           {
             job_id: jobId,
@@ -544,7 +546,7 @@ export class ChronosProvider implements SchedulerProvider {
         this.unconfirm(jobId, 'armed; waiting for a NAS list to confirm it');
         this.nasReachable = true;
         this.lastArmAt = this.deps.clock.now();
-        this.deps.logger.info({ job_id: jobId, fire_at: formatInstant(at) }, 'armed at NAS');
+        this.deps.logger.debug({ job_id: jobId, fire_at: formatInstant(at) }, 'armed at NAS');
         return true;
       } catch (err) {
         if (this.desired.get(jobId) === at) {

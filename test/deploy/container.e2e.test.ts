@@ -286,14 +286,17 @@ describe('container simulation: the runtime stage started as CMD, with the image
 
     const nextArm = emulator.armed().find((a) => a.job_id === JOB_ID);
     expect(nextArm && Date.parse(nextArm.fire_at)).toBe(firstFireAt + HOUR_MS);
-    const finished = chronos.lines.find((l) => l['msg'] === 'run finished');
-    expect(finished, 'the job ran to completion').toMatchObject({ job_id: JOB_ID, status: 'succeeded' });
+    // The fire's one info line (docs/operations.md, Logs).
+    const ran = chronos.lines.find((l) => l['msg'] === 'job ran');
+    expect(ran, 'the job ran to completion').toMatchObject({
+      job_id: JOB_ID,
+      status: 'succeeded',
+      reply: 202,
+      next_armed: true,
+    });
     const messages = chronos.lines.map((l) => l['msg']);
-    expect(messages).toContain('fire accepted');
     expect(messages).toContain('idle and every job armed; exiting');
-    expect(messages.indexOf('fire accepted')).toBeLessThan(
-      messages.indexOf('idle and every job armed; exiting'),
-    );
+    expect(messages.indexOf('job ran')).toBeLessThan(messages.indexOf('idle and every job armed; exiting'));
     expect(targetHits.map((h) => h['x-chronos-job'])).toEqual([JOB_ID]);
   });
 

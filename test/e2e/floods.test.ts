@@ -77,7 +77,7 @@ describe('e2e: floods and slow clients', () => {
     const sent = await junkFlood(`http://${s.direct.host}:${s.direct.port}`, floodEnd, 16);
     const floodLogs = s
       .logs()
-      .filter((l) => typeof l['time'] === 'number' && (l['time'] as number) <= floodEnd);
+      .filter((l) => typeof l['time'] === 'string' && Date.parse(l['time']) <= floodEnd);
 
     // Deliveries of occurrences due during the flood have settled (or been given up) once the last is in.
     await s.waitFor(

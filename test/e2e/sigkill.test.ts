@@ -7,6 +7,8 @@ describe.each(NAS_MODES)('e2e: a process killed in the middle of a run ($nas NAS
   it('still fires the next occurrence, and records the killed run as interrupted', async () => {
     const s = await startStack({
       emulator,
+      // 'every arm confirmed by NAS list', waited for below, is a detail logged at debug.
+      env: { LOG_LEVEL: 'debug' },
       jobs: (recorder) => [
         // The first call never answers: the run is in flight when the process is killed.
         { id: 'slow', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hang-once/slow` } },

@@ -157,7 +157,8 @@ describe('e2e: a store lock nobody can prove alive', () => {
 
     const chronos = await serveOn(dataDir);
     await chronos.line('chronos listening', DEFAULT_LOCK_LEASE_MS + 10_000);
-    const listeningAt = chronos.logs.find((l) => l.msg === 'chronos listening')!['time'] as number;
+    // JSON log lines carry `time` as an ISO instant (docs/operations.md, Logs).
+    const listeningAt = Date.parse(String(chronos.logs.find((l) => l.msg === 'chronos listening')!['time']));
     console.log(
       `fresh lock naming a live unrelated pid: listening ${Math.round(listeningAt - writtenAt)} ms after it was written`,
     );

@@ -74,7 +74,8 @@ function startServe(graceSeconds: number): Child {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     PORT: '0',
-    LOG_LEVEL: 'info',
+    // 'run started' and 'run finished', waited for below, are the run's steps: logged at debug.
+    LOG_LEVEL: 'debug',
     CHRONOS_PROVIDER: 'builtin',
     CHRONOS_DATA_DIR: dir,
     CHRONOS_SHUTDOWN_GRACE_SECONDS: String(graceSeconds),
