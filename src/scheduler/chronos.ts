@@ -14,6 +14,7 @@ import type {
   SchedulerProvider,
   UnconfirmedArm,
 } from '../occurrence/provider.js';
+import { type ArmLock, SINGLE_PROCESS_ARM_LOCK } from '../store/arm-lock.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import { SingleFlight } from './debounce.js';
@@ -42,6 +43,8 @@ export interface ChronosProviderDeps {
   /** An awake process that has not received the fire for an instant this long after it asks NAS why. */
   dueSlackMs?: number;
   random?: () => number;
+  /** Serialises arming with other replicas on the same ledger; the single-process lock when absent. */
+  armLock?: ArmLock;
 }
 
 /** See `deliverySettleMs`. */
@@ -158,7 +161,11 @@ export class ChronosProvider implements SchedulerProvider {
   async reconcile(): Promise<ReconcileSummary> {
     const started = this.deps.clock.now();
     try {
-      const result = await this.reconcileOnce(started);
+      // The first list of a process woken by a fire waits for that delivery to settle: it is then also
+      // the list that confirms the next arm, and a quiet wake costs one list. Waited before the arm lock:
+      // another replica's arm must not queue behind this pause.
+      if (!this.listed && !this.disabled && !this.stopped) await this.waitForDeliveries();
+      const result = await this.withArmLock(() => this.reconcileOnce(started));
       this.reconcileFailed = false;
       return result;
     } catch (err) {
@@ -181,9 +188,6 @@ export class ChronosProvider implements SchedulerProvider {
     const listFirst = !this.listed || (this.needList && this.unconfirmedCount() > 0);
     this.needList = false;
     if (listFirst) {
-      // The first list of a process woken by a fire waits for that delivery to settle: it is then also
-      // the list that confirms the next arm, and a quiet wake costs one list.
-      if (!this.listed) await this.waitForDeliveries();
       list = await this.listNas();
       if (list === null) {
         summary.failed += 1;
@@ -281,8 +285,18 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   async arm(job: Job): Promise<void> {
+    await this.withArmLock(async (shared) => {
+      // Another replica may have claimed, changed or removed the job since `job` was read: arming the
+      // stored job keeps this call from undoing a newer replica's arm.
+      const current = shared ? await this.deps.store.getJob(job.id) : job;
+      if (current === undefined) return this.disarmHeld(job.id);
+      return this.armHeld(current);
+    });
+  }
+
+  private async armHeld(job: Job): Promise<void> {
     const at = armedInstant(job);
-    if (at === null) return this.disarm(job.id);
+    if (at === null) return this.disarmHeld(job.id);
     this.bump(job.id);
     this.setDesired(job.id, at);
     if (this.disabled || this.holds(job.id, at)) return;
@@ -296,6 +310,37 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   async disarm(jobId: string): Promise<void> {
+    await this.withArmLock(async (shared) => {
+      // A replica's disarm (a fire that found the job gone or paused) must not cancel the arm another
+      // replica made since for a job that exists again or was resumed.
+      const current = shared ? await this.deps.store.getJob(jobId) : undefined;
+      if (current !== undefined) return this.armHeld(current);
+      return this.disarmHeld(jobId);
+    });
+  }
+
+  /**
+   * Runs an arming section under the arm lock. When another replica armed since this process last held
+   * it, what this process believes NAS holds may be wrong (that replica provisioned, cancelled, or NAS
+   * delivered to it): the beliefs are dropped, so arms are provisioned again and confirmed by a new list.
+   */
+  private withArmLock<T>(section: (shared: boolean) => Promise<T>): Promise<T> {
+    const lock = this.deps.armLock ?? SINGLE_PROCESS_ARM_LOCK;
+    return lock.hold(async ({ othersSince }) => {
+      if (othersSince) this.forgetNasView();
+      return section(lock.shared);
+    });
+  }
+
+  private forgetNasView(): void {
+    this.armed.clear();
+    this.absent.clear();
+    this.listed = false;
+    for (const jobId of this.desired.keys())
+      this.unconfirm(jobId, 'another replica called NAS since; waiting for a NAS list to confirm the arm');
+  }
+
+  private async disarmHeld(jobId: string): Promise<void> {
     this.bump(jobId);
     this.forget(jobId);
     this.failed.delete(jobId);
