@@ -161,10 +161,6 @@ export class ChronosProvider implements SchedulerProvider {
   async reconcile(): Promise<ReconcileSummary> {
     const started = this.deps.clock.now();
     try {
-      // The first list of a process woken by a fire waits for that delivery to settle: it is then also
-      // the list that confirms the next arm, and a quiet wake costs one list. Waited before the arm lock:
-      // another replica's arm must not queue behind this pause.
-      if (!this.listed && !this.disabled && !this.stopped) await this.waitForDeliveries();
       const result = await this.withArmLock(() => this.reconcileOnce(started));
       this.reconcileFailed = false;
       return result;
@@ -188,6 +184,9 @@ export class ChronosProvider implements SchedulerProvider {
     const listFirst = !this.listed || (this.needList && this.unconfirmedCount() > 0);
     this.needList = false;
     if (listFirst) {
+      // The first list of a process woken by a fire waits for that delivery to settle: it is then also
+      // the list that confirms the next arm, and a quiet wake costs one list.
+      if (!this.listed) await this.waitForDeliveries();
       list = await this.listNas();
       if (list === null) {
         summary.failed += 1;
