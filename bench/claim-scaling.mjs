@@ -1,11 +1,13 @@
-// Claim latency against job count (docs/performance.md: at 10,000 jobs within 2x of 10 jobs).
-// A claim rewrites only its own job's file, so its cost should not depend on how many jobs exist.
-// Usage: npm run build && node bench/claim-scaling.mjs
+// Claim latency against job count (at 10,000 jobs within 2x of 10 jobs), for the file store and PostgreSQL
+// side by side in the same run. A claim rewrites only its own job's file (or rows), so its cost should
+// not depend on how many jobs exist. PostgreSQL target: median <= 2 ms on loopback, flat in job count.
+// Usage: npm run build && node bench/claim-scaling.mjs [--store file|postgres]  (default: both)
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { importInternals } from './lib/common.mjs';
+import { benchPostgres, postgresModules } from './lib/postgres.mjs';
 
 const SIZES = [10, 1_000, 10_000];
 const CLAIMS = 400;
@@ -53,12 +55,20 @@ function picker(n, seed = 12345) {
   };
 }
 
-async function setUp(lib, n) {
+async function setUp(lib, kind, n) {
+  if (kind === 'postgres') {
+    const pg = await benchPostgres();
+    const { PostgresStore } = await postgresModules();
+    const store = await PostgresStore.open({ url: await pg.database(`claim_${n}`) });
+    const started = performance.now();
+    for (let i = 0; i < n; i++) await store.createJob(makeJob(`job-${i}`));
+    return { kind, n, store, setupMs: performance.now() - started, pick: picker(n), samples: [] };
+  }
   const dir = await mkdtemp(join(tmpdir(), `chronos-bench-claim-${n}-`));
   const store = await lib.FileStore.open({ dir });
   const started = performance.now();
   for (let i = 0; i < n; i++) await store.createJob(makeJob(`job-${i}`));
-  return { n, dir, store, setupMs: performance.now() - started, pick: picker(n), samples: [] };
+  return { kind, n, dir, store, setupMs: performance.now() - started, pick: picker(n), samples: [] };
 }
 
 async function claimOnce(lib, subject, owner, i) {
@@ -81,13 +91,13 @@ async function claimOnce(lib, subject, owner, i) {
 }
 
 /**
- * All sizes are set up first, then claimed round-robin (one claim on each size per round), so disk
- * and CPU drift on a shared machine hits every size alike instead of whichever ran last.
+ * All sizes of every store are set up first, then claimed round-robin (one claim on each per round), so
+ * disk and CPU drift on a shared machine hits every size and store alike instead of whichever ran last.
  */
-async function measureAll(lib) {
+async function measureAll(lib, kinds) {
   const subjects = [];
   try {
-    for (const n of SIZES) subjects.push(await setUp(lib, n));
+    for (const kind of kinds) for (const n of SIZES) subjects.push(await setUp(lib, kind, n));
     const owner = lib.currentOwner();
     for (let i = 0; i < WARMUP + CLAIMS; i++) {
       for (const subject of subjects) {
@@ -95,9 +105,10 @@ async function measureAll(lib) {
         if (i >= WARMUP) subject.samples.push(elapsed);
       }
     }
-    return subjects.map(({ n, setupMs, samples }) => {
+    return subjects.map(({ kind, n, setupMs, samples }) => {
       samples.sort((a, b) => a - b);
       return {
+        store: kind,
         jobs: n,
         claims: samples.length,
         setup_ms: Math.round(setupMs),
@@ -109,9 +120,18 @@ async function measureAll(lib) {
   } finally {
     for (const { store, dir } of subjects) {
       await store.close();
-      await rm(dir, { recursive: true, force: true });
+      if (dir) await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+/** `--store file|postgres` (or BENCH_STORE) measures one store; the default is both, side by side. */
+function storesToMeasure(argv = process.argv) {
+  const at = argv.indexOf('--store');
+  const chosen = at >= 0 ? argv[at + 1] : process.env.BENCH_STORE;
+  if (chosen === undefined || chosen === 'both') return ['file', 'postgres'];
+  if (chosen !== 'file' && chosen !== 'postgres') throw new Error(`--store must be file, postgres or both`);
+  return [chosen];
 }
 
 export async function run({ log = console.log } = {}) {
@@ -121,30 +141,48 @@ export async function run({ log = console.log } = {}) {
   if (!lib.FileStore || !lib.claimOccurrence || !lib.currentOwner) {
     throw new Error(`${entry} must export FileStore, claimOccurrence and currentOwner`);
   }
-  const rows = await measureAll(lib);
-  const base = rows[0].median_ms;
-  for (const row of rows) row.median_ratio_to_10 = row.median_ms / base;
+  const kinds = storesToMeasure();
+  const rows = await measureAll(lib, kinds);
+  for (const row of rows) {
+    const base = rows.find((r) => r.store === row.store && r.jobs === SIZES[0]);
+    row.median_ratio_to_10 = row.median_ms / base.median_ms;
+    const file = rows.find((r) => r.store === 'file' && r.jobs === row.jobs);
+    if (file) row.median_ratio_to_file = row.median_ms / file.median_ms;
+  }
   const fmt = (ms) => ms.toFixed(3).padStart(8);
-  log('claim latency (ms), FileStore, one claim at a time on random jobs, sizes interleaved');
-  log('    jobs  claims   median      p90      p99  median/median@10');
+  log('claim latency (ms), one claim at a time on random jobs, sizes and stores interleaved');
+  log('store        jobs  claims   median      p90      p99  median/median@10  median/file');
   for (const r of rows) {
     log(
-      `${String(r.jobs).padStart(8)} ${String(r.claims).padStart(7)} ${fmt(r.median_ms)} ${fmt(r.p90_ms)} ${fmt(r.p99_ms)}  ${r.median_ratio_to_10.toFixed(2)}x`,
+      `${r.store.padEnd(8)} ${String(r.jobs).padStart(8)} ${String(r.claims).padStart(7)} ${fmt(r.median_ms)} ${fmt(r.p90_ms)} ${fmt(r.p99_ms)}  ${r.median_ratio_to_10.toFixed(2).padStart(15)}x  ${(r.median_ratio_to_file ?? 1).toFixed(2).padStart(10)}x`,
     );
   }
-  const last = rows.at(-1);
+  const checks = {};
+  for (const kind of kinds) {
+    const last = rows.find((r) => r.store === kind && r.jobs === SIZES.at(-1));
+    checks[`${kind}_flat`] = last.median_ratio_to_10 <= 2;
+  }
+  if (kinds.includes('postgres'))
+    checks.postgres_median_2ms = rows.filter((r) => r.store === 'postgres').every((r) => r.median_ms <= 2);
   const result = {
     benchmark: 'claim-scaling',
-    target: 'median claim latency at 10,000 jobs <= 2x the median at 10 jobs',
-    pass: last.median_ratio_to_10 <= 2,
+    target:
+      'median claim latency at 10,000 jobs <= 2x the median at 10 jobs (each store); PostgreSQL median <= 2 ms on loopback',
+    pass: Object.values(checks).every(Boolean),
+    checks,
     node: process.version,
     measured_at: new Date().toISOString(),
     rows,
   };
+  if (kinds.includes('postgres')) await (await benchPostgres()).close();
   const outDir = new URL('./results/', import.meta.url);
   await mkdir(outDir, { recursive: true });
   await writeFile(new URL('claim-scaling.json', outDir), `${JSON.stringify(result, null, 2)}\n`);
-  log(`target (10k median <= 2x 10 median): ${result.pass ? 'met' : 'NOT met'}`);
+  log(
+    `targets: ${Object.entries(checks)
+      .map(([name, ok]) => `${name} ${ok ? 'met' : 'NOT met'}`)
+      .join('; ')}`,
+  );
   return result;
 }
 

@@ -21,6 +21,7 @@ import { Activity } from './scheduler/activity.js';
 import { BuiltinProvider } from './scheduler/builtin.js';
 import { ChronosProvider } from './scheduler/chronos.js';
 import { IdleExit } from './scheduler/idle-exit.js';
+import { armLockOf } from './store/arm-lock.js';
 import { FileStore } from './store/file-store.js';
 import { LeaseKeeper } from './store/lease.js';
 import { currentOwner } from './store/owner.js';
@@ -188,6 +189,17 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     return nas;
   };
 
+  // Replicas sharing the store arm one at a time, and settle the runs a dead replica left (docs/architecture.md).
+  const armLock = armLockOf(store, { holder: `${owner.host}/${owner.pid}/${owner.boot_id}`, clock, logger });
+  // Loaded only then: nothing new on a file store's cold start.
+  const orphans = armLock.shared
+    ? new (await import('./run/orphan-sweep.js')).OrphanSweep({
+        clock,
+        logger,
+        recover: async () => (await getRunner()).recoverInterrupted(),
+      })
+    : undefined;
+
   let provider: SchedulerProvider;
   const engine = new Engine({
     store,
@@ -211,6 +223,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       engine,
       activity,
       nas: getNas,
+      armLock,
       unavailableReason: () => chronosUnavailableReason(config),
       ...(config.armingAlertSeconds > 0
         ? {
@@ -301,7 +314,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
       onStale: (job) => void provider.arm(job).catch(() => {}),
       onAccepted: (fire) => {
-        void engine.onAccepted(fire);
+        void engine.onAccepted(fire).then(() => orphans?.soon());
         // A process that stays up never starts again: its key set ages here, not at start-up.
         void verifier.refreshIfStale();
       },
@@ -320,6 +333,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
             jobsFile: config.jobsFile,
             jwksAgeMs: () => verifier.jwksAgeMs(),
             startedAt,
+            replica: owner,
             handlers: options.handlers,
             startup,
           }),
@@ -335,6 +349,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       idle?.stop();
       // Alerts still pending stay so in the store; the next start sends them.
       if (alerts) (await alerts).stop();
+      orphans?.stop();
       logger.info({ reason, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
       await provider.stop();
       // Accepted fires count from the claim to the post-run arm (Engine.onAccepted), not only while the
@@ -441,6 +456,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       logger.error({ err }, 'resuming pending alerts failed');
     }
     markStartupDone();
+    if (shuttingDown === undefined) orphans?.start();
     await keys; // never rejects; idle exit must not cut a refresh short before it is persisted
     if (provider.name === 'chronos' && config.idleExitSeconds > 0 && shuttingDown === undefined) {
       idle = new IdleExit({

@@ -1,40 +1,65 @@
 // A spawned production Chronos (chronos provider, in-process emulator) with N jobs due now, one fire
 // token per job minted ahead, for the warm-fire and memory benchmarks.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childEnv, chronosEnv, distDir, importInternals, quietEmulator } from './common.mjs';
+import { childEnv, chronosEnv, distDir, importDist, importInternals } from './common.mjs';
+import { benchPostgres, postgresModules } from './postgres.mjs';
 import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
 
 /**
- * Jobs are `every 1h` with next_run_at set to one shared instant just before start, so each job's
+ * Jobs are `every 1h` with next_run_at set to one shared instant 30 s after start, so each job's
  * first fire carries fire_at == next_run_at (accepted) and a re-send of it is a duplicate.
+ * `store: 'postgres'` keeps them in a new database on the benchmarks' PostgreSQL server (CHRONOS_DATABASE_URL).
  */
-export async function startChronosServer({ jobs, env = {} }) {
+export async function startChronosServer({ jobs, env = {}, store: kind = 'file' }) {
   const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-server-'));
-  const emulator = await quietEmulator();
+  // NAS holds every arm and never delivers it (its timers never fire): Chronos must not find a due
+  // occurrence missing at NAS and claim it itself before the benchmark's own fires.
+  const { startEmulator } = await importDist('emulator.js');
+  const emulator = await startEmulator({
+    clock: { now: () => Date.now(), setTimeout: () => ({ unref() {} }), clearTimeout() {} },
+  });
   const recorder = await startRecorder();
   const dataDir = join(work, 'data');
-  const store = await lib.FileStore.open({ dir: dataDir });
-  const dueAt = Date.now();
+  let storeEnv = {};
+  let store;
+  if (kind === 'postgres') {
+    const databaseUrl = await (await benchPostgres()).database('server');
+    store = await (await postgresModules()).PostgresStore.open({ url: databaseUrl });
+    storeEnv = { CHRONOS_DATABASE_URL: databaseUrl };
+  } else {
+    store = await lib.FileStore.open({ dir: dataDir });
+  }
+  // Due in 30 s: armed at NAS by the start-up reconcile (not claimed as overdue), and within the window in
+  // which a fire may arrive early (60 s), so every first fire is accepted.
+  const dueAt = Date.now() + 30_000;
   const ids = [];
   for (let i = 0; i < jobs; i++) {
     const job = lib.buildJob(
       { id: `job-${i}`, schedule: 'every 1h', target: { type: 'http', url: `${recorder.url}/hook/${i}` } },
-      { now: dueAt, defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
+      { now: Date.now(), defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
     );
     await store.createJob({ ...job, next_run_at: dueAt });
     ids.push(job.id);
   }
   await store.close();
+  await mkdir(dataDir, { recursive: true });
   await writeFile(
     join(dataDir, 'jwks-cache.json'),
-    JSON.stringify({ fetched_at: dueAt, jwks: emulator.jwks() }),
+    JSON.stringify({ fetched_at: Date.now(), jwks: emulator.jwks() }),
   );
+  // Fire tokens live about two minutes: minted ahead, and again whenever the benchmark asks (a slow machine
+  // can take longer than that over all the fires).
   const tokens = [];
-  for (let i = 0; i < jobs; i++) tokens.push(await emulator.mintFireToken({ sub: `job-${i}` }));
+  const mintedAt = [];
+  const mint = async (i) => {
+    tokens[i] = await emulator.mintFireToken({ sub: `job-${i}` });
+    mintedAt[i] = Date.now();
+  };
+  for (let i = 0; i < jobs; i++) await mint(i);
   const fireAt = new Date(dueAt).toISOString();
 
   // Counted from each fire's one info line ('job ran'), written once its run has ended.
@@ -45,7 +70,7 @@ export async function startChronosServer({ jobs, env = {} }) {
     process.execPath,
     // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     [...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), serveJs],
-    childEnv({ ...chronosEnv(emulator, dataDir), CHRONOS_FIRE_RATE_LIMIT: '1000000', ...env }),
+    childEnv({ ...chronosEnv(emulator, dataDir), CHRONOS_FIRE_RATE_LIMIT: '1000000', ...storeEnv, ...env }),
     chronosPort,
     (line) => {
       if (line.includes('"msg":"job ran"')) runs += 1;
@@ -77,6 +102,14 @@ export async function startChronosServer({ jobs, env = {} }) {
     },
     /** Runs that have ended (each fire's 'job ran' line). */
     runs: () => runs,
+    /** Re-mints job i's token when it is older than a minute (outside any timed request). */
+    async freshToken(i) {
+      if (Date.now() - mintedAt[i] > 60_000) await mint(i);
+    },
+    /** Re-mints every token. */
+    async mintTokens() {
+      for (let i = 0; i < jobs; i++) await mint(i);
+    },
     waitUntil,
     output: proc.output,
     async close() {

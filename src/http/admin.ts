@@ -57,6 +57,11 @@ export interface AdminDeps {
    */
   startup?: { done(): boolean; wait(timeoutMs: number): Promise<boolean> };
   startupWaitMs?: number;
+  /**
+   * The process answering (`/api/status` names it): behind a load balancer over several replicas, the
+   * reply says which one it came from.
+   */
+  replica?: { host: string; boot_id: string; pid: number } | undefined;
 }
 
 /** Job fields a PATCH may carry: any subset of the spec, except the immutable id. */
@@ -428,6 +433,9 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     }
     return {
       version: VERSION,
+      ...(deps.replica
+        ? { replica: { host: deps.replica.host, boot_id: deps.replica.boot_id, pid: deps.replica.pid } }
+        : {}),
       uptime_seconds: Math.max(0, Math.round((now - deps.startedAt) / 1000)),
       provider: status.provider,
       provider_configured: deps.configuredProvider,

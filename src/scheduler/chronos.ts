@@ -14,6 +14,7 @@ import type {
   SchedulerProvider,
   UnconfirmedArm,
 } from '../occurrence/provider.js';
+import { type ArmLock, SINGLE_PROCESS_ARM_LOCK } from '../store/arm-lock.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import { SingleFlight } from './debounce.js';
@@ -48,6 +49,8 @@ export interface ChronosProviderDeps {
    */
   onArmingFailed?: (jobId: string, since: number, error: string) => void;
   armingAlertAfterMs?: number;
+  /** Serialises arming with other replicas on the same ledger; the single-process lock when absent. */
+  armLock?: ArmLock;
 }
 
 /** See `deliverySettleMs`. */
@@ -167,7 +170,7 @@ export class ChronosProvider implements SchedulerProvider {
   async reconcile(): Promise<ReconcileSummary> {
     const started = this.deps.clock.now();
     try {
-      const result = await this.reconcileOnce(started);
+      const result = await this.withArmLock(() => this.reconcileOnce(started));
       this.reconcileFailed = false;
       return result;
     } catch (err) {
@@ -292,8 +295,18 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   async arm(job: Job): Promise<void> {
+    await this.withArmLock(async (shared) => {
+      // Another replica may have claimed, changed or removed the job since `job` was read: arming the
+      // stored job keeps this call from undoing a newer replica's arm.
+      const current = shared ? await this.deps.store.getJob(job.id) : job;
+      if (current === undefined) return this.disarmHeld(job.id);
+      return this.armHeld(current);
+    });
+  }
+
+  private async armHeld(job: Job): Promise<void> {
     const at = armedInstant(job);
-    if (at === null) return this.disarm(job.id);
+    if (at === null) return this.disarmHeld(job.id);
     this.bump(job.id);
     this.setDesired(job.id, at);
     if (this.disabled || this.holds(job.id, at)) return;
@@ -307,6 +320,37 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   async disarm(jobId: string): Promise<void> {
+    await this.withArmLock(async (shared) => {
+      // A replica's disarm (a fire that found the job gone or paused) must not cancel the arm another
+      // replica made since for a job that exists again or was resumed.
+      const current = shared ? await this.deps.store.getJob(jobId) : undefined;
+      if (current !== undefined) return this.armHeld(current);
+      return this.disarmHeld(jobId);
+    });
+  }
+
+  /**
+   * Runs an arming section under the arm lock. When another replica armed since this process last held
+   * it, what this process believes NAS holds may be wrong (that replica provisioned, cancelled, or NAS
+   * delivered to it): the beliefs are dropped, so arms are provisioned again and confirmed by a new list.
+   */
+  private withArmLock<T>(section: (shared: boolean) => Promise<T>): Promise<T> {
+    const lock = this.deps.armLock ?? SINGLE_PROCESS_ARM_LOCK;
+    return lock.hold(async ({ othersSince }) => {
+      if (othersSince) this.forgetNasView();
+      return section(lock.shared);
+    });
+  }
+
+  private forgetNasView(): void {
+    this.armed.clear();
+    this.absent.clear();
+    this.listed = false;
+    for (const jobId of this.desired.keys())
+      this.unconfirm(jobId, 'another replica called NAS since; waiting for a NAS list to confirm the arm');
+  }
+
+  private async disarmHeld(jobId: string): Promise<void> {
     this.bump(jobId);
     this.forget(jobId);
     this.failed.delete(jobId);

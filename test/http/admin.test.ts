@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_STARTUP_WAIT_MS, NAS_WARNING, RECONCILING_WARNING } from '../../src/http/admin.js';
@@ -515,6 +515,12 @@ describe('admin API: status and OpenAPI', () => {
       at: expect.stringMatching(/^2026-01-05T/),
       failed: 0,
       trusted: true,
+    });
+    // Behind a load balancer over several replicas, the reply names the process that answered it.
+    expect(res.body.replica).toEqual({
+      host: hostname(),
+      pid: process.pid,
+      boot_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
     });
   });
 

@@ -1,6 +1,8 @@
 import type { Clock, TimerHandle } from '../../clock.js';
 import { ChronosError, isChronosError } from '../../errors.js';
 import type { Job, RunRecord } from '../../jobs/model.js';
+import type { ArmLock, ArmLockContext } from '../arm-lock.js';
+import { LeaseArmLock, type LeaseBackend } from '../lease-arm-lock.js';
 import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from '../store.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
 
@@ -157,6 +159,26 @@ export class ConnectingStore implements Store {
   }
   getRun(jobId: string, runId: string): Promise<RunRecord | undefined> {
     return this.call((s) => s.getRun(jobId, runId));
+  }
+
+  /**
+   * Replicas arm one at a time under the database's arm lease (docs/architecture.md, "Replicas"); until the
+   * database is reached, taking it fails `store_unavailable` like every other call (arming is retried).
+   */
+  armLock(context: ArmLockContext): ArmLock {
+    const lease = (): LeaseBackend => {
+      const inner = this.store();
+      if (inner instanceof PostgresStore) return inner.leaseBackend();
+      throw new ChronosError('store_unavailable', `a ${inner.kind} store keeps no arm lease`);
+    };
+    return new LeaseArmLock({
+      ...context,
+      backend: {
+        tryAcquire: (holder, ttlMs) => lease().tryAcquire(holder, ttlMs),
+        renew: (holder, ttlMs) => lease().renew(holder, ttlMs),
+        release: (holder) => lease().release(holder),
+      },
+    });
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,9 @@ import postgres, { type ReservedSql, type Sql } from 'postgres';
 import { ChronosError, isChronosError } from '../../errors.js';
 import { jobLimitProblems } from '../../jobs/limits.js';
 import { JOB_ID_PATTERN, type Job, type RunRecord } from '../../jobs/model.js';
+import type { ArmLock, ArmLockContext } from '../arm-lock.js';
 import { isRecord, jobShapeProblem } from '../job-shape.js';
+import { LeaseArmLock, type LeaseBackend } from '../lease-arm-lock.js';
 import {
   assertSameId,
   assertWithinLimits,
@@ -17,6 +19,7 @@ import {
   runNotFound,
 } from '../ledger.js';
 import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from '../store.js';
+import { PostgresLeaseBackend } from './arm-lease.js';
 import { withReserved } from './reserved.js';
 import { migrate, readSchemaState, type SchemaState, schemaNewerError } from './schema.js';
 
@@ -515,6 +518,16 @@ export class PostgresStore implements Store {
       (sql) => sql`SELECT doc FROM chronos_runs WHERE job_id = ${jobId} AND run_id = ${runId}`,
     );
     return row ? this.readableRun(jobId, runId, row['doc']) : undefined;
+  }
+
+  /** Replicas on this database arm one at a time, under a lease row (docs/architecture.md, "Replicas"). */
+  armLock(context: ArmLockContext): ArmLock {
+    return new LeaseArmLock({ backend: this.leaseBackend(), ...context });
+  }
+
+  /** The arm lease's row on this database (the server's store wraps this one until it is connected). */
+  leaseBackend(): LeaseBackend {
+    return new PostgresLeaseBackend(this.sql);
   }
 
   /** Ends the pool's connections (idle exit and shutdown call it). Later calls fail `store_unavailable`. */

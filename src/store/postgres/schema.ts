@@ -11,6 +11,7 @@ import { withReserved } from './reserved.js';
  *                    (expires_at) as columns, so a claim is a row lock and an insert, and a lease renewal
  *                    one UPDATE
  *   chronos_runs     (job_id, run_id), seq (append order: newest first = highest seq), doc jsonb
+ *   chronos_arm_lease  one row: which replica may call NAS to arm now (src/store/postgres/arm-lease.ts)
  *   chronos_damaged  rows set aside: a run history entry that cannot be read, or a damaged job deleted by
  *                    the operator; never deleted by Chronos
  *
@@ -31,7 +32,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    description: 'jobs, fire ledger, run history, damaged records',
+    description: 'jobs, fire ledger, run history, damaged records, arm lease',
     sql: `
       CREATE TABLE IF NOT EXISTS chronos_jobs (
         id text PRIMARY KEY,
@@ -66,6 +67,12 @@ export const MIGRATIONS: readonly Migration[] = [
         doc jsonb,
         error text NOT NULL,
         moved_at bigint NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS chronos_arm_lease (
+        name text PRIMARY KEY,
+        holder text,
+        expires_at bigint NOT NULL,
+        generation bigint NOT NULL
       );`,
   },
   {

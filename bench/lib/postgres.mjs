@@ -1,0 +1,65 @@
+// PostgreSQL for the benchmarks: the tests' own harness (test/helpers/postgres.ts: Debian's server binaries,
+// initdb into a temporary directory, loopback port, removed afterwards) and the PostgresStore, both compiled
+// from source with esbuild on first use, so the benchmarks and the tests start the same server the same way.
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { RESULTS } from './common.mjs';
+
+const ROOT = new URL('../../', import.meta.url);
+
+let compiled;
+/** { startPostgres, PostgresStore, claimOccurrence, currentOwner } built from src/ and test/helpers/. */
+export function postgresModules() {
+  compiled ??= (async () => {
+    const { build } = await import('esbuild');
+    // Inside the repository, so the compiled files resolve `postgres` from its node_modules.
+    const out = new URL('.pg/', RESULTS);
+    await mkdir(out, { recursive: true });
+    const entries = {
+      harness: fileURLToPath(new URL('test/helpers/postgres.ts', ROOT)),
+      store: fileURLToPath(new URL('src/store/postgres/postgres-store.ts', ROOT)),
+    };
+    await build({
+      entryPoints: entries,
+      outdir: fileURLToPath(out),
+      outExtension: { '.js': '.mjs' },
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      logLevel: 'error',
+    });
+    const [harness, store] = await Promise.all([
+      import(new URL('harness.mjs', out).href),
+      import(new URL('store.mjs', out).href),
+    ]);
+    return { startPostgres: harness.startPostgres, PostgresStore: store.PostgresStore };
+  })();
+  return compiled;
+}
+
+let server;
+/** One PostgreSQL server per benchmark process, stopped and removed at exit. */
+export function benchPostgres() {
+  server ??= (async () => {
+    const { startPostgres } = await postgresModules();
+    const pg = await startPostgres({ label: 'bench' });
+    const stopAtExit = () => void pg.destroy();
+    process.once('beforeExit', stopAtExit);
+    let count = 0;
+    return {
+      server: pg,
+      /** A new empty database; returns its URL. */
+      async database(prefix) {
+        count += 1;
+        return pg.createDatabase(`${prefix}_${process.pid}_${count}`);
+      },
+      async close() {
+        process.off('beforeExit', stopAtExit);
+        await pg.destroy();
+      },
+    };
+  })();
+  return server;
+}
