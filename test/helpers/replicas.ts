@@ -104,7 +104,9 @@ export async function startReplicaSet(options: ReplicaSetOptions): Promise<Repli
       CHRONOS_SHUTDOWN_GRACE_SECONDS: '2',
       PORT: String(port),
       HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
+      // The tests find which replica accepted a fire from its 'fire accepted' step, logged at debug.
+      LOG_LEVEL: 'debug',
+      LOG_FORMAT: 'json',
       ...options.env,
     });
     let child: ChildProcess | undefined;
