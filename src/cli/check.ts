@@ -150,7 +150,7 @@ export async function runCheck(argv: string[], io: CliIo): Promise<number> {
               : `database: schema version ${state.database}; migrated to version ${state.code} at the next start`;
       }
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       database = { state: 'unreachable', error: message };
       errors.push({ path: 'database', message: `cannot read the schema version: ${message}` });
     }

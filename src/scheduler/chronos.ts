@@ -1,7 +1,7 @@
 // src/scheduler/ owns the two providers that trigger fires (chronos: arms at NAS, this file; builtin: one
 // in-process timer), what is in flight (activity.ts) and idle exit. Both feed src/occurrence/engine.ts.
 import { type Clock, formatInstant, type TimerHandle } from '../clock.js';
-import { isChronosError } from '../errors.js';
+import { errorMessage, isChronosError } from '../errors.js';
 import { armedInstant, pastMisfireGrace } from '../jobs/lifecycle.js';
 import type { Job } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
@@ -660,7 +660,7 @@ export class ChronosProvider implements SchedulerProvider {
     if (now - since < after || this.armingAlerted.has(jobId)) return;
     this.armingAlerted.add(jobId);
     try {
-      this.deps.onArmingFailed(jobId, since, err instanceof Error ? err.message : String(err));
+      this.deps.onArmingFailed(jobId, since, errorMessage(err));
     } catch (hookErr) {
       this.deps.logger.error({ err: hookErr, job_id: jobId }, 'arming_failed alert hook threw');
     }

@@ -1,5 +1,5 @@
 import postgres, { type ReservedSql, type Sql } from 'postgres';
-import { ChronosError, isChronosError } from '../../errors.js';
+import { ChronosError, errorMessage, isChronosError } from '../../errors.js';
 import { jobLimitProblems } from '../../jobs/limits.js';
 import { JOB_ID_PATTERN, type Job, type RunRecord } from '../../jobs/model.js';
 import type { ArmLock, ArmLockContext } from '../arm-lock.js';
@@ -133,7 +133,7 @@ export function storeError(err: unknown, what: string): unknown {
   if (isChronosError(err)) return err;
   const code = sqlState(err);
   if (!(err instanceof postgres.PostgresError) && code === undefined) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   return new ChronosError(
     'store_unavailable',
     `PostgreSQL store: ${what} failed: ${message}${code === undefined ? '' : ` (${code})`}`,
