@@ -13,6 +13,7 @@ export const EDITABLE_FIELDS = [
   'concurrency',
   'misfire',
   'timeout_seconds',
+  'notify',
 ] as const;
 type EditableField = (typeof EDITABLE_FIELDS)[number];
 
@@ -74,6 +75,7 @@ export function specOfView(job: JobView): Record<EditableField, unknown> {
     concurrency: job.concurrency,
     misfire: job.misfire,
     timeout_seconds: job.timeout_seconds,
+    notify: job.notify,
   };
 }
 
