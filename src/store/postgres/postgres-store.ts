@@ -142,11 +142,23 @@ export function storeError(err: unknown, what: string): unknown {
   );
 }
 
+/**
+ * Seconds before the driver opens a connection again after one failed. The driver's own policy grows to
+ * 20 s over an outage, and a fire waiting on that connection outlives NAS's delivery timeout: NAS then sees
+ * a timeout rather than the 503 it retries, and the first fires after the database is back wait too. A pool
+ * of one or two connections can afford to try again within a second.
+ */
+export function reconnectDelaySeconds(failures: number): number {
+  const capped = Math.min(0.05 * 2 ** failures, 1);
+  return capped * (0.5 + Math.random() / 2);
+}
+
 export function createSql(options: PostgresStoreOptions): Sql {
   const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   return postgres(options.url, {
     max: options.poolSize ?? DEFAULT_POOL_SIZE,
     connect_timeout: Math.max(1, Math.ceil((options.connectTimeoutMs ?? 5_000) / 1000)),
+    backoff: reconnectDelaySeconds,
     onnotice: () => {},
     // Instants are epoch ms in bigint columns: numbers well inside 2^53.
     types: {

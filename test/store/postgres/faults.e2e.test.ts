@@ -117,6 +117,22 @@ describe('PostgresStore faults (a private server, stopped and started)', () => {
     expect((await store.listJobs()).map((j) => j.id)).toEqual(['a']);
   });
 
+  it('answers within a second or so after a long outage, so fires are refused or claimed before NAS gives up', async () => {
+    const store = await open(url);
+    await store.createJob(makeJob('b'));
+    await server.stop();
+    // Each failed connect lengthens the driver's wait before the next; its own policy reaches 20 s.
+    for (let i = 0; i < 8; i++) {
+      const started = Date.now();
+      await expect(store.getJob('b')).rejects.toMatchObject({ code: 'store_unavailable' });
+      expect(Date.now() - started, `failed call ${i + 1}`).toBeLessThan(3_000);
+    }
+    await server.start();
+    const started = Date.now();
+    expect((await store.getJob('b'))?.id).toBe('b');
+    expect(Date.now() - started).toBeLessThan(3_000);
+  }, 60_000);
+
   it('ConnectingStore: 503-style store_unavailable until the database is reached, retried with backoff', async () => {
     await server.stop();
     const clock = new ManualClock(T0);
