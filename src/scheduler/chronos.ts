@@ -14,7 +14,12 @@ import type {
   SchedulerProvider,
   UnconfirmedArm,
 } from '../occurrence/provider.js';
-import { type ArmLock, SINGLE_PROCESS_ARM_LOCK } from '../store/arm-lock.js';
+import {
+  type ArmBelief,
+  type ArmLock,
+  type ArmViewUpdate,
+  SINGLE_PROCESS_ARM_LOCK,
+} from '../store/arm-lock.js';
 import type { Store } from '../store/store.js';
 import type { Activity } from './activity.js';
 import { SingleFlight } from './debounce.js';
@@ -100,6 +105,10 @@ export class ChronosProvider implements SchedulerProvider {
   private seq = 0;
   /** Clock time of the last delivery answered for each job. */
   private readonly deliveredAt = new Map<string, number>();
+  /** Jobs whose belief (`armed` / `absent`) changed since this process last recorded them under the arm lock. */
+  private readonly beliefsChanged = new Set<string>();
+  /** Deliveries answered since the last record: each consumed the arm others may still record as held. */
+  private readonly deliveredUnrecorded = new Map<string, number | undefined>();
   private reconcileFailed = false;
   private listed = false;
   private needList = false;
@@ -155,13 +164,9 @@ export class ChronosProvider implements SchedulerProvider {
   onDelivered(jobId: string, fireAt: number | undefined): void {
     const now = this.deps.clock.now();
     this.deliveredAt.set(jobId, now);
-    // The delivered arm is consumed. NAS holds one arm per job, so unless we armed another instant since
-    // (our call then replaced it), NAS now holds nothing for the job and a cancel would be wasted.
-    const held = this.armed.get(jobId);
-    if (!this.perJob.has(jobId) && (held === undefined || fireAt === undefined || held === fireAt)) {
-      this.armed.delete(jobId);
-      this.absent.add(jobId);
-    }
+    this.deliveredUnrecorded.set(jobId, fireAt);
+    // A call in flight for the job replaces the delivered arm, whatever it was.
+    if (!this.perJob.has(jobId)) this.consumeDelivered(jobId, fireAt);
     // Whatever NAS holds for the job can still change until its delivery bookkeeping is done.
     this.unconfirm(jobId, 'NAS delivered a fire; waiting for it to finish before confirming the next arm');
     if (!this.stopped && !this.disabled) this.scheduleVerify(false);
@@ -330,16 +335,38 @@ export class ChronosProvider implements SchedulerProvider {
   }
 
   /**
-   * Runs an arming section under the arm lock. When another replica armed since this process last held
-   * it, what this process believes NAS holds may be wrong (that replica provisioned, cancelled, or NAS
-   * delivered to it): the beliefs are dropped, so arms are provisioned again and confirmed by a new list.
+   * Runs an arming section under the arm lock. With replicas, the section starts from what the other
+   * holders recorded of NAS's arms since this process's last hold, and records what it changed itself
+   * when it ends (docs/architecture.md, "Replicas"): a replica never provisions an instant another
+   * has had acknowledged, nor trusts an arm another has replaced or cancelled.
    */
   private withArmLock<T>(section: (shared: boolean) => Promise<T>): Promise<T> {
     const lock = this.deps.armLock ?? SINGLE_PROCESS_ARM_LOCK;
-    return lock.hold(async ({ othersSince }) => {
-      if (othersSince) this.forgetNasView();
-      return section(lock.shared);
+    return lock.hold(async (held) => {
+      if (held.view) this.adoptView(held.view);
+      try {
+        return await section(lock.shared);
+      } finally {
+        held.record(this.takeBeliefChanges());
+      }
     });
+  }
+
+  private adoptView(view: ArmViewUpdate): void {
+    if (view.reset) this.forgetNasView();
+    for (const [jobId, belief] of view.beliefs) {
+      if (this.beliefOf(jobId) === belief) continue;
+      this.believe(jobId, belief);
+      // Another replica called NAS for this job: only a list made after that confirms it.
+      if (this.desired.has(jobId))
+        this.unconfirm(
+          jobId,
+          'another replica called NAS for this job since; waiting for a NAS list to confirm it',
+        );
+      // A delivery this process answered since then may have consumed the arm the other recorded.
+      if (this.deliveredUnrecorded.has(jobId))
+        this.consumeDelivered(jobId, this.deliveredUnrecorded.get(jobId));
+    }
   }
 
   private forgetNasView(): void {
@@ -348,6 +375,37 @@ export class ChronosProvider implements SchedulerProvider {
     this.listed = false;
     for (const jobId of this.desired.keys())
       this.unconfirm(jobId, 'another replica called NAS since; waiting for a NAS list to confirm the arm');
+  }
+
+  /** The changed beliefs to record with the arm lock's release; none are pending afterwards. */
+  private takeBeliefChanges(): Map<string, ArmBelief> {
+    const changes = new Map<string, ArmBelief>();
+    for (const jobId of this.beliefsChanged) changes.set(jobId, this.beliefOf(jobId));
+    this.beliefsChanged.clear();
+    this.deliveredUnrecorded.clear();
+    return changes;
+  }
+
+  private beliefOf(jobId: string): ArmBelief {
+    return this.armed.get(jobId) ?? (this.absent.has(jobId) ? 'absent' : 'unknown');
+  }
+
+  private believe(jobId: string, belief: ArmBelief): void {
+    if (this.beliefOf(jobId) === belief) return;
+    this.armed.delete(jobId);
+    this.absent.delete(jobId);
+    if (typeof belief === 'number') this.armed.set(jobId, belief);
+    else if (belief === 'absent') this.absent.add(jobId);
+    this.beliefsChanged.add(jobId);
+  }
+
+  /**
+   * A delivered arm is consumed. NAS holds one arm per job, so unless another instant was armed since
+   * (that call replaced it), NAS now holds nothing for the job and a cancel would be wasted.
+   */
+  private consumeDelivered(jobId: string, fireAt: number | undefined): void {
+    const held = this.armed.get(jobId);
+    if (held === undefined || fireAt === undefined || held === fireAt) this.believe(jobId, 'absent');
   }
 
   private async disarmHeld(jobId: string): Promise<void> {
@@ -479,13 +537,7 @@ export class ChronosProvider implements SchedulerProvider {
       const at = view.get(jobId);
       const believed = this.armed.get(jobId);
       if (believed !== undefined && believed !== at) snapshot.contradicted.add(jobId);
-      if (at === undefined) {
-        this.armed.delete(jobId);
-        this.absent.add(jobId);
-      } else {
-        this.armed.set(jobId, at);
-        this.absent.delete(jobId);
-      }
+      this.believe(jobId, at ?? 'absent');
     }
     this.listed = true;
     this.nasReachable = true;
@@ -582,8 +634,7 @@ export class ChronosProvider implements SchedulerProvider {
         const nas = await this.deps.nas();
         await this.deps.activity.track('nas', () => nas.provision({ job_id: jobId, fire_at: at }));
         this.lastCallSeq.set(jobId, ++this.seq);
-        this.armed.set(jobId, at);
-        this.absent.delete(jobId);
+        this.believe(jobId, at);
         this.failed.delete(jobId);
         this.armingSince.delete(jobId);
         this.armingAlerted.delete(jobId);
@@ -611,8 +662,7 @@ export class ChronosProvider implements SchedulerProvider {
         const nas = await this.deps.nas();
         await this.deps.activity.track('nas', () => nas.cancel(jobId));
         this.lastCallSeq.set(jobId, ++this.seq);
-        this.armed.delete(jobId);
-        this.absent.add(jobId);
+        this.believe(jobId, 'absent');
         this.failed.delete(jobId);
         this.nasReachable = true;
         return true;

@@ -11,8 +11,8 @@ import type { Logger } from '../logger.js';
 export interface ArmLock {
   /**
    * Whether other processes arm the same jobs (several replicas on one database). When true, a holder
-   * re-reads what it arms from the store, and drops what it believed NAS holds whenever another process
-   * held the lock since its own last hold.
+   * re-reads what it arms from the store, takes over what the other holders recorded of NAS's arms, and
+   * records its own before releasing (docs/architecture.md, "Replicas").
    */
   readonly shared: boolean;
   /** Runs `fn` while no other process runs an arming section, then releases. */
@@ -25,15 +25,40 @@ export interface ArmLockHold {
    * may have been made that this process did not see, so its view of NAS is out of date.
    */
   readonly othersSince: boolean;
+  /**
+   * When `othersSince`: what the other holders recorded of NAS's arms meanwhile (`view.reset`: start from
+   * nothing, then take `view.beliefs`; otherwise apply `view.beliefs` over this process's own view).
+   * Null when this process held the lock last: its own view is current.
+   */
+  readonly view: ArmViewUpdate | null;
+  /**
+   * What this section learned of NAS's arms (the provider's acknowledged and known-absent arms that
+   * changed). Written when the lock is released, and only if it is still this process's: a holder that
+   * lost the lock records nothing, and the next holder starts from nothing.
+   */
+  record(changes: ReadonlyMap<string, ArmBelief>): void;
 }
 
 /**
- * One process per ledger (the file store): the provider already orders its own NAS calls per job, so
- * the lock has nothing to add and costs nothing.
+ * What a process believes NAS holds for one job: an instant NAS acknowledged (a provision, or a `list`
+ * that showed it), `absent` (a cancel or a delivery consumed the arm, or a list showed none), or
+ * `unknown`. A belief is not a confirmation: each process confirms with its own `list`.
+ */
+export type ArmBelief = number | 'absent' | 'unknown';
+
+export interface ArmViewUpdate {
+  /** The previous view cannot be trusted (first hold, or a holder died without recording its calls). */
+  reset: boolean;
+  beliefs: ReadonlyMap<string, ArmBelief>;
+}
+
+/**
+ * One process per ledger (the file store): the provider already orders its own NAS calls per job and
+ * keeps its view of NAS in memory, so the lock has nothing to add and costs nothing.
  */
 export const SINGLE_PROCESS_ARM_LOCK: ArmLock = {
   shared: false,
-  hold: (fn) => fn({ othersSince: false }),
+  hold: (fn) => fn({ othersSince: false, view: null, record: () => {} }),
 };
 
 /** What a shared lock needs from the process that holds it. */

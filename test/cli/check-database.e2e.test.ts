@@ -10,19 +10,19 @@ describe('chronos check with CHRONOS_DATABASE_URL', () => {
     const env = { CHRONOS_DATABASE_URL: url };
     const empty = await runCli(['check'], { env });
     expect(empty.code).toBe(0);
-    expect(empty.stdout).toContain('database: no Chronos tables yet; they are created (version 2) at start');
+    expect(empty.stdout).toContain('database: no Chronos tables yet; they are created (version 3) at start');
 
     await (await PostgresStore.open({ url })).close();
     const current = await runCli(['check', '--json'], { env });
     expect(current.code).toBe(0);
     expect(JSON.parse(current.stdout)).toMatchObject({
-      database: { state: 'current', database: 2, code: 2 },
+      database: { state: 'current', database: 3, code: 3 },
       errors: [],
     });
 
-    await adminQuery(url, 'UPDATE chronos_schema SET version = 1');
+    await adminQuery(url, 'UPDATE chronos_schema SET version = 2');
     expect((await runCli(['check'], { env })).stdout).toContain(
-      'database: schema version 1; migrated to version 2 at the next start',
+      'database: schema version 2; migrated to version 3 at the next start',
     );
 
     await adminQuery(url, 'UPDATE chronos_schema SET version = 9');

@@ -7,6 +7,8 @@ import type { ArmLock } from '../../src/store/arm-lock.js';
 import { LeaseArmLock, MemoryLeaseBackend } from '../../src/store/lease-arm-lock.js';
 import { flushMicrotasks } from '../helpers/manual-clock.js';
 import {
+  armDirectly,
+  callsOf,
   createHarness,
   MINUTE,
   nasClientFor,
@@ -109,6 +111,85 @@ describe('replicas arming one ledger under the arm lease', () => {
     // A fire reached A while the job was gone; B re-created it before A's disarm ran.
     await a.disarm('tick');
 
+    expect(nasHolds('tick')).toBe(formatFireAt(T0 + 15 * MINUTE));
+  });
+});
+
+/** The instants provisioned at NAS for the job, in call order. */
+function provisioned(jobId: string): string[] {
+  return emulator
+    .provisions()
+    .filter((p) => p.kind === 'provision' && p.status === 200)
+    .map((p) => p.body as { job_id: string; fire_at: string })
+    .filter((body) => body.job_id === jobId)
+    .map((body) => body.fire_at);
+}
+
+describe('replicas share what NAS holds through the arm lease', () => {
+  it('an instant one replica had acknowledged is not provisioned again by the other, nor by itself after the other', async () => {
+    const job = await h.addJob(recordSpec('tick', 'every 15m'));
+    const a = replica('a');
+    const b = replica('b');
+    await a.arm(job);
+    expect(provisioned('tick')).toEqual([formatFireAt(T0 + 15 * MINUTE)]);
+
+    // B arms the same stored job (its own fire's after-run arm, say): A's record says NAS holds it.
+    await b.arm(job);
+    expect(b.isArmed('tick')).toBe(true);
+    // A's next section comes after B's: A takes over B's view instead of forgetting its own.
+    await a.arm(job);
+    expect(provisioned('tick')).toEqual([formatFireAt(T0 + 15 * MINUTE)]);
+
+    // A claim through B moves the job on: B provisions the new instant once, A sees it armed.
+    const advanced = await h.store.updateJob('tick', (j): Job => ({ ...j, next_run_at: T0 + 30 * MINUTE }));
+    await b.arm(advanced);
+    await a.arm(advanced);
+    expect(a.isArmed('tick')).toBe(true);
+    expect(provisioned('tick')).toEqual([formatFireAt(T0 + 15 * MINUTE), formatFireAt(T0 + 30 * MINUTE)]);
+  });
+
+  it('a cancel by one replica is known to the other: it neither trusts the old arm nor cancels again', async () => {
+    const job = await h.addJob(recordSpec('tick', 'every 15m'));
+    const a = replica('a');
+    const b = replica('b');
+    await b.arm(job);
+    await h.store.updateJob('tick', (j): Job => ({ ...j, state: 'paused' }));
+    await a.disarm('tick');
+    expect(nasHolds('tick')).toBeUndefined();
+    expect(callsOf(emulator, 'cancel')).toBe(1);
+
+    await b.disarm('tick');
+    expect(callsOf(emulator, 'cancel')).toBe(1);
+    const resumed = await h.store.updateJob('tick', (j): Job => ({ ...j, state: 'scheduled' }));
+    await b.arm(resumed);
+    expect(nasHolds('tick')).toBe(formatFireAt(T0 + 15 * MINUTE));
+  });
+
+  it('a delivery answered by one replica consumes the arm the other recorded', async () => {
+    const job = await h.addJob(recordSpec('tick', 'every 15m'));
+    const a = replica('a');
+    const b = replica('b');
+    await a.arm(job);
+    // NAS delivered 00:15 to B (a duplicate, say: nothing moved the job) and consumed the arm.
+    b.onDelivered('tick', T0 + 15 * MINUTE);
+    await b.arm(job);
+    expect(provisioned('tick')).toEqual([formatFireAt(T0 + 15 * MINUTE), formatFireAt(T0 + 15 * MINUTE)]);
+  });
+
+  it('after a holder died mid-section (its lease expired unreleased) the next holder trusts no recorded view', async () => {
+    const job = await h.addJob(recordSpec('tick', 'every 15m'));
+    const a = replica('a');
+    await a.arm(job);
+    // A replica took the lease, called NAS (cancelled the arm, say) and died before recording anything.
+    expect(await backend.tryAcquire('dead', 30_000)).toMatchObject({ previousReleased: true });
+    await armDirectly(emulator, 'tick', formatFireAt(T0 + 60 * MINUTE));
+    const b = replica('b');
+    const arming = b.arm(job);
+    await flushMicrotasks();
+    await h.clock.advance(31_000);
+    await arming;
+    // B provisioned although A's record said NAS held 00:15: that record may predate the dead holder's calls.
+    expect(provisioned('tick')).toEqual([15, 60, 15].map((minutes) => formatFireAt(T0 + minutes * MINUTE)));
     expect(nasHolds('tick')).toBe(formatFireAt(T0 + 15 * MINUTE));
   });
 });

@@ -176,7 +176,9 @@ export class ConnectingStore implements Store {
       backend: {
         tryAcquire: (holder, ttlMs) => lease().tryAcquire(holder, ttlMs),
         renew: (holder, ttlMs) => lease().renew(holder, ttlMs),
-        release: (holder) => lease().release(holder),
+        release: (holder, changes) => lease().release(holder, changes),
+        readView: (after) => lease().readView(after),
+        resetView: (holder, generation) => lease().resetView(holder, generation),
       },
     });
   }

@@ -12,6 +12,8 @@ import { withReserved } from './reserved.js';
  *                    one UPDATE
  *   chronos_runs     (job_id, run_id), seq (append order: newest first = highest seq), doc jsonb
  *   chronos_arm_lease  one row: which replica may call NAS to arm now (src/store/postgres/arm-lease.ts)
+ *   chronos_nas_view   per job, what the arm lease's holders last knew NAS to hold (an instant, absent or
+ *                    unknown), written when a holder releases the lease, so the next holder takes it over
  *   chronos_damaged  rows set aside: a run history entry that cannot be read, or a damaged job deleted by
  *                    the operator; never deleted by Chronos
  *
@@ -81,6 +83,24 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `
       CREATE INDEX IF NOT EXISTS chronos_ledger_claimed
         ON chronos_ledger (owner_boot_id) WHERE status = 'claimed';`,
+  },
+  {
+    version: 3,
+    description: "the arm lease's shared view of NAS arms (each instant armed once across replicas)",
+    // No foreign key to chronos_jobs: NAS may hold an arm for a job the store no longer has (an orphan to
+    // cancel). An existing lease row gets released_generation 0, so its next take starts from an empty view.
+    sql: `
+      ALTER TABLE chronos_arm_lease
+        ADD COLUMN IF NOT EXISTS released_generation bigint NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS view_reset_generation bigint NOT NULL DEFAULT 0;
+      CREATE TABLE IF NOT EXISTS chronos_nas_view (
+        job_id text PRIMARY KEY,
+        fire_at bigint,
+        belief text NOT NULL CHECK (belief IN ('armed', 'absent', 'unknown')),
+        generation bigint NOT NULL,
+        CHECK ((belief = 'armed') = (fire_at IS NOT NULL))
+      );
+      CREATE INDEX IF NOT EXISTS chronos_nas_view_by_generation ON chronos_nas_view (generation);`,
   },
 ];
 

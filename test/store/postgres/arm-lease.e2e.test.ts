@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
-import { armLockOf } from '../../../src/store/arm-lock.js';
+import { type ArmBelief, armLockOf } from '../../../src/store/arm-lock.js';
 import { PostgresLeaseBackend } from '../../../src/store/postgres/arm-lease.js';
 import { ConnectingStore } from '../../../src/store/postgres/connecting-store.js';
 import { createSql, PostgresStore } from '../../../src/store/postgres/postgres-store.js';
@@ -70,7 +70,11 @@ describe('the arm lease on PostgreSQL', () => {
     const deadPool = createSql({ url });
     try {
       const dead = new PostgresLeaseBackend(deadPool);
-      expect(await dead.tryAcquire('dead', 400)).toBe(1);
+      expect(await dead.tryAcquire('dead', 400)).toEqual({
+        generation: 1,
+        previousReleased: true,
+        viewResetAt: 0,
+      });
       expect(await dead.tryAcquire('other', 400)).toBeNull();
       const started = Date.now();
       await store.armLock({ holder: 'b', clock: systemClock, logger }).hold(async () => {});
@@ -81,6 +85,63 @@ describe('the arm lease on PostgreSQL', () => {
     } finally {
       await deadPool.end({ timeout: 1 });
     }
+  });
+
+  it('carries the view of NAS arms from one holder to the next, written only by the holder at its release', async () => {
+    const [a, b] = await replicaStores();
+    const lockA = a.armLock({ holder: 'a', clock: systemClock, logger });
+    const lockB = b.armLock({ holder: 'b', clock: systemClock, logger });
+    const T = Date.parse('2030-01-01T00:00:00Z');
+
+    expect(await lockA.hold(async ({ view }) => view)).toEqual({ reset: true, beliefs: new Map() });
+    await lockA.hold(async (held) => {
+      held.record(
+        new Map<string, ArmBelief>([
+          ['tick', T],
+          ['gone', 'absent'],
+        ]),
+      );
+    });
+    // B's first hold takes the whole view; A's next hold, only what B recorded since A's last.
+    expect(await lockB.hold(async ({ view }) => view)).toEqual({
+      reset: true,
+      beliefs: new Map<string, unknown>([
+        ['tick', T],
+        ['gone', 'absent'],
+      ]),
+    });
+    await lockB.hold(async (held) => held.record(new Map([['tick', T + 60_000]])));
+    expect(await lockA.hold(async ({ view }) => view)).toEqual({
+      reset: false,
+      beliefs: new Map([['tick', T + 60_000]]),
+    });
+    expect(await lockA.hold(async ({ view }) => view)).toBeNull();
+
+    // A release by a replica that no longer holds the lease records nothing.
+    const backend = a.leaseBackend();
+    await backend.release('not-the-holder', new Map([['tick', 'unknown']]));
+    expect(await backend.readView(null)).toEqual(
+      new Map<string, unknown>([
+        ['tick', T + 60_000],
+        ['gone', 'absent'],
+      ]),
+    );
+  });
+
+  it('empties the view when the lease is taken over after a holder died without releasing it', async () => {
+    const url = await freshDatabase('arm_lease_view_reset');
+    const store = await PostgresStore.open({ url });
+    stores.push(store);
+    const backend = store.leaseBackend();
+    const lock = store.armLock({ holder: 'b', clock: systemClock, logger });
+    await lock.hold(async (held) => held.record(new Map([['tick', 1_900_000_000_000]])));
+    // A holder that takes the lease for 300 ms and never releases it: its NAS calls are unrecorded.
+    expect(await backend.tryAcquire('dead', 300)).toMatchObject({ previousReleased: true });
+    const view = await lock.hold(async ({ view }) => view);
+    expect(view).toEqual({ reset: true, beliefs: new Map() });
+    expect(await backend.readView(null)).toEqual(new Map());
+    // The holder after that one released cleanly: its successor trusts the (empty) view again.
+    expect(await backend.tryAcquire('next', 300)).toMatchObject({ previousReleased: true });
   });
 
   it('is what the store the server opens (connecting in the background) offers: shared, refused until connected', async () => {
