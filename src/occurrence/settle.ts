@@ -60,6 +60,14 @@ export function settleRun(
     const current = view.job;
     if (current === undefined) return { result: 'gone' };
     const row = view.entry(fireAt);
+    // Written again after a commit whose reply was lost (the runner retries while the store is
+    // unavailable): the run is already counted, and counting it twice would double a failure streak.
+    const counted =
+      row?.status === 'finished' &&
+      row.run_id === run.run_id &&
+      current.last_run_at === run.started_at &&
+      current.last_status === run.status;
+    if (counted) return { result: current };
     // `interrupted` too: another process may have given up on this run after its TTL, wrongly.
     const settle = row !== undefined && (row.status === 'claimed' || row.status === 'interrupted');
     const summarised = jobAfterRun(current, run, verdict);

@@ -43,6 +43,17 @@ const ERROR_LIMIT_BYTES = 2048;
 export const LOCAL_RETRY_BASE_MS = 250;
 export const LOCAL_RETRY_MAX_MS = 5_000;
 export const LOCAL_RETRY_MSG = 'run could not start for a reason inside Chronos; retrying';
+/**
+ * A run's end (its record, then its settle) that the store refuses as unavailable (the database
+ * restarting or unreachable) is written again after 250 ms, 500 ms, 1 s… (at most 5 s apart) for up to
+ * five minutes. The run counts as in progress meanwhile: its claim lease is renewed, idle exit waits, and
+ * no other replica takes it for an orphan. Past that, or when shutdown aborts it, the run shows
+ * `interrupted` later, as if its process had died.
+ */
+export const END_WRITE_RETRY_BASE_MS = 250;
+export const END_WRITE_RETRY_MAX_MS = 5_000;
+export const END_WRITE_RETRY_FOR_MS = 5 * 60_000;
+export const END_WRITE_RETRY_MSG = 'recording the end of a run failed: the store is unavailable; retrying';
 
 interface ActiveRun {
   run_id: string;
@@ -244,17 +255,19 @@ export class JobRunner {
       if (alerts.length > 0) run.alerts = alerts;
     }
 
+    const signal = active.controller.signal;
+    const endBy = finished + END_WRITE_RETRY_FOR_MS;
     if (appended) {
-      await this.attempt('record run end', logFields, () =>
+      await this.attemptUntilStored('record run end', logFields, signal, endBy, () =>
         this.store.updateRun(job.id, occ.run_id, () => run),
       );
     } else {
       // The start could not be written; one more try to leave the outcome in history.
-      await this.attempt('record run', logFields, () => this.store.appendRun(run));
+      await this.attemptUntilStored('record run', logFields, signal, endBy, () => this.store.appendRun(run));
     }
 
     // Ledger settle and job summary in one durable write: a crash cannot leave one without the other.
-    const summary = await this.attempt('update job after run', logFields, () =>
+    const summary = await this.attemptUntilStored('update job after run', logFields, signal, endBy, () =>
       settleRun(
         this.store,
         job.id,
@@ -511,6 +524,40 @@ export class JobRunner {
         this.logger.error({ ...fields, err }, `${what} failed`);
       }
       return undefined;
+    }
+  }
+
+  /**
+   * `attempt`, written again with backoff while the store answers `store_unavailable`, until `endBy` (run
+   * clock) or until `signal` aborts (shutdown's grace period is over): see END_WRITE_RETRY_FOR_MS.
+   */
+  private async attemptUntilStored<T>(
+    what: string,
+    fields: object,
+    signal: AbortSignal,
+    endBy: number,
+    step: () => Promise<T>,
+  ): Promise<T | undefined> {
+    for (let tries = 1; ; tries++) {
+      try {
+        const result = await step();
+        if (tries > 1) this.logger.info({ ...fields, tries }, `${what}: written once the store was back`);
+        return result;
+      } catch (err) {
+        // Anything else (the job removed meanwhile, a damaged record) is what a retry cannot change.
+        if (!isChronosError(err, 'store_unavailable'))
+          return this.attempt(what, fields, () => Promise.reject(err));
+        const delay = Math.min(END_WRITE_RETRY_MAX_MS, END_WRITE_RETRY_BASE_MS * 2 ** (tries - 1));
+        if (signal.aborted || this.clock.now() + delay > endBy) {
+          this.logger.error(
+            { ...fields, err, tries },
+            `${what} failed; gave up retrying (the run will show interrupted)`,
+          );
+          return undefined;
+        }
+        if (tries === 1) this.logger.warn({ ...fields, err, what, retry_in_ms: delay }, END_WRITE_RETRY_MSG);
+        await this.pause(delay, signal);
+      }
     }
   }
 

@@ -14,6 +14,12 @@ import type { Owner, Store } from './store.js';
 export const CLAIM_LEASE_MS = 60_000;
 /** Three renewals per lease: one lost to a slow or failed write still leaves two. */
 export const LEASE_RENEW_EVERY_MS = 20_000;
+/**
+ * A renewal that failed (the database restarting) is tried again after 1 s, 2 s, 4 s… up to the period:
+ * once the database is back, the claims of runs that lived through the outage are renewed within seconds,
+ * before another replica's orphan sweep can take their expired lease for a dead owner's.
+ */
+export const LEASE_RENEW_RETRY_MS = 1_000;
 
 export interface LeaseKeeperOptions {
   store: Pick<Store, 'renewClaims'>;
@@ -30,6 +36,8 @@ export interface LeaseKeeperOptions {
 export class LeaseKeeper {
   private timer: TimerHandle | undefined;
   private stopped = false;
+  /** Renewals failed in a row: the next one comes sooner than the period (LEASE_RENEW_RETRY_MS). */
+  private failures = 0;
   private readonly leaseMs: number;
   private readonly everyMs: number;
 
@@ -55,13 +63,21 @@ export class LeaseKeeper {
     return this.options.store.renewClaims(this.options.owner, this.options.clock.now() + this.leaseMs);
   }
 
-  private schedule(): void {
+  private schedule(delayMs: number = this.everyMs): void {
     if (this.stopped) return;
     this.timer = this.options.clock.setTimeout(() => {
-      void this.renew()
-        .catch((err: unknown) => this.options.onError?.(err))
-        .finally(() => this.schedule());
-    }, this.everyMs);
+      void this.renew().then(
+        () => {
+          this.failures = 0;
+          this.schedule();
+        },
+        (err: unknown) => {
+          this.failures += 1;
+          this.options.onError?.(err);
+          this.schedule(Math.min(this.everyMs, LEASE_RENEW_RETRY_MS * 2 ** (this.failures - 1)));
+        },
+      );
+    }, delayMs);
     this.timer.unref();
   }
 }

@@ -5,10 +5,15 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
+import { ChronosError } from '../../src/errors.js';
 import { retryDelayMs } from '../../src/jobs/lifecycle.js';
 import type { Job, RunRecord, Trigger } from '../../src/jobs/model.js';
+import { settleRun } from '../../src/occurrence/settle.js';
 import {
   COMMANDS_REFUSED_ERROR,
+  END_WRITE_RETRY_BASE_MS,
+  END_WRITE_RETRY_FOR_MS,
+  END_WRITE_RETRY_MSG,
   INTERRUPTED_ERROR,
   JOB_REMOVED_ERROR,
   JobRunner,
@@ -34,8 +39,36 @@ interface Harness {
   logs: Array<Record<string, unknown>>;
 }
 
-function harness(options: { allowCommands?: boolean; outputLimitBytes?: number } = {}): Harness {
-  const store = new MemoryStore();
+/**
+ * A store whose writes fail as a PostgreSQL store's do while its database is down: `store_unavailable`,
+ * nothing written. Reads still answer (they are not what these tests are about).
+ */
+class OutageStore extends MemoryStore {
+  down = false;
+  refused = 0;
+  override updateRun(...args: Parameters<MemoryStore['updateRun']>): ReturnType<MemoryStore['updateRun']> {
+    this.refuseWhileDown();
+    return super.updateRun(...args);
+  }
+  override appendRun(run: RunRecord): Promise<void> {
+    this.refuseWhileDown();
+    return super.appendRun(run);
+  }
+  override transact<T>(...args: Parameters<MemoryStore['transact']>): Promise<T> {
+    this.refuseWhileDown();
+    return super.transact(...args) as Promise<T>;
+  }
+  private refuseWhileDown(): void {
+    if (!this.down) return;
+    this.refused += 1;
+    throw new ChronosError('store_unavailable', 'PostgreSQL store: write failed: connection refused');
+  }
+}
+
+function harness(
+  options: { allowCommands?: boolean; outputLimitBytes?: number; store?: MemoryStore } = {},
+): Harness {
+  const store = options.store ?? new MemoryStore();
   const clock = new ManualClock(T0);
   const handlers = createHandlerRegistry();
   const logs: Array<Record<string, unknown>> = [];
@@ -642,6 +675,111 @@ describe('JobRunner: a run that cannot start for a reason inside Chronos', () =>
     } finally {
       for (const fd of held) closeSync(fd);
     }
+  });
+});
+
+describe('JobRunner: a run that ends while the store is unavailable', () => {
+  async function until(what: string, predicate: () => boolean): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** A job whose handler takes the store down as the run ends (the database stops mid-run). */
+  async function endingInOutage(store: OutageStore) {
+    const h = harness({ store });
+    h.handlers.register('down', () => {
+      store.down = true;
+      h.clock.set(T0 + 2_000);
+      return 'done';
+    });
+    const job = await store.createJob(makeJob({ target: { type: 'handler', name: 'down', payload: null } }));
+    const outcome = fire(h, job, T0);
+    const retrying = () => h.logs.filter((l) => l['msg'] === END_WRITE_RETRY_MSG);
+    await until('the first retry', () => retrying().length === 1);
+    return { h, job, outcome, retrying };
+  }
+
+  it('writes the end again with backoff until the store is back: succeeded, settled, counted once', async () => {
+    const store = new OutageStore();
+    const { h, job, outcome, retrying } = await endingInOutage(store);
+    expect(retrying()[0]).toMatchObject({ what: 'record run end', retry_in_ms: END_WRITE_RETRY_BASE_MS });
+    // Still in progress: its claim lease keeps being renewed and idle exit waits.
+    expect(h.runner.active).toBe(1);
+    await h.clock.advance(END_WRITE_RETRY_BASE_MS);
+    await until('the second refusal', () => store.refused === 2);
+    // Backoff: nothing is tried again before twice the first wait.
+    await h.clock.advance(2 * END_WRITE_RETRY_BASE_MS - 1);
+    expect(store.refused).toBe(2);
+    store.down = false;
+    await h.clock.advance(1);
+    const { run } = await outcome;
+
+    expect(run.status).toBe('succeeded');
+    expect(await store.getRun(job.id, run.run_id)).toMatchObject({ status: 'succeeded', output: 'done' });
+    expect((await store.getLedgerEntry(job.id, T0))?.status).toBe('finished');
+    expect(await store.getJob(job.id)).toMatchObject({ last_status: 'succeeded', failure_streak: 0 });
+    expect(h.runner.active).toBe(0);
+    expect(h.logs.some((l) => l['msg'] === 'record run end: written once the store was back')).toBe(true);
+  });
+
+  it('gives up after END_WRITE_RETRY_FOR_MS: the claim stays for recovery to record it interrupted', async () => {
+    const store = new OutageStore();
+    const { h, job, outcome } = await endingInOutage(store);
+    let settled = false;
+    void outcome.then(() => {
+      settled = true;
+    });
+    while (!settled && h.clock.now() < T0 + 2_000 + END_WRITE_RETRY_FOR_MS + 10_000) {
+      await h.clock.advance(1_000);
+      await flushMicrotasks();
+    }
+    expect(settled).toBe(true);
+    // Within the bound (it gives up before a wait would pass it), not earlier than a wait before it.
+    expect(h.clock.now()).toBeLessThanOrEqual(T0 + 2_000 + END_WRITE_RETRY_FOR_MS);
+    expect(h.clock.now()).toBeGreaterThan(T0 + 2_000 + END_WRITE_RETRY_FOR_MS - 10_000);
+    expect(h.logs.some((l) => String(l['msg']).startsWith('record run end failed; gave up retrying'))).toBe(
+      true,
+    );
+    store.down = false;
+    expect((await store.getLedgerEntry(job.id, T0))?.status).toBe('claimed');
+    expect((await store.getRun(job.id, (await outcome).run.run_id))?.status).toBe('running');
+  });
+
+  it('stops retrying at once when shutdown aborts the runs still going', async () => {
+    const store = new OutageStore();
+    const { h, outcome } = await endingInOutage(store);
+    h.runner.abortAll('shutdown grace period over');
+    const { run } = await outcome;
+    expect(run.status).toBe('succeeded');
+    // One last try of each of the two end writes (record, settle), and no wait on the clock.
+    expect(store.refused).toBe(3);
+    expect(h.clock.now()).toBe(T0 + 2_000);
+  });
+
+  it('a settle written twice (its first reply lost) counts the run once', async () => {
+    const h = harness();
+    const job = await h.store.createJob(makeJob({ retry: undefined }));
+    const entry = await claim(h, job, T0);
+    const run: RunRecord = {
+      run_id: entry.run_id,
+      job_id: job.id,
+      fire_at: T0,
+      trigger: 'nas',
+      status: 'failed',
+      attempt: 1,
+      started_at: T0,
+      finished_at: T0 + 10,
+      output: null,
+      error: 'boom',
+    };
+    const verdict = { failed: true, retryable: true, attempt: 1 };
+    await settleRun(h.store, job.id, T0, run, verdict);
+    await settleRun(h.store, job.id, T0, run, verdict);
+    expect(await h.store.getJob(job.id)).toMatchObject({ failure_streak: 1, last_status: 'failed' });
+    expect((await h.store.getLedgerEntry(job.id, T0))?.status).toBe('finished');
   });
 });
 
