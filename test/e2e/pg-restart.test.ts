@@ -1,4 +1,5 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { END_WRITE_RETRY_MSG } from '../../src/run/runner.js';
 import { removeBundleSnapshot } from '../helpers/e2e.js';
 import { type PostgresServer, startPostgres } from '../helpers/postgres.js';
 import { type ReplicaSet, startReplicaSet } from '../helpers/replicas.js';
@@ -77,8 +78,8 @@ describe('e2e: PostgreSQL stopped and started during a stream of fires', () => {
         .deliveries()
         .filter((d) => d.status === 503)
         .map((d) => `${d.job_id}@${Date.parse(d.fire_at)}`);
-    // What ran is what reached the target: a run that ends while the database is down may not get its
-    // end recorded (its history says so later), but it ran.
+    // What ran is what reached the target; each is recorded `succeeded`, a run that ended while the
+    // database was down included (its end is written once the database is back).
     const ran = async () => new Set(s.recorder.hits().map((h) => `${h.job}@${Date.parse(h.fireAt)}`));
     await s.waitFor(
       'every refused occurrence run after the restart',
@@ -99,6 +100,16 @@ describe('e2e: PostgreSQL stopped and started during a stream of fires', () => {
       return accepted().every((d) => done.has(`${d.job_id}@${Date.parse(d.fire_at)}`));
     });
 
+    const succeeded = async () => {
+      const keys = new Set<string>();
+      for (const id of JOBS)
+        for (const run of await s.runs(id)) if (run.status === 'succeeded') keys.add(`${id}@${run.fire_at}`);
+      return keys;
+    };
+    await s.waitFor('every occurrence that ran recorded succeeded', async () => {
+      const [done, recorded] = [await ran(), await succeeded()];
+      return [...done].every((key) => recorded.has(key));
+    });
     for (const d of s.nas.deliveries().filter((x) => x.status === 503))
       expect(d.body).toMatchObject({ error: 'claim_failed' });
     // Exactly once: one accepted delivery, one run record and one target call per occurrence.
@@ -120,4 +131,54 @@ describe('e2e: PostgreSQL stopped and started during a stream of fires', () => {
     // The process that lived through the outage is the one that started: no restart of its own.
     expect(chronos.exited()).toBeUndefined();
   }, 150_000);
+
+  it('a run that ends while the database is down is recorded succeeded once it is back, never interrupted', async () => {
+    server = await startPostgres({ label: 'restart-end' });
+    const url = await server.createDatabase('restart_end');
+    set = await startReplicaSet({ databaseUrl: url, count: 1 });
+    const s = set;
+    const [chronos] = s.replicas as [ReplicaSet['replicas'][0]];
+    expect(
+      (
+        await s.admin(chronos, 'POST', '/api/jobs', {
+          id: 'slow',
+          schedule: 'every 5s',
+          target: { type: 'http', url: `${s.recorder.url}/hang-once/slow` },
+        })
+      ).status,
+    ).toBe(201);
+    // The first run is held at its target: it is in progress when the database stops.
+    await s.waitFor(
+      'the first run to reach its target',
+      () => s.recorder.hitsFor('slow').length >= 1,
+      30_000,
+    );
+    const fireAt = Date.parse(s.recorder.hitsFor('slow')[0]!.fireAt);
+
+    const stoppedAt = Date.now();
+    await server.stop();
+    s.recorder.releaseHung();
+    await s.waitFor('the run end refused and retried', () =>
+      chronos.logs().some((l) => l.msg === END_WRITE_RETRY_MSG && l['what'] === 'record run end'),
+    );
+    // Down until the next occurrence's fire is refused too (its end is retried with backoff meanwhile).
+    await s.waitFor(
+      'a fire refused while the database is down',
+      () => s.nas.deliveries().some((d) => d.status === 503 && Date.parse(d.at) >= stoppedAt),
+      30_000,
+    );
+    await server.start();
+
+    await s.waitFor(
+      'the run recorded succeeded',
+      async () => (await s.runs('slow')).some((r) => r.fire_at === fireAt && r.status === 'succeeded'),
+      30_000,
+    );
+    const runs = (await s.runs('slow')).filter((r) => r.fire_at === fireAt);
+    expect(runs.map((r) => r.status)).toEqual(['succeeded']);
+    expect(chronos.logsWith('record run end: written once the store was back')).toHaveLength(1);
+    expect(chronos.logs().some((l) => String(l.msg).includes('gave up retrying'))).toBe(false);
+    expect(chronos.logs().some((l) => l.msg === 'run interrupted by the end of its process')).toBe(false);
+    expect(s.recorder.hitsFor('slow').filter((h) => Date.parse(h.fireAt) === fireAt)).toHaveLength(1);
+  }, 120_000);
 });

@@ -83,12 +83,14 @@ export interface Recorder {
   hits(): Hit[];
   /** Hits whose X-Chronos-Job is `job`. */
   hitsFor(job: string): Hit[];
+  /** Answers 200 to the requests held open so far (a slow target finishing). */
+  releaseHung(): void;
   close(): Promise<void>;
 }
 
 /**
  * Answers 200 to everything, except that the first request to a path starting with `/hang-once/` is held
- * open (never answered) until close: the "slow target" a process can be killed in the middle of.
+ * open until `releaseHung()` (or close): the "slow target" a process can be killed in the middle of.
  */
 export async function startRecorder(onHit: () => void = () => {}): Promise<Recorder> {
   const hits: Hit[] = [];
@@ -123,6 +125,12 @@ export async function startRecorder(onHit: () => void = () => {}): Promise<Recor
     url: `http://127.0.0.1:${port}`,
     hits: () => [...hits],
     hitsFor: (job) => hits.filter((h) => h.job === job),
+    releaseHung() {
+      for (const res of held.splice(0)) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('ok');
+      }
+    },
     async close() {
       for (const res of held) res.destroy();
       await new Promise<void>((r) => {
