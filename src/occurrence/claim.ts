@@ -214,6 +214,27 @@ export async function claimOccurrence(
   }
 }
 
+/**
+ * A run about to start long after its claim: keeps the claim, renewing its lease to `expiresAt`, if it is
+ * still this run's (`ours`); `taken` when another process took it over after its lease expired (that
+ * process runs the occurrence), `gone` when the job was removed. Under the job's lock, like a claim: a
+ * takeover and this start cannot both succeed.
+ */
+export function keepClaimForStart(
+  store: Store,
+  jobId: string,
+  fireAt: number,
+  runId: string,
+  expiresAt: number,
+): Promise<'ours' | 'taken' | 'gone'> {
+  return store.transact<'ours' | 'taken' | 'gone'>(jobId, (view) => {
+    if (view.job === undefined) return { result: 'gone' };
+    const row = view.entry(fireAt);
+    if (row?.status !== 'claimed' || row.run_id !== runId) return { result: 'taken' };
+    return { ledger: [{ ...row, expires_at: Math.max(row.expires_at, expiresAt) }], result: 'ours' };
+  });
+}
+
 export type RecordResult =
   | { outcome: 'recorded'; entry: LedgerEntry; job: Job }
   | { outcome: 'duplicate'; entry: LedgerEntry }

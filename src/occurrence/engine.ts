@@ -18,6 +18,11 @@ export interface Occurrence {
   run_id: string;
   trigger: Trigger;
   attempt: number;
+  /**
+   * When the claim was handed to the engine (run clock). A run that starts long after it (a stalled
+   * process) first makes sure its claim was not taken over meanwhile (docs/architecture.md, "The claim lease").
+   */
+  claimed_at?: number;
 }
 
 export interface RunOutcome {
@@ -66,6 +71,7 @@ export class Engine {
   onAccepted(fire: AcceptedFire): Promise<void> {
     const { activity, logger } = this.deps;
     const end = activity.begin('run');
+    const claimedAt = this.deps.clock.now();
     return (async () => {
       let outcome: RunOutcome | undefined;
       let after: Job | undefined;
@@ -79,6 +85,7 @@ export class Engine {
           run_id: fire.run_id,
           trigger: fire.trigger,
           attempt: fire.attempt,
+          claimed_at: claimedAt,
         });
         after =
           outcome.job === 'gone' ? undefined : (outcome.job ?? (await this.deps.store.getJob(fire.job.id)));

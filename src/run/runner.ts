@@ -7,8 +7,10 @@ import { runTimeoutMs } from '../jobs/jobs.js';
 import { jobAfterRun, type RunVerdict } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, RunStatus } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
+import { keepClaimForStart } from '../occurrence/claim.js';
 import type { Occurrence, RunOutcome } from '../occurrence/engine.js';
 import { settleClaimed, settleInterrupted, settleRun } from '../occurrence/settle.js';
+import { CLAIM_LEASE_MS } from '../store/lease.js';
 import { isOwnerAlive } from '../store/owner.js';
 import type { LedgerEntry, LedgerStatus, Owner, Store } from '../store/store.js';
 import { boundText, DEFAULT_OUTPUT_LIMIT_BYTES } from './output.js';
@@ -35,6 +37,14 @@ export const INTERRUPTED_ERROR = 'process ended before the run finished';
 export const COMMANDS_REFUSED_ERROR =
   'command targets are disabled: set CHRONOS_ALLOW_COMMANDS=true or declare the job in the jobs file';
 export const JOB_REMOVED_ERROR = 'job was removed before the run started';
+export const CLAIM_TAKEN_ERROR =
+  'claim taken over by another process after its lease expired, before this run started';
+/**
+ * A run that starts this long after its claim (a process stalled between the two) first checks, under the
+ * job's lock, that the claim is still its own and renews its lease: past CLAIM_LEASE_MS another replica may
+ * have taken it over and run the occurrence. Half the lease leaves room for clocks that disagree.
+ */
+export const CLAIM_CHECK_AFTER_MS = CLAIM_LEASE_MS / 2;
 const ERROR_LIMIT_BYTES = 2048;
 /**
  * A target that could not start for a reason inside Chronos (EMFILE, ENFILE, ENOMEM, EAGAIN) is started
@@ -207,6 +217,22 @@ export class JobRunner {
       trigger: occ.trigger,
       attempt: occ.attempt,
     };
+    if (occ.claimed_at !== undefined && started - occ.claimed_at >= CLAIM_CHECK_AFTER_MS) {
+      const kept = await this.keepClaim(occ, started, logFields);
+      if (kept !== 'ours') {
+        const error =
+          kept === 'gone'
+            ? JOB_REMOVED_ERROR
+            : kept === 'taken'
+              ? CLAIM_TAKEN_ERROR
+              : 'claim too old to run without confirming it, and the store could not confirm it';
+        return {
+          run: this.blankRun(occ, 'skipped', started, started, error),
+          retry_at: null,
+          job: kept === 'gone' ? 'gone' : undefined,
+        };
+      }
+    }
     const running = this.blankRun(occ, 'running', started, null, null);
     let appended = false;
     try {
@@ -383,6 +409,41 @@ export class JobRunner {
         result: { ok: false, output: null, error: `internal error: ${message}`, timedOut: false },
         retryable: true,
       };
+    }
+  }
+
+  /**
+   * See CLAIM_CHECK_AFTER_MS. Nothing is recorded when the claim is no longer ours: the process that took
+   * it over records the occurrence. A claim that cannot be checked is not run either: a started run is
+   * never run twice, and its row is left to recovery (`interrupted`) or to NAS's next delivery.
+   */
+  private async keepClaim(
+    occ: Occurrence,
+    now: number,
+    fields: object,
+  ): Promise<'ours' | 'taken' | 'gone' | 'unknown'> {
+    const stalledMs = now - (occ.claimed_at ?? now);
+    try {
+      const kept = await keepClaimForStart(
+        this.store,
+        occ.job.id,
+        occ.fire_at,
+        occ.run_id,
+        now + CLAIM_LEASE_MS,
+      );
+      if (kept === 'taken')
+        this.logger.warn(
+          { ...fields, stalled_ms: stalledMs },
+          'run not started: its claim was taken over by another process after its lease expired',
+        );
+      else if (kept === 'gone') this.logger.debug(fields, 'run not started: its job no longer exists');
+      return kept;
+    } catch (err) {
+      this.logger.error(
+        { ...fields, err, stalled_ms: stalledMs },
+        'run not started: its claim is old and could not be confirmed as still ours',
+      );
+      return 'unknown';
     }
   }
 
