@@ -366,6 +366,8 @@ export class ChronosProvider implements SchedulerProvider {
       // A delivery this process answered since then may have consumed the arm the other recorded.
       if (this.deliveredUnrecorded.has(jobId))
         this.consumeDelivered(jobId, this.deliveredUnrecorded.get(jobId));
+      // What the view already says needs no recording again.
+      if (this.beliefOf(jobId) === belief) this.beliefsChanged.delete(jobId);
     }
   }
 
