@@ -113,7 +113,11 @@ export class LeaseArmLock implements ArmLock {
     renew();
     let changes: ReadonlyMap<string, ArmBelief> = new Map();
     try {
-      const view = await this.viewSince(take, last);
+      const view = await this.viewSince(take, last).catch((err: unknown) => {
+        // Nothing was adopted: the next hold reads the whole view again.
+        this.lastGeneration = undefined;
+        throw err;
+      });
       return await fn({
         othersSince: view !== null,
         view,

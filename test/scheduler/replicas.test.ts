@@ -269,6 +269,21 @@ describe('LeaseArmLock', () => {
     expect(bRan).toBe(true);
   });
 
+  it('a hold whose view could not be read adopts the whole view at its next hold', async () => {
+    const a = leaseLock('a');
+    const b = leaseLock('b');
+    await b.hold(async () => {});
+    await a.hold(async (held) => held.record(new Map([['tick', T0 + 15 * MINUTE]])));
+    const readView = backend.readView.bind(backend);
+    backend.readView = () => Promise.reject(new Error('connection lost'));
+    await expect(b.hold(async () => 'armed')).rejects.toThrow('connection lost');
+    backend.readView = readView;
+    expect(await b.hold(async ({ view }) => view)).toEqual({
+      reset: true,
+      beliefs: new Map([['tick', T0 + 15 * MINUTE]]),
+    });
+  });
+
   it('gives up waiting with store_unavailable after its wait limit', async () => {
     const a = new LeaseArmLock({
       backend,
