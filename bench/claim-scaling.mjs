@@ -2,6 +2,9 @@
 // side by side in the same run. A claim rewrites only its own job's file (or rows), so its cost should
 // not depend on how many jobs exist. PostgreSQL target: median <= 2 ms on loopback, flat in job count.
 // Usage: npm run build && node bench/claim-scaling.mjs [--store file|postgres]  (default: both)
+//   BENCH_PG_LOCKED=1  also measures PostgreSQL claims that ignore the lock-free read as a basis (every claim
+//                      takes the row-lock transaction, as before the compare-and-set), interleaved, as the
+//                      same-run baseline of that change
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,12 +59,19 @@ function picker(n, seed = 12345) {
 }
 
 async function setUp(lib, kind, n) {
-  if (kind === 'postgres') {
+  if (kind === 'postgres' || kind === 'pg-locked') {
     const pg = await benchPostgres();
     const { PostgresStore } = await postgresModules();
-    const store = await PostgresStore.open({ url: await pg.database(`claim_${n}`) });
+    const opened = await PostgresStore.open({ url: await pg.database(`claim_${n}`) });
     const started = performance.now();
-    for (let i = 0; i < n; i++) await store.createJob(makeJob(`job-${i}`));
+    for (let i = 0; i < n; i++) await opened.createJob(makeJob(`job-${i}`));
+    let store = opened;
+    if (kind === 'pg-locked') {
+      // The same store with the claim's basis dropped: every claim decides under the row lock.
+      store = Object.create(opened);
+      store.transact = (id, fn, options) => opened.transact(id, fn, { ...options, basis: undefined });
+      store.close = () => opened.close();
+    }
     return { kind, n, store, setupMs: performance.now() - started, pick: picker(n), samples: [] };
   }
   const dir = await mkdtemp(join(tmpdir(), `chronos-bench-claim-${n}-`));
@@ -142,12 +152,15 @@ export async function run({ log = console.log } = {}) {
     throw new Error(`${entry} must export FileStore, claimOccurrence and currentOwner`);
   }
   const kinds = storesToMeasure();
+  if (kinds.includes('postgres') && process.env.BENCH_PG_LOCKED === '1') kinds.push('pg-locked');
   const rows = await measureAll(lib, kinds);
   for (const row of rows) {
     const base = rows.find((r) => r.store === row.store && r.jobs === SIZES[0]);
     row.median_ratio_to_10 = row.median_ms / base.median_ms;
     const file = rows.find((r) => r.store === 'file' && r.jobs === row.jobs);
     if (file) row.median_ratio_to_file = row.median_ms / file.median_ms;
+    const locked = rows.find((r) => r.store === 'pg-locked' && r.jobs === row.jobs);
+    if (locked && row.store === 'postgres') row.median_ratio_to_pg_locked = row.median_ms / locked.median_ms;
   }
   const fmt = (ms) => ms.toFixed(3).padStart(8);
   log('claim latency (ms), one claim at a time on random jobs, sizes and stores interleaved');
@@ -157,8 +170,12 @@ export async function run({ log = console.log } = {}) {
       `${r.store.padEnd(8)} ${String(r.jobs).padStart(8)} ${String(r.claims).padStart(7)} ${fmt(r.median_ms)} ${fmt(r.p90_ms)} ${fmt(r.p99_ms)}  ${r.median_ratio_to_10.toFixed(2).padStart(15)}x  ${(r.median_ratio_to_file ?? 1).toFixed(2).padStart(10)}x`,
     );
   }
+  for (const r of rows.filter((row) => row.median_ratio_to_pg_locked !== undefined))
+    log(
+      `postgres at ${r.jobs} jobs: median ${r.median_ratio_to_pg_locked.toFixed(2)}x the row-lock-only claim's (pg-locked)`,
+    );
   const checks = {};
-  for (const kind of kinds) {
+  for (const kind of kinds.filter((k) => k !== 'pg-locked')) {
     const last = rows.find((r) => r.store === kind && r.jobs === SIZES.at(-1));
     checks[`${kind}_flat`] = last.median_ratio_to_10 <= 2;
   }

@@ -57,6 +57,7 @@ function writeClaim(
   runId: string,
   owner: Owner,
   ttlMs?: number,
+  basis?: JobTxnView,
 ): Promise<Written> {
   return store.transact<Written>(
     jobId,
@@ -75,7 +76,7 @@ function writeClaim(
       };
       return { job: decision.job, ledger: [entry], result: { decision, entry } };
     },
-    { urgent: true },
+    { urgent: true, basis },
   );
 }
 
@@ -101,7 +102,8 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
   const runId = randomUUID();
   let written: Written;
   try {
-    written = await writeClaim(store, req.job_id, ask, runId, req.owner);
+    // The lock-free read is the basis: a store that can tell it is still current writes on it at once.
+    written = await writeClaim(store, req.job_id, ask, runId, req.owner, undefined, view);
     if (written.decision.kind === 'check_run') {
       // An orphaned row appeared between the two reads: look its run up and decide once more.
       ask.runStarted = (await store.getRun(req.job_id, written.decision.entry.run_id)) !== undefined;
@@ -190,12 +192,22 @@ export async function claimOccurrence(
     isAlive,
     advance: req.advance,
   };
+  let basis: JobTxnView | undefined;
   if (!req.checked) {
     // Lock-free first look: the identity step, so only the ledger rule can answer here.
-    const seen = decideClaim(await store.peek(req.job_id), { ...ask, advance: (job) => job });
+    basis = await store.peek(req.job_id);
+    const seen = decideClaim(basis, { ...ask, advance: (job) => job });
     if (seen.kind === 'duplicate') return { outcome: 'duplicate', entry: seen.entry };
   }
-  const { decision, entry } = await writeClaim(store, req.job_id, ask, req.run_id, req.owner, req.ttl_ms);
+  const { decision, entry } = await writeClaim(
+    store,
+    req.job_id,
+    ask,
+    req.run_id,
+    req.owner,
+    req.ttl_ms,
+    basis,
+  );
   switch (decision.kind) {
     case 'gone':
       return { outcome: 'job_missing' };

@@ -214,6 +214,83 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
         }));
     });
 
+    describe("transact on a basis (the caller's peek)", () => {
+      it('writes on a basis nothing has changed since, job and ledger row together', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const basis = await store.peek('a');
+          await store.transact(
+            'a',
+            (view) => ({
+              job: { ...view.job!, failure_streak: view.job!.failure_streak + 1 },
+              ledger: [settledRow('a', 10, 'skipped')],
+              result: undefined,
+            }),
+            { basis },
+          );
+          expect((await store.getJob('a'))?.failure_streak).toBe(1);
+          expect((await store.getLedgerEntry('a', 10))?.status).toBe('skipped');
+        }));
+
+      it('decides again on fresh state when the job was written after the basis was read', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const stale = await store.peek('a');
+          await store.transact('a', (view) => ({
+            job: { ...view.job!, failure_streak: 5 },
+            ledger: [settledRow('a', 10, 'skipped')],
+            result: undefined,
+          }));
+          const seen = await store.transact(
+            'a',
+            (view) => ({
+              job: { ...view.job!, failure_streak: view.job!.failure_streak + 1 },
+              result: [view.job!.failure_streak, view.entry(10)?.status],
+            }),
+            { basis: stale },
+          );
+          // What fn last decided on (and what was written) is the fresh state, not the basis.
+          expect(seen).toEqual([5, 'skipped']);
+          expect((await store.getJob('a'))?.failure_streak).toBe(6);
+        }));
+
+      it('decides again when only a ledger row was written after the basis was read', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const stale = await store.peek('a');
+          await store.transact('a', () => ({ ledger: [settledRow('a', 10, 'missed')], result: undefined }));
+          const outcome = await store.transact(
+            'a',
+            (view) =>
+              view.entry(10)
+                ? { result: 'duplicate' }
+                : { ledger: [settledRow('a', 10, 'skipped')], result: 'written' },
+            { basis: stale },
+          );
+          expect(outcome).toBe('duplicate');
+          expect((await store.getLedgerEntry('a', 10))?.status).toBe('missed');
+        }));
+
+      it('loses no update under 40 concurrent read-modify-writes, each on its own basis', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          await Promise.all(
+            Array.from({ length: 40 }, async () => {
+              const basis = await store.peek('a');
+              await store.transact(
+                'a',
+                (view) => {
+                  const job = view.job!;
+                  return { job: { ...job, failure_streak: job.failure_streak + 1 }, result: undefined };
+                },
+                { basis },
+              );
+            }),
+          );
+          expect((await store.getJob('a'))?.failure_streak).toBe(40);
+        }));
+    });
+
     describe('claims', () => {
       it('claims an occurrence, advancing the job in the same write', () =>
         withStore(async ({ store }) => {

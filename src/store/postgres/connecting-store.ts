@@ -3,7 +3,15 @@ import { ChronosError, isChronosError } from '../../errors.js';
 import type { Job, RunRecord } from '../../jobs/model.js';
 import type { ArmLock, ArmLockContext } from '../arm-lock.js';
 import { LeaseArmLock, type LeaseBackend } from '../lease-arm-lock.js';
-import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from '../store.js';
+import type {
+  DamagedRecord,
+  JobTxnView,
+  JobTxnWrite,
+  LedgerEntry,
+  Owner,
+  Store,
+  TransactOptions,
+} from '../store.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
 
 /*
@@ -133,8 +141,12 @@ export class ConnectingStore implements Store {
   removeDamagedJob(id: string): Promise<string | undefined> {
     return this.call((s) => s.removeDamagedJob(id));
   }
-  transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T> {
-    return this.call((s) => s.transact(jobId, fn));
+  transact<T>(
+    jobId: string,
+    fn: (view: JobTxnView) => JobTxnWrite<T>,
+    options?: TransactOptions,
+  ): Promise<T> {
+    return this.call((s) => s.transact(jobId, fn, options));
   }
   getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined> {
     return this.call((s) => s.getLedgerEntry(jobId, fireAt));

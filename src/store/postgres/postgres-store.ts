@@ -18,7 +18,15 @@ import {
   resolveTxnWrite,
   runNotFound,
 } from '../ledger.js';
-import type { DamagedRecord, JobTxnView, JobTxnWrite, LedgerEntry, Owner, Store } from '../store.js';
+import type {
+  DamagedRecord,
+  JobTxnView,
+  JobTxnWrite,
+  LedgerEntry,
+  Owner,
+  Store,
+  TransactOptions,
+} from '../store.js';
 import { PostgresLeaseBackend } from './arm-lease.js';
 import { withReserved } from './reserved.js';
 import { migrate, readSchemaState, type SchemaState, schemaNewerError } from './schema.js';
@@ -62,6 +70,14 @@ export interface PostgresStoreOptions {
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
 export const DEFAULT_POOL_SIZE = 2;
+
+/** A job row as `peek` read it: its row version (`xmin`) says whether anything was written since. */
+interface PeekedState {
+  jobId: string;
+  job: Job;
+  ledger: LedgerEntry[];
+  version: string;
+}
 
 const LEDGER_COLUMNS = `job_id, fire_at, status, trigger, run_id, owner_boot_id, owner_pid, owner_host,
   claimed_at, expires_at`;
@@ -184,6 +200,8 @@ export class PostgresStore implements Store {
   private readonly ledgerRetention: number;
   private readonly onDamaged: ((record: DamagedRecord) => void) | undefined;
   private readonly reported = new Set<string>();
+  /** What each view `peek` returned was read from, for a transaction that decides on it (`basis`). */
+  private readonly peeked = new WeakMap<JobTxnView, PeekedState>();
   private closed = false;
 
   private constructor(
@@ -342,7 +360,11 @@ export class PostgresStore implements Store {
 
   // ---- the fire path ----
 
-  async transact<T>(jobId: string, fn: (view: JobTxnView) => JobTxnWrite<T>): Promise<T> {
+  async transact<T>(
+    jobId: string,
+    fn: (view: JobTxnView) => JobTxnWrite<T>,
+    options?: TransactOptions,
+  ): Promise<T> {
     if (!JOB_ID_PATTERN.test(jobId)) {
       // No row can exist: decide on an empty view; a write would be refused below anyway.
       const write = fn(makeView(undefined, []));
@@ -352,6 +374,11 @@ export class PostgresStore implements Store {
       return write.result;
     }
     this.assertOpen();
+    const basis = options?.basis && this.peeked.get(options.basis);
+    if (basis !== undefined && basis.jobId === jobId) {
+      const applied = await this.transactOnBasis(jobId, fn, basis);
+      if (applied !== undefined) return applied.result;
+    }
     try {
       return await withReserved(this.sql, async ({ conn }) => {
         // One round trip: the three statements are pipelined.
@@ -364,23 +391,12 @@ export class PostgresStore implements Store {
         const jobRow = jobRows[0];
         const current = jobRow ? this.readableJob(jobId, jobRow['doc']) : undefined;
         const existing = ledgerRows.map(toEntry);
-        const write = fn(
-          makeView(
-            current && structuredClone(current),
-            existing.map((e) => structuredClone(e)),
-          ),
-        );
-        const job = resolveTxnWrite(jobId, current, write);
-        if (job === undefined) {
+        const plan = this.planWrite(jobId, current, existing, fn);
+        if (plan.job === undefined) {
           await conn`ROLLBACK`;
-          return write.result;
+          return plan.result;
         }
-        assertWithinLimits(job);
-        const updates = write.ledger ?? [];
-        const kept = mergeLedger(existing, updates, this.ledgerRetention);
-        const keptAt = new Set(kept.map((row) => row.fire_at));
-        const dropped = existing.filter((row) => !keptAt.has(row.fire_at)).map((row) => row.fire_at);
-        const upserts = updates.filter((row) => keptAt.has(row.fire_at)).map(toRow);
+        const { job, upserts, dropped } = plan;
         const statements: Promise<unknown>[] = [
           current === undefined
             ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})`
@@ -404,7 +420,7 @@ export class PostgresStore implements Store {
         if (commit.command !== 'COMMIT') {
           throw new ChronosError('store_unavailable', 'PostgreSQL store: the transaction was rolled back');
         }
-        return write.result;
+        return plan.result;
       });
     } catch (err) {
       if (sqlState(err) === '23505') throw jobExists(jobId);
@@ -412,12 +428,83 @@ export class PostgresStore implements Store {
     }
   }
 
+  /**
+   * `fn` applied to the state a write would start from: the job to store (undefined: write nothing), the
+   * ledger rows to upsert and the fire_at of the rows retention drops.
+   */
+  private planWrite<T>(
+    jobId: string,
+    current: Job | undefined,
+    existing: LedgerEntry[],
+    fn: (view: JobTxnView) => JobTxnWrite<T>,
+  ): { result: T; job: Job | undefined; upserts: LedgerRow[]; dropped: number[] } {
+    const write = fn(
+      makeView(
+        current && structuredClone(current),
+        existing.map((e) => structuredClone(e)),
+      ),
+    );
+    const job = resolveTxnWrite(jobId, current, write);
+    if (job === undefined) return { result: write.result, job, upserts: [], dropped: [] };
+    assertWithinLimits(job);
+    const updates = write.ledger ?? [];
+    const kept = mergeLedger(existing, updates, this.ledgerRetention);
+    const keptAt = new Set(kept.map((row) => row.fire_at));
+    const dropped = existing.filter((row) => !keptAt.has(row.fire_at)).map((row) => row.fire_at);
+    const upserts = updates.filter((row) => keptAt.has(row.fire_at)).map(toRow);
+    return { result: write.result, job, upserts, dropped };
+  }
+
+  /**
+   * The compare-and-set of a transaction decided on the caller's lock-free read (`peek`): ONE statement
+   * writes the job, its ledger row and the retention trim only if the job row is still the version that
+   * read saw. Every transaction that writes a job's ledger rewrites its job row (a new row version, a new
+   * `xmin`), so an unchanged version means the job and its ledger are as read, and the decision stands; the
+   * statement's UPDATE waits for any lock holder and re-checks the version on the row it commits. Returns
+   * undefined when the version moved (or `fn` writes more than this statement covers, or nothing): the
+   * caller then decides again under the row lock on fresh state. One round trip instead of three.
+   */
+  private async transactOnBasis<T>(
+    jobId: string,
+    fn: (view: JobTxnView) => JobTxnWrite<T>,
+    basis: PeekedState,
+  ): Promise<{ result: T } | undefined> {
+    const plan = this.planWrite(jobId, basis.job, basis.ledger, fn);
+    if (plan.job === undefined || plan.upserts.length > 1) return undefined;
+    const { job, dropped } = plan;
+    const row = plan.upserts[0];
+    const rows = await this.query(
+      `transaction on job "${jobId}"`,
+      (sql) => sql`WITH upd AS (
+          UPDATE chronos_jobs SET doc = ${sql.json(jsonOf(job))}
+          WHERE id = ${jobId} AND xmin::text = ${basis.version} RETURNING id
+        ), ins AS (
+          INSERT INTO chronos_ledger (${sql.unsafe(LEDGER_COLUMNS)})
+          SELECT ${row?.job_id ?? jobId}::text, ${row?.fire_at ?? 0}::bigint, ${row?.status ?? ''}::text,
+            ${row?.trigger ?? ''}::text, ${row?.run_id ?? ''}::text, ${row?.owner_boot_id ?? ''}::text,
+            ${row?.owner_pid ?? 0}::integer, ${row?.owner_host ?? ''}::text, ${row?.claimed_at ?? 0}::bigint,
+            ${row?.expires_at ?? 0}::bigint
+          FROM upd WHERE ${row !== undefined}::boolean
+          ON CONFLICT (job_id, fire_at) DO UPDATE SET status = excluded.status, trigger = excluded.trigger,
+            run_id = excluded.run_id, owner_boot_id = excluded.owner_boot_id, owner_pid = excluded.owner_pid,
+            owner_host = excluded.owner_host, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+          RETURNING 1
+        ), del AS (
+          DELETE FROM chronos_ledger WHERE job_id = ${jobId} AND fire_at = ANY(${dropped}::bigint[])
+            AND EXISTS (SELECT 1 FROM upd)
+          RETURNING 1
+        )
+        SELECT count(*)::integer AS applied FROM upd`,
+    );
+    return rows[0]?.['applied'] === 1 ? { result: plan.result } : undefined;
+  }
+
   async peek(jobId: string): Promise<JobTxnView> {
     if (!JOB_ID_PATTERN.test(jobId)) return makeView(undefined, []);
     // One statement, one snapshot: the job and its ledger as they were at one instant.
     const [row] = await this.query(
       'read job',
-      (sql) => sql`SELECT j.doc, COALESCE((SELECT json_agg(json_build_object(
+      (sql) => sql`SELECT j.doc, j.xmin::text AS version, COALESCE((SELECT json_agg(json_build_object(
             'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
             'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
             'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
@@ -426,7 +513,10 @@ export class PostgresStore implements Store {
     );
     if (!row) return makeView(undefined, []);
     const job = this.readableJob(jobId, row['doc']);
-    return makeView(job, (row['ledger'] as LedgerRow[]).map(toEntry));
+    const ledger = (row['ledger'] as LedgerRow[]).map(toEntry);
+    const view = makeView(job, ledger);
+    this.peeked.set(view, { jobId, job, ledger, version: row['version'] as string });
+    return view;
   }
 
   async getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined> {
