@@ -3,8 +3,12 @@
 // and a check that no duplicate started a run. The file store and PostgreSQL, one after the other.
 //
 // Usage: npm run build && node bench/warm-fire.mjs [--store file|postgres]  (default: both)
-//   BENCH_WARM_FIRES=2000        accepted fires (one per job)
-//   BENCH_DUPLICATE_SECONDS=3    duration of the duplicate phase
+//   BENCH_WARM_FIRES=1000        accepted fires (one per job)
+//   BENCH_DUPLICATE_SECONDS=3    duration of the duplicate phase (per build)
+//   BENCH_COMPARE_DIST=DIR       also measure DIR/serve.js (another build, e.g. main's; it must log 'job ran'
+//                                lines), interleaved with this build fire by fire; prints this / compare
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
 import { isMain, ms, summarise, table, writeResult } from './lib/common.mjs';
 import { benchPostgres } from './lib/postgres.mjs';
@@ -19,74 +23,112 @@ async function send(pool, { method, path, body, headers }) {
   return { status: res.statusCode, text, ms: performance.now() - started };
 }
 
-/** One store's figures: fire overhead over /healthz, duplicates per second, runs started by duplicates. */
+/** A build to measure: this tree's dist/ (the candidate) or another one (BENCH_COMPARE_DIST). */
+function builds() {
+  const compare = process.env.BENCH_COMPARE_DIST;
+  return [
+    { build: 'this', dist: undefined },
+    ...(compare ? [{ build: 'compare', dist: pathToFileURL(`${resolve(compare)}/`) }] : []),
+  ];
+}
+
+/**
+ * One store's figures for each build: fire overhead over /healthz, duplicates per second, runs started by
+ * duplicates. With two builds, both servers run at once and take turns fire by fire (and in half-second
+ * slices of the duplicate phase), so load on a shared machine hits them alike and their ratio means
+ * something even when the absolute figures do not.
+ */
 async function measure({ store, fires, duplicateSeconds, concurrency }) {
-  const server = await startChronosServer({ jobs: fires, store });
-  const serial = new Pool(server.url, { connections: 1 });
-  const parallel = new Pool(server.url, { connections: concurrency });
+  const subjects = [];
   try {
-    const health = { method: 'GET', path: '/healthz' };
-    for (let i = 0; i < 50; i++) await send(serial, health);
-
-    // Alternate healthz and fire on one connection so drift hits both alike. Each fire is sent once the
-    // previous one's run has finished: the figure is what one fire costs a warm, otherwise idle process
-    // (verify + durable claim + 202), not how long it queues behind the previous fire's run bookkeeping.
-    const fireMs = [];
-    const healthMs = [];
-    for (let i = 0; i < fires; i++) {
-      await server.freshToken(i);
-      healthMs.push((await send(serial, health)).ms);
-      const res = await send(serial, { method: 'POST', path: FIRE_PATH, ...server.fire(i) });
-      if (res.status !== 202) throw new Error(`fire ${i} answered ${res.status}: ${res.text}`);
-      fireMs.push(res.ms);
-      await server.waitUntil(() => server.runs() > i, 10_000, `run ${i} to finish`, 1);
+    for (const { build, dist } of builds()) {
+      // Debug lines: a reconcile pass that changed nothing is one, and the fire loop waits for it.
+      const server = await startChronosServer({ jobs: fires, store, dist, env: { LOG_LEVEL: 'debug' } });
+      subjects.push({
+        build,
+        server,
+        serial: new Pool(server.url, { connections: 1 }),
+        parallel: new Pool(server.url, { connections: concurrency }),
+        fireMs: [],
+        healthMs: [],
+        duplicates: 0,
+        elapsed: 0,
+        others: new Map(),
+      });
     }
-    const fire = summarise(fireMs);
-    const healthz = summarise(healthMs);
-    const overhead = { median: fire.median - healthz.median, p99: fire.p99 - healthz.p99 };
+    const health = { method: 'GET', path: '/healthz' };
+    for (const s of subjects) for (let i = 0; i < 50; i++) await send(s.serial, health);
+    const turns = (i) => (i % 2 === 0 ? subjects : [...subjects].reverse());
 
-    // Let the accepted fires' runs end before counting what duplicates might add.
-    await server.waitUntil(() => server.runs() >= fires, 60_000, `${fires} runs to end`);
-    const runsBefore = server.runs();
-    await server.mintTokens();
-
-    let duplicates = 0;
-    const others = new Map();
-    const deadline = performance.now() + duplicateSeconds * 1000;
-    const started = performance.now();
-    let next = 0;
-    const worker = async () => {
-      while (performance.now() < deadline) {
-        const i = next++ % fires;
-        const res = await parallel.request({ method: 'POST', path: FIRE_PATH, ...server.fire(i) });
-        const text = await res.body.text();
-        if (res.statusCode === 200 && text.includes('"duplicate"')) duplicates += 1;
-        else others.set(`${res.statusCode} ${text}`, (others.get(`${res.statusCode} ${text}`) ?? 0) + 1);
+    // Alternate healthz and fire on one connection so drift hits both alike. Each fire goes into an idle
+    // process: sent once the previous fire's run has ended AND the reconcile pass every fire asks for
+    // after its run (debounced, O(jobs)) is done. The figure is what one fire costs a warm, otherwise idle
+    // process (verify + durable claim + 202), not how long it waits behind the previous fire's work.
+    for (let i = 0; i < fires; i++) {
+      for (const s of turns(i)) {
+        await s.server.freshToken(i);
+        s.healthMs.push((await send(s.serial, health)).ms);
+        const res = await send(s.serial, { method: 'POST', path: FIRE_PATH, ...s.server.fire(i) });
+        if (res.status !== 202) throw new Error(`${s.build}: fire ${i} answered ${res.status}: ${res.text}`);
+        s.fireMs.push(res.ms);
+        await s.server.waitUntil(() => s.server.runs() > i, 10_000, `run ${i} to finish`, 1);
+        await s.server.waitUntil(s.server.reconciledSinceLastRun, 10_000, `the reconcile after run ${i}`, 1);
       }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
-    const elapsed = (performance.now() - started) / 1000;
+    }
+    for (const s of subjects) {
+      s.runsBefore = s.server.runs();
+      await s.server.mintTokens();
+    }
+
+    // Every accepted fire re-sent, 32 in flight; with two builds, in alternating half-second slices.
+    const slice = subjects.length > 1 ? 0.5 : duplicateSeconds;
+    for (let round = 0; round * slice < duplicateSeconds; round++) {
+      for (const s of turns(round)) {
+        const deadline = performance.now() + slice * 1000;
+        const started = performance.now();
+        let next = 0;
+        const worker = async () => {
+          while (performance.now() < deadline) {
+            const i = next++ % fires;
+            const res = await s.parallel.request({ method: 'POST', path: FIRE_PATH, ...s.server.fire(i) });
+            const text = await res.body.text();
+            if (res.statusCode === 200 && text.includes('"duplicate"')) s.duplicates += 1;
+            else
+              s.others.set(`${res.statusCode} ${text}`, (s.others.get(`${res.statusCode} ${text}`) ?? 0) + 1);
+          }
+        };
+        await Promise.all(Array.from({ length: concurrency }, worker));
+        s.elapsed += (performance.now() - started) / 1000;
+      }
+    }
     // A run caused by a duplicate would log "job ran" within milliseconds (its target answers at once);
     // give it a generous window.
     await new Promise((r) => setTimeout(r, 500));
-    return {
-      store,
-      healthz_ms: healthz,
-      fire_ms: fire,
-      overhead_ms: overhead,
-      duplicates: {
-        count: duplicates,
-        seconds: elapsed,
-        per_second: duplicates / elapsed,
-        concurrency,
-        other_answers: Object.fromEntries(others),
-        runs_started: server.runs() - runsBefore,
-      },
-    };
+    return subjects.map((s) => {
+      const fire = summarise(s.fireMs);
+      const healthz = summarise(s.healthMs);
+      return {
+        store,
+        build: s.build,
+        healthz_ms: healthz,
+        fire_ms: fire,
+        overhead_ms: { median: fire.median - healthz.median, p99: fire.p99 - healthz.p99 },
+        duplicates: {
+          count: s.duplicates,
+          seconds: s.elapsed,
+          per_second: s.duplicates / s.elapsed,
+          concurrency,
+          other_answers: Object.fromEntries(s.others),
+          runs_started: s.server.runs() - s.runsBefore,
+        },
+      };
+    });
   } finally {
-    await serial.close();
-    await parallel.close();
-    await server.close();
+    for (const s of subjects) {
+      await s.serial.close();
+      await s.parallel.close();
+      await s.server.close();
+    }
   }
 }
 
@@ -107,43 +149,61 @@ function storesToMeasure(argv = process.argv) {
 
 export async function run({
   log = console.log,
-  fires = Number(process.env.BENCH_WARM_FIRES ?? 2000),
+  fires = Number(process.env.BENCH_WARM_FIRES ?? 1000),
   duplicateSeconds = Number(process.env.BENCH_DUPLICATE_SECONDS ?? 3),
   concurrency = 32,
   stores = storesToMeasure(),
 } = {}) {
   const measured = [];
-  for (const store of stores) measured.push(await measure({ store, fires, duplicateSeconds, concurrency }));
+  for (const store of stores)
+    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency })));
   if (stores.includes('postgres')) await (await benchPostgres()).close();
 
+  const label = (m) => (m.build === 'this' ? m.store : `${m.store} (compare)`);
   log(
-    `warm fire (ms), ${fires} fires on one keep-alive connection, each after a /healthz on the same connection`,
+    `warm fire (ms), ${fires} fires on one keep-alive connection, each after a /healthz on the same connection, ` +
+      "each into an idle process (the previous fire's run and reconcile done)",
   );
   const rows = [['store', 'request', 'median', 'p90', 'p99', 'max']];
   for (const m of measured) {
     const { healthz_ms: h, fire_ms: f, overhead_ms: o } = m;
-    rows.push([m.store, 'GET /healthz', ms(h.median, 3), ms(h.p90, 3), ms(h.p99, 3), ms(h.max, 3)]);
-    rows.push([m.store, 'POST fire (202)', ms(f.median, 3), ms(f.p90, 3), ms(f.p99, 3), ms(f.max, 3)]);
-    rows.push([m.store, 'overhead', ms(o.median, 3), '', ms(o.p99, 3), '']);
+    rows.push([label(m), 'GET /healthz', ms(h.median, 3), ms(h.p90, 3), ms(h.p99, 3), ms(h.max, 3)]);
+    rows.push([label(m), 'POST fire (202)', ms(f.median, 3), ms(f.p90, 3), ms(f.p99, 3), ms(f.max, 3)]);
+    rows.push([label(m), 'overhead', ms(o.median, 3), '', ms(o.p99, 3), '']);
   }
   log(table(rows));
-  const file = measured.find((m) => m.store === 'file');
+  const file = measured.find((m) => m.store === 'file' && m.build === 'this');
   const checks = {};
+  const ratios = {};
   for (const m of measured) {
     const d = m.duplicates;
     const ratio =
-      file && m !== file
+      file && m !== file && m.build === 'this'
         ? ` (${(d.per_second / file.duplicates.per_second).toFixed(2)}x the file store)`
         : '';
     log(
-      `${m.store}: duplicates ${d.count} in ${d.seconds.toFixed(2)} s with ${d.concurrency} in flight = ${Math.round(d.per_second)}/s${ratio}; ` +
+      `${label(m)}: duplicates ${d.count} in ${d.seconds.toFixed(2)} s with ${d.concurrency} in flight = ${Math.round(d.per_second)}/s${ratio}; ` +
         `runs started by duplicates: ${d.runs_started}` +
         (Object.keys(d.other_answers).length ? `; other answers: ${JSON.stringify(d.other_answers)}` : ''),
     );
+    if (m.build !== 'this') continue;
     if (file && m !== file)
       log(
         `${m.store}: fire overhead median ${(m.overhead_ms.median / file.overhead_ms.median).toFixed(2)}x the file store's`,
       );
+    const compare = measured.find((c) => c.store === m.store && c.build === 'compare');
+    if (compare) {
+      ratios[m.store] = {
+        fire_median: m.fire_ms.median / compare.fire_ms.median,
+        overhead_median: m.overhead_ms.median / compare.overhead_ms.median,
+        duplicates_per_second: d.per_second / compare.duplicates.per_second,
+      };
+      const r = ratios[m.store];
+      log(
+        `${m.store}: this / compare (${process.env.BENCH_COMPARE_DIST}): fire median ${r.fire_median.toFixed(2)}x, ` +
+          `overhead median ${r.overhead_median.toFixed(2)}x, duplicates/s ${r.duplicates_per_second.toFixed(2)}x`,
+      );
+    }
     const target = TARGETS[m.store];
     checks[`${m.store}_overhead`] = m.overhead_ms.median <= target.overheadMs;
     checks[`${m.store}_duplicates`] = d.per_second >= target.duplicatesPerSecond;
@@ -165,6 +225,7 @@ export async function run({
     node: process.version,
     measured_at: new Date().toISOString(),
     fires,
+    ...(process.env.BENCH_COMPARE_DIST ? { compare_dist: process.env.BENCH_COMPARE_DIST, ratios } : {}),
     stores: measured,
   };
   await writeResult('warm-fire', result);

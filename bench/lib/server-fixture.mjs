@@ -12,8 +12,9 @@ import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
  * Jobs are `every 1h` with next_run_at set to one shared instant 30 s after start, so each job's
  * first fire carries fire_at == next_run_at (accepted) and a re-send of it is a duplicate.
  * `store: 'postgres'` keeps them in a new database on the benchmarks' PostgreSQL server (CHRONOS_DATABASE_URL).
+ * `dist`: the directory (URL) of another build whose serve.js is spawned instead of this tree's.
  */
-export async function startChronosServer({ jobs, env = {}, store: kind = 'file' }) {
+export async function startChronosServer({ jobs, env = {}, store: kind = 'file', onLine = () => {}, dist }) {
   const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-server-'));
   // NAS holds every arm and never delivers it (its timers never fire): Chronos must not find a due
@@ -65,7 +66,9 @@ export async function startChronosServer({ jobs, env = {}, store: kind = 'file' 
   // Counted from each fire's one info line ('job ran'), written once its run has ended.
   let runs = 0;
   let reconciles = 0;
-  const serveJs = fileURLToPath(new URL('serve.js', await distDir()));
+  // Reconcile passes logged (a pass that changed nothing is a debug line) by the time the last run ended.
+  let reconcilesAtLastRun = 0;
+  const serveJs = fileURLToPath(new URL('serve.js', dist ?? (await distDir())));
   const proc = spawnServer(
     process.execPath,
     // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
@@ -73,8 +76,11 @@ export async function startChronosServer({ jobs, env = {}, store: kind = 'file' 
     childEnv({ ...chronosEnv(emulator, dataDir), CHRONOS_FIRE_RATE_LIMIT: '1000000', ...storeEnv, ...env }),
     chronosPort,
     (line) => {
-      if (line.includes('"msg":"job ran"')) runs += 1;
-      else if (line.includes('"msg":"reconcile: ')) reconciles += 1;
+      onLine(line);
+      if (line.includes('"msg":"job ran"')) {
+        runs += 1;
+        reconcilesAtLastRun = reconciles;
+      } else if (line.includes('"msg":"reconcile: ')) reconciles += 1;
     },
   );
   const { port } = await proc.listening;
@@ -102,6 +108,12 @@ export async function startChronosServer({ jobs, env = {}, store: kind = 'file' 
     },
     /** Runs that have ended (each fire's 'job ran' line). */
     runs: () => runs,
+    /**
+     * A reconcile pass has ended since the last run did: the pass each fire asks for once its run is over
+     * (debounced) is done, so the process is idle again. Needs LOG_LEVEL=debug (an unchanged pass is a
+     * debug line).
+     */
+    reconciledSinceLastRun: () => reconciles > reconcilesAtLastRun,
     /** Re-mints job i's token when it is older than a minute (outside any timed request). */
     async freshToken(i) {
       if (Date.now() - mintedAt[i] > 60_000) await mint(i);
