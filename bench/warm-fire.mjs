@@ -5,8 +5,8 @@
 // Usage: npm run build && node bench/warm-fire.mjs [--store file|postgres]  (default: both)
 //   BENCH_WARM_FIRES=1000        accepted fires (one per job)
 //   BENCH_DUPLICATE_SECONDS=3    duration of the duplicate phase (per build)
-//   BENCH_COMPARE_DIST=DIR       also measure DIR/serve.js (another build, e.g. main's; it must log 'job ran'
-//                                lines), interleaved with this build fire by fire; prints this / compare
+//   BENCH_COMPARE_DIST=DIR       also measure DIR/serve.js (another build, e.g. main's), interleaved with this build fire by fire; prints this / compare
+//   BENCH_COMPARE_RUN_MSG='run finished'   for a compare build older than the 'job ran' line
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
@@ -28,7 +28,15 @@ function builds() {
   const compare = process.env.BENCH_COMPARE_DIST;
   return [
     { build: 'this', dist: undefined },
-    ...(compare ? [{ build: 'compare', dist: pathToFileURL(`${resolve(compare)}/`) }] : []),
+    ...(compare
+      ? [
+          {
+            build: 'compare',
+            dist: pathToFileURL(`${resolve(compare)}/`),
+            runMessage: process.env.BENCH_COMPARE_RUN_MSG,
+          },
+        ]
+      : []),
   ];
 }
 
@@ -41,9 +49,15 @@ function builds() {
 async function measure({ store, fires, duplicateSeconds, concurrency }) {
   const subjects = [];
   try {
-    for (const { build, dist } of builds()) {
+    for (const { build, dist, runMessage } of builds()) {
       // Debug lines: a reconcile pass that changed nothing is one, and the fire loop waits for it.
-      const server = await startChronosServer({ jobs: fires, store, dist, env: { LOG_LEVEL: 'debug' } });
+      const server = await startChronosServer({
+        jobs: fires,
+        store,
+        dist,
+        runMessage,
+        env: { LOG_LEVEL: 'debug' },
+      });
       subjects.push({
         build,
         server,

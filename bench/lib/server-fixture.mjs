@@ -13,8 +13,16 @@ import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
  * first fire carries fire_at == next_run_at (accepted) and a re-send of it is a duplicate.
  * `store: 'postgres'` keeps them in a new database on the benchmarks' PostgreSQL server (CHRONOS_DATABASE_URL).
  * `dist`: the directory (URL) of another build whose serve.js is spawned instead of this tree's.
+ * `runMessage`: the log line that ends a fire's work ('job ran'; an older build's 'run finished').
  */
-export async function startChronosServer({ jobs, env = {}, store: kind = 'file', onLine = () => {}, dist }) {
+export async function startChronosServer({
+  jobs,
+  env = {},
+  store: kind = 'file',
+  onLine = () => {},
+  dist,
+  runMessage = 'job ran',
+}) {
   const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-server-'));
   // NAS holds every arm and never delivers it (its timers never fire): Chronos must not find a due
@@ -77,7 +85,7 @@ export async function startChronosServer({ jobs, env = {}, store: kind = 'file',
     chronosPort,
     (line) => {
       onLine(line);
-      if (line.includes('"msg":"job ran"')) {
+      if (line.includes(`"msg":"${runMessage}"`)) {
         runs += 1;
         reconcilesAtLastRun = reconciles;
       } else if (line.includes('"msg":"reconcile: ')) reconciles += 1;
