@@ -169,7 +169,12 @@ export class ChronosProvider implements SchedulerProvider {
     if (!this.perJob.has(jobId)) this.consumeDelivered(jobId, fireAt);
     // Whatever NAS holds for the job can still change until its delivery bookkeeping is done.
     this.unconfirm(jobId, 'NAS delivered a fire; waiting for it to finish before confirming the next arm');
-    if (!this.stopped && !this.disabled) this.scheduleVerify(false);
+    if (this.stopped || this.disabled) return;
+    // This runs before every fire's and duplicate's reply. The job is now unconfirmed and delivered now, so
+    // scheduleVerify would compute a list no earlier than now + settle: a list already due by then stays,
+    // and its pass over every job (O(jobs) per delivery) is skipped.
+    if (this.verifyTimer && this.desired.has(jobId) && this.verifyTimer.at <= now + this.settleMs) return;
+    this.scheduleVerify(false);
   }
 
   async reconcile(): Promise<ReconcileSummary> {

@@ -96,6 +96,38 @@ describe('ChronosProvider: confirmed arms', () => {
     expect(provider.status().unconfirmed).toEqual([]);
   });
 
+  it('a later delivery neither postpones the list that confirms an earlier one nor goes unconfirmed', async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    await h.addJob(recordSpec('beta', 'every 15m'));
+    const provider = h.chronos(async () => client);
+    await provider.start();
+    const t1 = T0 + 15 * MINUTE;
+    await h.clock.advanceTo(t1);
+    await deliver('alpha', t1);
+    await h.runsSettled();
+    await h.clock.advance(1_000);
+    await deliver('beta', t1);
+    await h.runsSettled();
+    const unconfirmed = () =>
+      provider
+        .status()
+        .unconfirmed.map((u) => u.job_id)
+        .sort();
+    expect(unconfirmed()).toEqual(['alpha', 'beta']);
+
+    // alpha's list comes once alpha's delivery has settled, not a settle time after beta's.
+    const lists = callsOf(emulator, 'list');
+    await h.clock.advanceTo(t1 + DEFAULT_DELIVERY_SETTLE_MS);
+    await waitUntil(() => callsOf(emulator, 'list') > lists);
+    await waitUntil(() => unconfirmed().length === 1);
+    expect(unconfirmed()).toEqual(['beta']);
+
+    // beta's own list follows once its delivery has settled.
+    await h.clock.advanceTo(t1 + 1_000 + DEFAULT_DELIVERY_SETTLE_MS);
+    await waitUntil(() => provider.settled());
+    expect(unconfirmed()).toEqual([]);
+  });
+
   it('a quiet wake costs one list: the start-up list waits for the delivery to settle and confirms the next arm', async () => {
     await h.addJob(recordSpec('alpha', 'every 15m'));
     const t1 = T0 + 15 * MINUTE;
