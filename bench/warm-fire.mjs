@@ -7,6 +7,7 @@
 //   BENCH_DUPLICATE_SECONDS=3    duration of the duplicate phase (per build)
 //   BENCH_COMPARE_DIST=DIR       also measure DIR/serve.js (another build, e.g. main's), interleaved with this build fire by fire; prints this / compare
 //   BENCH_COMPARE_RUN_MSG='run finished'   for a compare build older than the 'job ran' line
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
@@ -15,6 +16,23 @@ import { benchPostgres } from './lib/postgres.mjs';
 import { startChronosServer } from './lib/server-fixture.mjs';
 
 const FIRE_PATH = '/api/cron/fire';
+
+/**
+ * CPU time (ms, user + system) the process has used, from /proc (Linux): a duplicate's CPU cost moves far
+ * less with the machine's load than its wall-clock rate does. Undefined where /proc is missing.
+ */
+async function cpuMs(pid) {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces) start after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 async function send(pool, { method, path, body, headers }) {
   const started = performance.now();
@@ -67,6 +85,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
         healthMs: [],
         duplicates: 0,
         elapsed: 0,
+        cpuMs: 0,
         others: new Map(),
       });
     }
@@ -99,6 +118,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
     for (let round = 0; round * slice < duplicateSeconds; round++) {
       for (const s of turns(round)) {
         const deadline = performance.now() + slice * 1000;
+        const cpuBefore = await cpuMs(s.server.pid);
         const started = performance.now();
         let next = 0;
         const worker = async () => {
@@ -113,6 +133,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
         };
         await Promise.all(Array.from({ length: concurrency }, worker));
         s.elapsed += (performance.now() - started) / 1000;
+        s.cpuMs += ((await cpuMs(s.server.pid)) ?? Number.NaN) - (cpuBefore ?? Number.NaN);
       }
     }
     // A run caused by a duplicate would log "job ran" within milliseconds (its target answers at once);
@@ -131,6 +152,9 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
           count: s.duplicates,
           seconds: s.elapsed,
           per_second: s.duplicates / s.elapsed,
+          // Server CPU per duplicate answered (NaN without /proc); includes the NAS lists and reconciles the
+          // deliveries cause, as in production.
+          cpu_ms_per_duplicate: s.cpuMs / s.duplicates,
           concurrency,
           other_answers: Object.fromEntries(s.others),
           runs_started: s.server.runs() - s.runsBefore,
@@ -196,7 +220,8 @@ export async function run({
         ? ` (${(d.per_second / file.duplicates.per_second).toFixed(2)}x the file store)`
         : '';
     log(
-      `${label(m)}: duplicates ${d.count} in ${d.seconds.toFixed(2)} s with ${d.concurrency} in flight = ${Math.round(d.per_second)}/s${ratio}; ` +
+      `${label(m)}: duplicates ${d.count} in ${d.seconds.toFixed(2)} s with ${d.concurrency} in flight = ${Math.round(d.per_second)}/s${ratio}, ` +
+        `server CPU ${d.cpu_ms_per_duplicate.toFixed(3)} ms per duplicate; ` +
         `runs started by duplicates: ${d.runs_started}` +
         (Object.keys(d.other_answers).length ? `; other answers: ${JSON.stringify(d.other_answers)}` : ''),
     );
@@ -211,11 +236,13 @@ export async function run({
         fire_median: m.fire_ms.median / compare.fire_ms.median,
         overhead_median: m.overhead_ms.median / compare.overhead_ms.median,
         duplicates_per_second: d.per_second / compare.duplicates.per_second,
+        cpu_per_duplicate: d.cpu_ms_per_duplicate / compare.duplicates.cpu_ms_per_duplicate,
       };
       const r = ratios[m.store];
       log(
         `${m.store}: this / compare (${process.env.BENCH_COMPARE_DIST}): fire median ${r.fire_median.toFixed(2)}x, ` +
-          `overhead median ${r.overhead_median.toFixed(2)}x, duplicates/s ${r.duplicates_per_second.toFixed(2)}x`,
+          `overhead median ${r.overhead_median.toFixed(2)}x, duplicates/s ${r.duplicates_per_second.toFixed(2)}x, ` +
+          `server CPU per duplicate ${r.cpu_per_duplicate.toFixed(2)}x`,
       );
     }
     const target = TARGETS[m.store];
