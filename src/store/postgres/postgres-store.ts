@@ -461,15 +461,22 @@ export class PostgresStore implements Store {
    * read saw. Every transaction that writes a job's ledger rewrites its job row (a new row version, a new
    * `xmin`), so an unchanged version means the job and its ledger are as read, and the decision stands; the
    * statement's UPDATE waits for any lock holder and re-checks the version on the row it commits. Returns
-   * undefined when the version moved (or `fn` writes more than this statement covers, or nothing): the
-   * caller then decides again under the row lock on fresh state. One round trip instead of three.
+   * undefined when the version moved (or `fn` writes nothing, more than this statement covers, or throws):
+   * the caller then decides again under the row lock on fresh state. One round trip instead of two on a
+   * reserved connection.
    */
   private async transactOnBasis<T>(
     jobId: string,
     fn: (view: JobTxnView) => JobTxnWrite<T>,
     basis: PeekedState,
   ): Promise<{ result: T } | undefined> {
-    const plan = this.planWrite(jobId, basis.job, basis.ledger, fn);
+    let plan: ReturnType<typeof this.planWrite<T>>;
+    try {
+      plan = this.planWrite(jobId, basis.job, basis.ledger, fn);
+    } catch {
+      // Decided on a read that may be old: whatever `fn` objected to is judged again on fresh state.
+      return undefined;
+    }
     if (plan.job === undefined || plan.upserts.length > 1) return undefined;
     const { job, dropped } = plan;
     const row = plan.upserts[0];
