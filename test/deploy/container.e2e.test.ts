@@ -3,13 +3,14 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
 import { buildJob } from '../../src/jobs/build.js';
 import { FileStore } from '../../src/store/file-store.js';
+import { freePort } from '../helpers/ports.js';
 import {
   type DockerStage,
   execForm,
@@ -55,16 +56,6 @@ let emulator: Emulator;
 let target: Server;
 const targetHits: IncomingHttpHeaders[] = [];
 let copied: string[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** Lay out the runtime stage's COPY --from=<build stage> sources, read from this checkout, under appDir. */
 async function copyRuntimeFiles(): Promise<string[]> {

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
-import { type Agent, hop1, isoIn, provisionBody, startAgent } from './agent.js';
+import { ManualClock } from '../helpers/manual-clock.js';
+import { type Agent, hop1, provisionBody, startAgent } from './agent.js';
 
 let emu: Emulator;
 let agent: Agent;
@@ -9,10 +10,28 @@ beforeEach(async () => {
   emu = await startEmulator();
   agent = await startAgent(emu);
 });
+const extra: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
   await emu.close();
   await agent.close();
+  for (const part of extra.splice(0)) await part.close();
 });
+
+/**
+ * An emulator whose timers only move when the test advances its clock: tests about which timer fires
+ * must not depend on a request finishing within some real milliseconds. The clock starts at the current
+ * second because the agent checks the fire tokens' iat and exp against real time; `at(ms)` is the ISO
+ * instant `ms` after that start.
+ */
+async function manualClockEmulator() {
+  const start = Math.floor(Date.now() / 1000) * 1000;
+  const clock = new ManualClock(start);
+  const own = await startEmulator({ clock });
+  extra.push(own);
+  const ownAgent = await startAgent(own);
+  extra.push(ownAgent);
+  return { emu: own, agent: ownAgent, clock, at: (ms: number) => new Date(start + ms).toISOString() };
+}
 
 describe('hop 1: provision validation', () => {
   const good = {
@@ -110,24 +129,28 @@ describe('hop 1: provision, upsert, cancel, list', () => {
   });
 
   it('replacing an arm cancels its pending timer', async () => {
-    await hop1(emu.url, 'provision', provisionBody('a', isoIn(150), agent.url));
+    const { emu, agent, clock, at } = await manualClockEmulator();
+    await hop1(emu.url, 'provision', provisionBody('a', at(150), agent.url));
     const later = '2030-01-01T00:00:00Z';
     await hop1(emu.url, 'provision', provisionBody('a', later, agent.url));
     // A sentinel due after the replaced instant proves the replaced timer had its chance and stayed quiet.
-    await hop1(emu.url, 'provision', provisionBody('sentinel', isoIn(300), agent.url));
+    await hop1(emu.url, 'provision', provisionBody('sentinel', at(300), agent.url));
+    await clock.advance(300);
     await emu.waitFor(() => emu.deliveries().length > 0 && emu.armed().length === 1);
     expect(agent.fires.map((f) => f.body.job_id)).toEqual(['sentinel']);
     expect(emu.armed().map((a) => a.fire_at)).toEqual([later]);
   });
 
   it('cancel of an unknown job is still 200 ok; cancel of an armed job removes it and its timer', async () => {
+    const { emu, agent, clock, at } = await manualClockEmulator();
     const unknown = await hop1(emu.url, 'cancel', { job_id: 'nope' });
     expect(unknown).toMatchObject({ status: 200, body: { ok: true } });
-    await hop1(emu.url, 'provision', provisionBody('a', isoIn(100), agent.url));
+    await hop1(emu.url, 'provision', provisionBody('a', at(100), agent.url));
     const cancelled = await hop1(emu.url, 'cancel', { job_id: 'a' });
     expect(cancelled).toMatchObject({ status: 200, body: { ok: true } });
     expect((await hop1(emu.url, 'list')).body.armed).toEqual([]);
-    await hop1(emu.url, 'provision', provisionBody('sentinel', isoIn(250), agent.url));
+    await hop1(emu.url, 'provision', provisionBody('sentinel', at(250), agent.url));
+    await clock.advance(250);
     await emu.waitFor(() => agent.fires.length > 0 && emu.armed().length === 0);
     expect(agent.fires.map((f) => f.body.job_id)).toEqual(['sentinel']);
   });

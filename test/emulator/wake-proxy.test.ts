@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, startWakeProxy, type WakeProxy } from '../../src/emulator/index.js';
+import { freePort } from '../helpers/ports.js';
 import { hop1, provisionBody } from './agent.js';
 
 // A stand-in for Chronos: listens after an optional delay, echoes the request, and exits by itself
@@ -52,14 +52,6 @@ afterAll(async () => {
 afterEach(async () => {
   for (const proxy of proxies.splice(0)) await proxy.close();
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   // NODE_EXTRA_CA_CERTS adds ~55 ms to every node start on this machine.

@@ -1,6 +1,5 @@
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import {
 import { buildJob } from '../../src/jobs/build.js';
 import type { JobSpecInput, RunRecord } from '../../src/jobs/model.js';
 import { FileStore } from '../../src/store/file-store.js';
+import { freePort } from './ports.js';
 
 /*
  * End-to-end harness: the NAS emulator (in-process), a wake proxy in front of the production bundle
@@ -141,13 +141,8 @@ export async function startRecorder(onHit: () => void = () => {}): Promise<Recor
   };
 }
 
-export async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+/** See ./ports.ts: a port that another process binds later. */
+export { freePort };
 
 /** One parsed pino line of a Chronos process. */
 export interface ChronosLog {

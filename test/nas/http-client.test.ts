@@ -363,9 +363,12 @@ describe('retries', () => {
 
   it('reports a timeout as nas_unreachable once attempts run out', async () => {
     nas.fallback = () => {};
-    const err = await failure(client({ timeoutMs: 50, retry: { maxAttempts: 2 } }).cancel('a'));
+    // Long enough that each attempt reaches NAS before it times out on a loaded machine: with 50 ms a
+    // process kept off the CPU for longer fires the timer before the connect completes, and the attempt
+    // ends without NAS ever seeing it.
+    const err = await failure(client({ timeoutMs: 1000, retry: { maxAttempts: 2 } }).cancel('a'));
     expect(err.code).toBe('nas_unreachable');
-    expect(err.message).toContain('no reply within 50 ms');
+    expect(err.message).toContain('no reply within 1000 ms');
     expect(nas.requests).toHaveLength(2);
   });
 

@@ -322,12 +322,13 @@ describe('FileStore lock lingering', () => {
 describe('FileStore under a steady stream of writes', () => {
   it('still lets another process write: the lingering lock is released at least every ~500 ms', async () => {
     const dir = await tempDir();
+    let stop = false;
+    let stream: Promise<void> = Promise.resolve();
     try {
       const busy = await FileStore.open({ dir, lockLingerMs: 50 });
       const other = await FileStore.open({ dir, lockLingerMs: 0, lockTimeoutMs: 1000 });
       await busy.createJob(makeJob('busy'));
-      let stop = false;
-      const stream = (async () => {
+      stream = (async () => {
         for (let i = 0; !stop; i++) {
           await busy.updateJob('busy', (j) => ({ ...j, name: `n${i}` }));
           await new Promise((resolve) => setTimeout(resolve, 20));
@@ -342,6 +343,11 @@ describe('FileStore under a steady stream of writes', () => {
       await busy.close();
       await other.close();
     } finally {
+      // On a failure above, the stream of writes must end before its directory goes: otherwise the
+      // removal fails (ENOTEMPTY) in place of the real error and the stream's next write is an unhandled
+      // rejection in whatever test runs next.
+      stop = true;
+      await stream.catch(() => {});
       await rm(dir, { recursive: true, force: true });
     }
   });
