@@ -38,6 +38,8 @@ export interface StartOptions {
   exit?: (code: number) => void;
   /** Install SIGTERM/SIGINT handlers (the CLI does; embedding applications may not want it). */
   handleSignals?: boolean;
+  /** When the process started (epoch ms), for the awake time `/api/status` reports; default: this call. */
+  wokeAt?: number;
 }
 
 export interface RunningChronos {
@@ -56,6 +58,7 @@ export interface RunningChronos {
  * a woken process answers its first fire as early as possible.
  */
 export async function startChronos(options: StartOptions): Promise<RunningChronos> {
+  const enteredAt = (options.clock ?? systemClock).now();
   const config = loadConfig(options.env);
   if (config.provider === 'chronos') {
     // Asked for by name: falling back to the builtin timer would keep a scale-to-zero machine awake for good.
@@ -294,6 +297,17 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     },
   };
 
+  // Decides when the process stops, and reports why it is awake (src/scheduler/idle-exit.ts).
+  const wake = new IdleExit({
+    clock,
+    activity,
+    logger,
+    provider: () => provider,
+    idleMs: config.idleExitSeconds * 1000,
+    wokeAt: options.wokeAt ?? enteredAt,
+    onIdle: () => void stopAndExit('idle'),
+  });
+
   let draining = false;
   const maxConnections = connectionCap(descriptorLimit());
   const app = await buildServer({
@@ -301,6 +315,7 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     activity,
     trustProxy: config.trustProxy,
     maxConnections,
+    onRequest: (cause) => wake.noteRequest(cause),
     fire: {
       store,
       clock,
@@ -311,12 +326,14 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       rateLimit: { max: config.fireRateLimit, timeWindowMs: 1_000 },
       draining: () => (draining ? Math.max(1, config.shutdownGraceSeconds) : null),
       onDelivered: (jobId, fireAt) => provider.onDelivered?.(jobId, fireAt),
-      onInactive: (jobId) => void provider.disarm(jobId).catch(() => {}),
-      onStale: (job) => void provider.arm(job).catch(() => {}),
+      // Tracked from the request on: a process settled by everything else must not stop before these start.
+      onInactive: (jobId) => void activity.track('arming', () => provider.disarm(jobId)).catch(() => {}),
+      onStale: (job) => void activity.track('arming', () => provider.arm(job)).catch(() => {}),
       onAccepted: (fire) => {
         void engine.onAccepted(fire).then(() => orphans?.soon());
-        // A process that stays up never starts again: its key set ages here, not at start-up.
-        void verifier.refreshIfStale();
+        // A process that stays up never starts again: its key set ages here, not at start-up. Tracked, so a
+        // process that settles meanwhile does not cut the fetch short before its cache file is written.
+        void activity.track('nas', () => verifier.refreshIfStale()).catch(() => {});
       },
     },
     plugins: config.adminToken
@@ -336,17 +353,17 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
             replica: owner,
             handlers: options.handlers,
             startup,
+            wake: () => wake.report(),
           }),
         ]
       : [adminOffRoutes],
   });
 
-  let idle: IdleExit | undefined;
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     shuttingDown ??= (async () => {
       draining = true;
-      idle?.stop();
+      wake.stop();
       // Alerts still pending stay so in the store; the next start sends them.
       if (alerts) (await alerts).stop();
       orphans?.stop();
@@ -431,7 +448,8 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
   const startUp = async () => {
     if (shuttingDown) return markStartupDone(); // stopping already: starting the provider would undo its stop()
     // An old cached key set answered the first fire; a fresh one is fetched now, beside the reconcile.
-    const keys = verifier.warm().then(() => verifier.refreshIfStale());
+    // Tracked, so the process does not stop before the refreshed set is persisted.
+    void activity.track('nas', () => verifier.warm().then(() => verifier.refreshIfStale())).catch(() => {});
     // Recovery and reconcile need the store: with a database not reached yet, they wait for it.
     if (databaseReady) await databaseReady();
     if (shuttingDown) return markStartupDone();
@@ -455,20 +473,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
     } catch (err) {
       logger.error({ err }, 'resuming pending alerts failed');
     }
+    // Watched in every configuration (the wake is reported); it stops the process only with the chronos
+    // provider and idle exit on. Before start-up is marked done: a status read waiting for it sees the wake.
+    if (shuttingDown === undefined) wake.start();
     markStartupDone();
     if (shuttingDown === undefined) orphans?.start();
-    await keys; // never rejects; idle exit must not cut a refresh short before it is persisted
-    if (provider.name === 'chronos' && config.idleExitSeconds > 0 && shuttingDown === undefined) {
-      idle = new IdleExit({
-        clock,
-        activity,
-        logger,
-        provider: () => provider,
-        idleMs: config.idleExitSeconds * 1000,
-        onIdle: () => void stopAndExit('idle'),
-      });
-      idle.start();
-    }
   };
   // A woken process exists to answer the fire that woke it: the start-up work (which loads the NAS client,
   // reads every job and calls NAS) waits until that first reply is out, or until nothing arrived for a moment.
@@ -513,7 +522,8 @@ function deferUntilFirstReply(activity: Activity, work: () => void): () => void 
 /** Entry used by `chronos serve` and the container: configuration problems exit 1 with one message. */
 export async function serve(env = process.env): Promise<void> {
   try {
-    await startChronos({ env });
+    // The process started before this module loaded: its awake time counts from the process's start.
+    await startChronos({ env, wokeAt: Math.round(performance.timeOrigin) });
   } catch (err) {
     if (isChronosError(err)) {
       // Configuration, corrupt or locked store: the message says what to fix; a stack would hide it.

@@ -9,6 +9,7 @@ import { JOB_ID_PATTERN, type Job } from '../jobs/model.js';
 import { JobSpec } from '../jobs/spec.js';
 import { jobSpecOf, jobView, runView } from '../jobs/view.js';
 import type { SchedulerProvider } from '../occurrence/provider.js';
+import { roundSeconds, type WakeReport } from '../scheduler/idle-exit.js';
 import { jobDamaged } from '../store/ledger.js';
 import type { DamagedRecord, Store } from '../store/store.js';
 import { registerUiRoutes } from '../ui/routes.js';
@@ -62,6 +63,19 @@ export interface AdminDeps {
    * reply says which one it came from.
    */
   replica?: { host: string; boot_id: string; pid: number } | undefined;
+  /** This wake: why the process is up, since when it is settled, and when it stops (src/scheduler/idle-exit.ts). */
+  wake?: () => WakeReport;
+}
+
+function wakeView(wake: WakeReport) {
+  return {
+    cause: wake.cause,
+    woke_at: formatInstant(wake.wokeAt),
+    settled_at: formatInstant(wake.settledAt),
+    awake_seconds: roundSeconds(wake.awakeMs),
+    awake_because: wake.awakeBecause,
+    exit_at: formatInstant(wake.exitAt),
+  };
 }
 
 /** Job fields a PATCH may carry: any subset of the spec, except the immutable id. */
@@ -472,6 +486,7 @@ async function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       next_wake_at: formatInstant(status.nextWakeAt),
       jwks_cache_age_seconds: jwksAge === null ? null : Math.round(jwksAge / 1000),
       jobs_file: deps.jobsFile ?? null,
+      ...(deps.wake ? { wake: wakeView(deps.wake()) } : {}),
     };
   });
 

@@ -139,6 +139,36 @@ const Status = z.object({
   next_wake_at: nullableInstant,
   jwks_cache_age_seconds: z.nullable(z.number()),
   jobs_file: z.nullable(z.string()),
+  wake: z
+    .object({
+      cause: z
+        .enum(['fire', 'admin', 'other', 'start'])
+        .check(
+          z.describe(
+            'why this process is up: the first request before it settled (fire: NAS; admin: the admin API, CLI or status page; other: any other path), or start when it settled before any request',
+          ),
+        ),
+      woke_at: instant.check(z.describe('when this process started')),
+      settled_at: nullableInstant.check(
+        z.describe(
+          'since when no run, NAS call, reconcile or alert delivery is in flight and every job is confirmed armed; null while that is not so',
+        ),
+      ),
+      awake_seconds: z.number().check(z.describe('seconds since the process started, to a tenth')),
+      awake_because: z
+        .nullable(z.string())
+        .check(
+          z.describe(
+            'what keeps the process up now: work, an unconfirmed arm, or the idle window it waits out',
+          ),
+        ),
+      exit_at: nullableInstant.check(
+        z.describe(
+          'when it exits if nothing else happens (idle exit on, settled); a fire-woken wake exits as soon as it is settled',
+        ),
+      ),
+    })
+    .check(z.describe('this wake of the process (docs/operations.md, "Awake time")')),
 });
 
 const ErrorReply = z.object({

@@ -4,8 +4,9 @@ import { createServer, type RequestListener } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { ChronosError } from '../errors.js';
-import { type FireRouteDeps, registerFireRoute } from '../fire/route.js';
+import { FIRE_PATH, type FireRouteDeps, registerFireRoute } from '../fire/route.js';
 import type { Activity } from '../scheduler/activity.js';
+import type { RequestCause } from '../scheduler/idle-exit.js';
 import { installErrorHandler } from './errors.js';
 
 export const HEALTH_PATH = '/healthz';
@@ -55,6 +56,16 @@ export interface ServerDeps {
   /** Open connections accepted at once; more are closed on arrival. Default: no cap. */
   maxConnections?: number;
   timeouts?: Partial<ServerTimeouts>;
+  /** Told what each request (health checks excepted) says about who wants the process awake. */
+  onRequest?: (cause: RequestCause) => void;
+}
+
+/** NAS's fire, a person (the admin API, which the CLI and the status page use too), or anything else. */
+export function requestCause(url: string): RequestCause {
+  const path = url.split('?', 1)[0] ?? '';
+  if (path === FIRE_PATH) return 'fire';
+  if (path.startsWith('/api/') || path === '/ui' || path.startsWith('/ui/')) return 'admin';
+  return 'other';
 }
 
 /**
@@ -121,6 +132,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.addHook('preValidation', async (request) => {
     // A platform's health checks must not keep a scale-to-zero process awake either.
     if (request.url === HEALTH_PATH) return;
+    deps.onRequest?.(requestCause(request.url));
     (request as unknown as { endActivity: () => void }).endActivity = deps.activity.begin('request');
   });
   app.addHook('onResponse', async (request) => {

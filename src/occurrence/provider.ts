@@ -63,5 +63,10 @@ export interface SchedulerProvider {
   onDelivered?(jobId: string, fireAt: number | undefined): void;
   /** Every desired job is confirmed armed and nothing is pending (idle exit needs this). */
   settled(): boolean;
+  /**
+   * The earliest instant this provider wants armed (overdue ones included), or null: a process woken by
+   * a fire stays up for one that is due soon (src/scheduler/idle-exit.ts).
+   */
+  nextDueAt?(): number | null;
   status(): ProviderStatus;
 }

@@ -437,6 +437,12 @@ export class ChronosProvider implements SchedulerProvider {
     return true;
   }
 
+  nextDueAt(): number | null {
+    let earliest: number | null = null;
+    for (const at of this.desired.values()) if (earliest === null || at < earliest) earliest = at;
+    return earliest;
+  }
+
   status(): ProviderStatus {
     let armedCount = 0;
     for (const jobId of this.desired.keys()) if (this.isArmed(jobId)) armedCount += 1;

@@ -158,6 +158,8 @@ export interface StackOptions {
    * recorder's base URL for http targets.
    */
   jobs: JobSpecInput[] | ((recorderUrl: string) => JobSpecInput[]);
+  /** When the seeded jobs were created (their `every` grid's anchor); default now. */
+  seededAt?: number;
   idleExitSeconds?: number;
   /** Extra environment for Chronos. */
   env?: Record<string, string>;
@@ -236,7 +238,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
 
   const recorder = await startRecorder(notify);
-  await seedJobs(dataDir, typeof options.jobs === 'function' ? options.jobs(recorder.url) : options.jobs);
+  await seedJobs(
+    dataDir,
+    typeof options.jobs === 'function' ? options.jobs(recorder.url) : options.jobs,
+    options.seededAt,
+  );
 
   // Faults go through startEmulator so they are validated and applied after `strict`, before anything runs.
   const nas = await startEmulator({

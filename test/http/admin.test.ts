@@ -511,6 +511,15 @@ describe('admin API: status and OpenAPI', () => {
       jwks_cache_age_seconds: null,
       jobs_file: null,
     });
+    // This wake: started by the admin requests above; the builtin timer never lets it stop.
+    expect(res.body.wake).toEqual({
+      cause: 'admin',
+      woke_at: '2026-01-05T10:00:00.000Z',
+      settled_at: null,
+      awake_seconds: 120,
+      awake_because: 'builtin provider in use',
+      exit_at: null,
+    });
     expect(res.body.last_reconcile).toMatchObject({
       at: expect.stringMatching(/^2026-01-05T/),
       failed: 0,

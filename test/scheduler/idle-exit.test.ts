@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
+import type { Logger } from '../../src/logger.js';
 import type { NasClient } from '../../src/nas/nas.js';
 import type { ChronosProvider } from '../../src/scheduler/chronos.js';
-import { IdleExit } from '../../src/scheduler/idle-exit.js';
+import { IdleExit, roundSeconds } from '../../src/scheduler/idle-exit.js';
+import { recordingLogger } from '../helpers/logger.js';
 import {
   callsOf,
   createHarness,
@@ -50,18 +52,22 @@ async function startProvider(via: string = emulator.url): Promise<ChronosProvide
   return provider;
 }
 
-function watch(provider: ChronosProvider): IdleExit {
+function watch(
+  provider: ChronosProvider,
+  opts: { logger?: Logger; start?: boolean; idleMs?: number; wokeAt?: number } = {},
+): IdleExit {
   watcher = new IdleExit({
     clock: h.clock,
     activity: h.activity,
-    logger: silentLogger,
+    logger: opts.logger ?? silentLogger,
     provider: () => provider,
-    idleMs: IDLE_MS,
+    idleMs: opts.idleMs ?? IDLE_MS,
+    ...(opts.wokeAt === undefined ? {} : { wokeAt: opts.wokeAt }),
     onIdle: () => {
       idleCalls += 1;
     },
   });
-  watcher.start();
+  if (opts.start ?? true) watcher.start();
   return watcher;
 }
 
@@ -217,5 +223,195 @@ describe('IdleExit with the chronos provider', () => {
     expect(idleCalls).toBe(0);
     await h.clock.advance(1);
     expect(idleCalls).toBe(1);
+  });
+});
+
+describe('IdleExit: awake only while there is work', () => {
+  /**
+   * A process woken by NAS's fire of `slow` at T0+15m, as main.ts wires it: the request is noted before the
+   * start-up work, the delivery is reported to the provider, the claimed occurrence starts its run, and
+   * the watcher starts once start-up is done. `finish` ends the run.
+   */
+  async function fireWoken(opts: { logger?: Logger; wokeAt?: number } = {}) {
+    let finish: (() => void) | undefined;
+    h.handlers.register('slow', () => new Promise<void>((resolve) => (finish = resolve)));
+    await h.addJob({ id: 'slow', schedule: 'every 15m', target: { type: 'handler', name: 'slow' } });
+    const provider = await startProvider();
+    const fireAt = T0 + 15 * MINUTE;
+    await h.clock.advanceTo(fireAt);
+    const w = watch(provider, { ...opts, start: false });
+    w.noteRequest('fire');
+    provider.onDelivered('slow', fireAt);
+    const outcome = await h.engine.fireLocal('slow', fireAt, 'nas');
+    expect(outcome.kind).toBe('accepted');
+    w.start();
+    await waitUntil(() => finish !== undefined && provider.isArmed('slow'));
+    return { provider, w, finish: () => finish?.() };
+  }
+
+  /** Run every check the provider and the watcher have due now, then wait for the work they start. */
+  async function settle(provider: ChronosProvider): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      await h.clock.advance(50);
+      await waitUntil(() => !h.activity.busy);
+    }
+    expect(provider.settled()).toBe(true);
+  }
+
+  it('a fire-woken wake stops as soon as the run is recorded and the next arm confirmed, without an idle window', async () => {
+    const log = recordingLogger();
+    const wokeAt = h.clock.now();
+    const { provider, w, finish } = await fireWoken({ logger: log.logger, wokeAt });
+    // NAS may still be finishing the delivery: the next arm is confirmed only by a list 1.5 s later.
+    expect(provider.settled()).toBe(false);
+    await h.clock.advance(1_550);
+    await waitUntil(() => provider.settled());
+    await h.clock.advance(3 * IDLE_MS);
+    expect(idleCalls).toBe(0);
+    expect(w.report()).toMatchObject({ cause: 'fire', settledAt: null, awakeBecause: 'work in flight' });
+
+    finish();
+    await h.runsSettled();
+    // The run's end is recorded, then the post-run reconcile: not settled until it is done.
+    expect(w.blocker()).not.toBeNull();
+    for (let i = 0; i < 20 && idleCalls === 0; i++) {
+      await h.clock.advance(50);
+      await waitUntil(() => idleCalls > 0 || !h.activity.busy);
+    }
+    expect(idleCalls).toBe(1);
+    const run = (await h.store.listRuns('slow'))[0];
+    expect(run?.status).toBe('succeeded');
+    expect(provider.isArmed('slow')).toBe(true);
+
+    const exitLine = log.entries.find((e) => e.msg === 'idle and every job armed; exiting');
+    expect(exitLine?.obj).toEqual({
+      wake_cause: 'fire',
+      woke_at: new Date(wokeAt).toISOString(),
+      settled_at: expect.any(String),
+      awake_seconds: expect.any(Number),
+      idle_ms: 0,
+    });
+    const logged = exitLine!.obj as { settled_at: string; awake_seconds: number };
+    const settledAt = Date.parse(logged.settled_at);
+    // Settled by the post-run reconcile (a 50 ms debounce), and stopped then: no idle window after it.
+    expect(settledAt).toBeGreaterThanOrEqual(run!.finished_at!);
+    expect(settledAt - run!.finished_at!).toBeLessThan(500);
+    expect(logged.awake_seconds).toBe(roundSeconds(settledAt - wokeAt));
+  });
+
+  it('a fire-woken wake stays up through the idle window when another occurrence is due within it', async () => {
+    const { provider, w, finish } = await fireWoken();
+    // A second job due 8 s from now: its fire is expected within the 10 s window.
+    await h.addJob(recordSpec('soon', 'every 15m'));
+    await h.store.updateJob('soon', (job) => ({ ...job, next_run_at: h.clock.now() + 8_000 }));
+    provider.onJobsChanged();
+    await h.clock.advance(1_500);
+    finish();
+    await h.runsSettled();
+    await settle(provider);
+    await h.clock.advance(0);
+    expect(idleCalls).toBe(0);
+    const report = w.report();
+    expect(report.settledAt).not.toBeNull();
+    expect(report.awakeBecause).toMatch(/an occurrence is due at .* within the 10 s idle window/);
+    expect(report.exitAt).toBe(report.settledAt! + IDLE_MS);
+    await h.clock.advance(7_000);
+    expect(idleCalls).toBe(0);
+  });
+
+  it('a fire-woken wake whose next occurrence is beyond the idle window stops at once', async () => {
+    const { provider, finish } = await fireWoken();
+    await h.addJob(recordSpec('later', 'every 15m'));
+    await h.store.updateJob('later', (job) => ({ ...job, next_run_at: h.clock.now() + IDLE_MS + 5_000 }));
+    provider.onJobsChanged();
+    await h.clock.advance(1_500);
+    finish();
+    await h.runsSettled();
+    await settle(provider);
+    await h.clock.advance(0);
+    expect(idleCalls).toBe(1);
+  });
+
+  it('a person woke it: the full idle window runs from the last activity', async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    const provider = await startProvider();
+    const w = watch(provider, { start: false });
+    w.noteRequest('admin');
+    w.start();
+    await h.clock.advance(0);
+    const report = w.report();
+    expect(report).toMatchObject({ cause: 'admin', settledAt: h.clock.now() });
+    expect(report.awakeBecause).toMatch(/a person used the admin API/);
+    expect(report.exitAt).toBe(h.clock.now() + IDLE_MS);
+
+    await h.clock.advance(IDLE_MS - 1);
+    expect(idleCalls).toBe(0);
+    await h.clock.advance(1);
+    expect(idleCalls).toBe(1);
+  });
+
+  it('a person who uses the admin API during a fire-woken wake gets the idle window too', async () => {
+    const { provider, w, finish } = await fireWoken();
+    await h.clock.advance(1_500);
+    const end = h.activity.begin('request');
+    w.noteRequest('admin');
+    end();
+    finish();
+    await h.runsSettled();
+    await settle(provider);
+    await h.clock.advance(0);
+    expect(idleCalls).toBe(0);
+    expect(w.report().cause).toBe('fire');
+    await h.clock.advance(IDLE_MS);
+    expect(idleCalls).toBe(1);
+  });
+
+  it('a start without any request keeps the idle window, and a later fire does not change why it woke', async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    const provider = await startProvider();
+    const w = watch(provider);
+    await h.clock.advance(0);
+    expect(w.report().cause).toBe('start');
+    w.noteRequest('fire');
+    h.activity.begin('request')();
+    await h.clock.advance(IDLE_MS - 1);
+    expect(idleCalls).toBe(0);
+    expect(w.report().cause).toBe('start');
+    await h.clock.advance(1);
+    expect(idleCalls).toBe(1);
+  });
+
+  it('a request being answered is not work left: the report stays settled, the exit waits for it', async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    const provider = await startProvider();
+    const w = watch(provider, { start: false });
+    w.noteRequest('other');
+    w.start();
+    const end = h.activity.begin('request');
+    await h.clock.advance(IDLE_MS);
+    expect(idleCalls).toBe(0);
+    expect(w.blocker()).toBe('work in flight');
+    expect(w.report()).toMatchObject({ cause: 'other', awakeBecause: 'a request is being answered' });
+    expect(w.report().settledAt).not.toBeNull();
+    end();
+    await h.clock.advance(0);
+    expect(idleCalls).toBe(1);
+  });
+
+  it('with idle exit off it still reports the wake, and never stops', async () => {
+    await h.addJob(recordSpec('alpha', 'every 15m'));
+    const provider = await startProvider();
+    const w = watch(provider, { start: false, idleMs: 0, wokeAt: h.clock.now() - 2_340 });
+    expect(w.report().awakeBecause).toMatch(/start-up work/);
+    w.noteRequest('fire');
+    w.start();
+    await h.clock.advance(10 * IDLE_MS);
+    expect(idleCalls).toBe(0);
+    expect(w.report()).toMatchObject({
+      cause: 'fire',
+      awakeMs: 10 * IDLE_MS + 2_340,
+      awakeBecause: 'idle exit is off (CHRONOS_IDLE_EXIT_SECONDS=0)',
+      exitAt: null,
+    });
   });
 });
