@@ -2,7 +2,7 @@
 // Each writes bench/results/<name>.json; this prints their tables and a summary of the targets.
 import { isMain } from './lib/common.mjs';
 
-const BENCHES = ['cold-start', 'warm-fire', 'reconcile', 'claim-scaling', 'builtin-timer', 'memory'];
+const BENCHES = ['cold-start', 'warm-fire', 'reconcile', 'claim-scaling', 'builtin-timer', 'memory', 'awake'];
 
 export async function runAll({ log = console.log, only = process.argv.slice(2) } = {}) {
   const started = performance.now();

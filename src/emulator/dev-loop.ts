@@ -385,7 +385,10 @@ function describeChronosLog(entry: ChronosLogLine): string | undefined {
       // The fire's summary line: its steps above already told the story.
       return undefined;
     case 'idle and every job armed; exiting':
-      return `idle ${Number(entry['idle_ms']) / 1000} s with every job armed: exiting`;
+      // A fire-woken process stops as soon as it is settled; other wakes wait out the idle window.
+      return Number(entry['idle_ms']) === 0
+        ? `settled after ${String(entry['awake_seconds'])} s awake (woken by ${String(entry['wake_cause'])}) with every job armed: exiting`
+        : `idle ${Number(entry['idle_ms']) / 1000} s with every job armed: exiting`;
     case 'shutting down':
       return entry['reason'] === 'idle' ? undefined : `shutting down (${String(entry['reason'])})`;
     default:

@@ -44,6 +44,7 @@ export interface FireAppOptions {
   plugins?: ServerDeps['plugins'];
   owner?: Owner;
   activity?: Activity;
+  onRequest?: ServerDeps['onRequest'];
 }
 
 export interface FireApp {
@@ -107,6 +108,7 @@ export async function buildFireApp(options: FireAppOptions = {}): Promise<FireAp
     logger,
     activity,
     ...(options.trustProxy === undefined ? {} : { trustProxy: options.trustProxy }),
+    ...(options.onRequest ? { onRequest: options.onRequest } : {}),
     fire: {
       store,
       clock,

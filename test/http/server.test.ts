@@ -202,3 +202,22 @@ describe('activity', () => {
     expect(changes).toBe(0);
   });
 });
+
+describe('what a request says about why the process is awake', () => {
+  it('tells idle exit each request: NAS fire, a person (admin API, CLI, status page) or other; never a health check', async () => {
+    const causes: string[] = [];
+    const f = await buildFireApp({ onRequest: (cause) => causes.push(cause) });
+    apps.push(f);
+    const sent: Array<[string, string]> = [
+      ['GET', '/healthz'],
+      ['POST', '/api/cron/fire'],
+      ['GET', '/api/status?verbose=1'],
+      ['GET', '/ui'],
+      ['GET', '/ui/app.js'],
+      ['GET', '/wp-login.php'],
+      ['GET', '/uix'],
+    ];
+    for (const [method, url] of sent) await f.app.inject({ method: method as 'GET' | 'POST', url });
+    expect(causes).toEqual(['fire', 'admin', 'admin', 'admin', 'other', 'other']);
+  });
+});
