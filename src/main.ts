@@ -330,7 +330,11 @@ export async function startChronos(options: StartOptions): Promise<RunningChrono
       onInactive: (jobId) => void activity.track('arming', () => provider.disarm(jobId)).catch(() => {}),
       onStale: (job) => void activity.track('arming', () => provider.arm(job)).catch(() => {}),
       onAccepted: (fire) => {
-        void engine.onAccepted(fire).then(() => orphans?.soon());
+        // The sweep after a fire counts as run work: a process that settles meanwhile waits for it.
+        void engine
+          .onAccepted(fire)
+          .then(() => (orphans ? activity.track('run', () => orphans.soon()) : undefined))
+          .catch((err: unknown) => logger.error({ err }, 'orphan sweep after a fire failed'));
         // A process that stays up never starts again: its key set ages here, not at start-up. Tracked, so a
         // process that settles meanwhile does not cut the fetch short before its cache file is written.
         void activity.track('nas', () => verifier.refreshIfStale()).catch(() => {});
