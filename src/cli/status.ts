@@ -41,6 +41,13 @@ interface StatusReply {
   last_fire_at: string | null;
   jwks_cache_age_seconds: number | null;
   jobs_file: string | null;
+  /** Absent from servers older than the field. */
+  wake?: {
+    cause: string;
+    awake_seconds: number;
+    awake_because: string | null;
+    exit_at: string | null;
+  };
 }
 
 /** How many upcoming fires are listed. */
@@ -123,6 +130,15 @@ export function describeStatus(status: StatusReply, jobs: JobView[], url: string
   if (status.jwks_cache_age_seconds !== null)
     rows.push(['fire key set', `cached ${words(status.jwks_cache_age_seconds * 1000)} ago`]);
   if (status.jobs_file) rows.push(['jobs file', status.jobs_file]);
+  if (status.wake) {
+    const { cause, awake_seconds, awake_because, exit_at } = status.wake;
+    rows.push([
+      'awake',
+      `${words(awake_seconds * 1000)}, woken by ${cause}` +
+        (awake_because ? `; ${awake_because}` : '') +
+        (exit_at ? `; stops at ${exit_at} if nothing else happens` : ''),
+    ]);
+  }
   const width = Math.max(...rows.map(([k]) => k.length));
   const sections = [
     `Chronos ${status.version} at ${url}, up ${words(status.uptime_seconds * 1000)}`,

@@ -108,6 +108,8 @@ describe('chronos status', () => {
     expect(out).toMatch(/^ {2}provider +builtin$/m);
     expect(out).not.toMatch(/^ {2}NAS /m); // the builtin timer never calls NAS
     expect(out).toMatch(/^ {2}jobs +2 \(2 scheduled\)$/m);
+    // Woken by these admin requests; the builtin timer never lets the process stop.
+    expect(out).toMatch(/^ {2}awake +\d+ (s|min), woken by admin; builtin provider in use$/m);
     const next = out.slice(out.indexOf('NEXT FIRES'));
     expect(next).toMatch(/^hello +\S+Z +(\d+ min|1 h.*) +yes +every 1h$/m);
     expect(next).toMatch(/^flaky +\S+Z +.* +yes +every 2h$/m);
