@@ -559,6 +559,11 @@ describe('admin API: status and OpenAPI', () => {
     for (const ref of res.body.match(/"#\/components\/schemas\/[A-Za-z]+"/g) ?? []) {
       expect(doc.components.schemas[ref.slice(22, -1)], ref).toBeDefined();
     }
+    // The status's wake is described field by field, as the route sends it.
+    const status = await api('GET', '/api/status');
+    const wakeSchema = doc.components.schemas.Status.properties.wake;
+    expect(Object.keys(wakeSchema.properties).sort()).toEqual(Object.keys(status.body.wake).sort());
+    expect(wakeSchema.properties.cause.enum).toContain(status.body.wake.cause);
   });
 });
 
