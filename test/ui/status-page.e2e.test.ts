@@ -137,6 +137,10 @@ describe('e2e: the status page in headless Chromium', () => {
     expect(await tokyo.locator('.next-fire').textContent()).toMatch(/^\d{4}-\d{2}-\d{2} 06:30:00 GMT\+9 · /);
     expect(await report.locator('.armed').textContent()).toBe('armed at NAS');
     expect(await page.locator('#health-list dt:has-text("NAS reachable") + dd').textContent()).toBe('yes');
+    // The page's own requests are a person's: the process keeps its idle window for them.
+    expect(await page.locator('#health-list dt:has-text("Awake") + dd').textContent()).toMatch(
+      /^woken by (admin|start|fire); /,
+    );
 
     // Run now: the page follows the run until it ends, then shows it failed with the runner's own error.
     await broken.locator('button.action-run').click();

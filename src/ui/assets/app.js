@@ -274,6 +274,12 @@
             : el('span', { className: 'no' }, `${status.damaged.length} (listed below)`),
         ],
         ['Uptime', duration(status.uptime_seconds * 1000)],
+        status.wake
+          ? [
+              'Awake',
+              `woken by ${status.wake.cause}${status.wake.awake_because ? `; ${status.wake.awake_because}` : ''}`,
+            ]
+          : null,
         status.warning ? ['Warning', el('span', { className: 'warning' }, status.warning)] : null,
       ]),
     );
