@@ -43,8 +43,8 @@ export interface IdleExitDeps {
  * Scale to zero (docs/architecture.md, Awake only while there is work): the one place that decides when the
  * process stops. It may stop only when it is **settled** (no run, NAS call, reconcile or alert delivery in
  * flight, and every desired job confirmed armed at NAS: Never sleep with an unarmed job) and no request is
- * being answered. A wake caused by a fire then stops at once, unless an occurrence is due within the idle
- * window; a wake caused by a person (admin API, CLI, status page), or by a start without any request, waits
+ * being answered. A wake caused by a fire (or by any request that is not a person's) then stops at once,
+ * unless an occurrence is due within the idle window; a wake caused by a person (admin API, CLI, status page), or by a start without any request, waits
  * out the idle window after the last activity, since people send follow-ups. Only with the chronos
  * provider: with builtin nothing would wake the process again.
  */
