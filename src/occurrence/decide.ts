@@ -17,6 +17,19 @@ export function claimTtlMs(): number {
   return CLAIM_LEASE_MS;
 }
 
+/**
+ * Whether a claim by this trigger is also the durable record that its run started. A process that finds
+ * an occurrence itself (its builtin timer, the misfire rule, a manual run) starts the run right after
+ * the claim, with nothing in between that another delivery would have to take over: no reply to send,
+ * no NAS call. So the claim counts as the start, the run record is written beside the run rather than
+ * before it, and an orphaned row of such a claim is never taken over (docs/architecture.md, "One run per
+ * occurrence"). A NAS delivery's claim (and a retry's, whoever delivers it) is followed by the 202 and
+ * the next arm: a process that dies there never started the run, so its start is recorded separately.
+ */
+export function claimStartsRun(trigger: Trigger): boolean {
+  return trigger === 'builtin' || trigger === 'misfire' || trigger === 'manual';
+}
+
 /** A `claimed` row whose run can no longer be going on: its owner died, or its TTL ran out. */
 export function isOrphaned(entry: LedgerEntry, now: number, isAlive: (owner: Owner) => boolean): boolean {
   return entry.status === 'claimed' && (entry.expires_at <= now || !isAlive(entry.owner));
@@ -99,6 +112,7 @@ export type ClaimDecision =
  * - A row that is settled, or claimed by a live owner within its TTL, is a duplicate: it can only stay one.
  * - An orphaned row whose run had started is a duplicate too (a one-shot must not fire twice; boot
  *   recovery books it `interrupted`); one whose run never started is taken over without counting again.
+ *   A local trigger's claim counts as its run's start (claimStartsRun).
  * - A manual run takes a row at the request instant, does not move the schedule, and with concurrency
  *   `forbid` is refused while a live claim of the job exists.
  */
@@ -119,6 +133,7 @@ export function decideClaim(view: JobTxnView, ask: ClaimAsk): ClaimDecision {
   const existing = view.entry(fireAt);
   if (existing && !isOrphaned(existing, ask.now, ask.isAlive)) return { kind: 'duplicate', entry: existing };
   if (existing && scheduled) {
+    if (claimStartsRun(existing.trigger)) return { kind: 'duplicate', entry: existing };
     if (ask.runStarted === undefined) return { kind: 'check_run', fire_at: fireAt, entry: existing };
     if (ask.runStarted) return { kind: 'duplicate', entry: existing };
   }

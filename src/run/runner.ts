@@ -8,6 +8,7 @@ import { jobAfterRun, type RunVerdict } from '../jobs/lifecycle.js';
 import type { Job, RunRecord, RunStatus } from '../jobs/model.js';
 import type { Logger } from '../logger.js';
 import { keepClaimForStart } from '../occurrence/claim.js';
+import { claimStartsRun } from '../occurrence/decide.js';
 import type { Occurrence, RunOutcome } from '../occurrence/engine.js';
 import { settleClaimed, settleInterrupted, settleRun } from '../occurrence/settle.js';
 import { CLAIM_LEASE_MS } from '../store/lease.js';
@@ -235,10 +236,19 @@ export class JobRunner {
     }
     const running = this.blankRun(occ, 'running', started, null, null);
     let appended = false;
-    try {
-      await this.store.appendRun(running);
-      appended = true;
-    } catch (err) {
+    const startRecord = this.store.appendRun(running).then(
+      () => {
+        appended = true;
+        return undefined;
+      },
+      (err: unknown) => err,
+    );
+    // The run record is what tells a later delivery that the run started (it is then never run again),
+    // so it must be durable before the target executes, unless the claim itself already says so: a
+    // local trigger's claim does (claimStartsRun), and its record is written while the target runs.
+    const claimIsStart = claimStartsRun(occ.trigger);
+    if (!claimIsStart) {
+      const err = await startRecord;
       if (isChronosError(err, 'job_not_found')) {
         // Removed between its claim and now: the user no longer wants its side effect.
         this.logger.debug(logFields, 'run not started: its job no longer exists');
@@ -249,12 +259,19 @@ export class JobRunner {
         };
       }
       // Run anyway: the occurrence is claimed and losing it silently is worse than a gap in history.
-      this.logger.error({ ...logFields, err }, 'record run start failed');
+      if (err !== undefined) this.logger.error({ ...logFields, err }, 'record run start failed');
     }
     // Run steps are details: the fire's one info line carries the outcome (src/occurrence/fire-line.ts).
     this.logger.debug(logFields, 'run started');
 
     const { result, retryable } = await this.executeTarget(occ, active);
+    if (claimIsStart) {
+      // Its job was there when the claim was written a moment before the start; removed since, the
+      // writes below find it gone and say so.
+      const err = await startRecord;
+      if (err !== undefined && !isChronosError(err, 'job_not_found'))
+        this.logger.error({ ...logFields, err }, 'record run start failed');
+    }
     const finished = this.clock.now();
     const status: RunStatus = result.ok ? 'succeeded' : result.timedOut ? 'timed_out' : 'failed';
     // A run that completed just as a newer one arrived keeps its own outcome.

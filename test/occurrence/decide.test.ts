@@ -88,6 +88,21 @@ describe('decideClaim', () => {
     expect(taken.kind === 'claim' && taken.job.next_run_at).toBe(NEXT + 60_000);
   });
 
+  it('never takes over an orphaned claim of a local trigger: its claim was its run’s start', () => {
+    const advanced = makeJob('a', { next_run_at: NEXT + 60_000, repeat: { times: null, completed: 1 } });
+    for (const trigger of ['builtin', 'misfire', 'manual'] as const) {
+      const orphan = row(NEXT, { owner: DEAD, trigger });
+      // No run record to look up: even one that says the run never started would not change it.
+      expect(decideClaim(view(advanced, [orphan]), ask())).toEqual({ kind: 'duplicate', entry: orphan });
+      expect(decideClaim(view(advanced, [orphan]), ask({ runStarted: false }))).toEqual({
+        kind: 'duplicate',
+        entry: orphan,
+      });
+    }
+    const retry = row(NEXT, { owner: DEAD, trigger: 'retry' });
+    expect(decideClaim(view(advanced, [retry]), ask()).kind).toBe('check_run');
+  });
+
   it('an expired claim is an orphan even when its owner looks alive', () => {
     const expired = row(NEXT, { expires_at: NEXT });
     expect(decideClaim(view(makeJob('a'), [expired]), ask()).kind).toBe('check_run');

@@ -367,6 +367,47 @@ describe('JobRunner: outcomes', () => {
     expect(h.logs.some((l) => l.msg === 'run finished; its job no longer exists')).toBe(true);
   });
 
+  it('starts a NAS occurrence only once its run record is stored, a local trigger’s beside it', async () => {
+    for (const [trigger, waitsForRecord] of [
+      ['nas', true],
+      ['retry', true],
+      ['builtin', false],
+      ['misfire', false],
+      ['manual', false],
+    ] as const) {
+      const h = harness();
+      const job = await h.store.createJob(makeJob({ target: { type: 'handler', name: 'probe' } }));
+      let started = false;
+      h.handlers.register('probe', () => {
+        started = true;
+        return 'ok';
+      });
+      // The run record's write is held until released, as a slow fsync would hold it.
+      let releaseAppend: () => void = () => {};
+      const appendHeld = new Promise<void>((resolve) => {
+        releaseAppend = resolve;
+      });
+      const append = h.store.appendRun.bind(h.store);
+      h.store.appendRun = async (run) => {
+        await appendHeld;
+        return append(run);
+      };
+      const entry = await claim(h, job, T0, { trigger });
+      const outcome = h.runner.run({ job, fire_at: T0, run_id: entry.run_id, trigger, attempt: 1 });
+      await flushMicrotasks();
+      expect({ trigger, started }).toEqual({ trigger, started: !waitsForRecord });
+      releaseAppend();
+      const { run } = await outcome;
+      expect({ trigger, started, status: run.status }).toEqual({
+        trigger,
+        started: true,
+        status: 'succeeded',
+      });
+      // Either way the history ends with the run's outcome, written after its start record.
+      expect(await h.store.listRuns(job.id)).toMatchObject([{ run_id: entry.run_id, status: 'succeeded' }]);
+    }
+  });
+
   it('does not start a run whose job was removed after the claim', async () => {
     const h = harness();
     const job = await h.store.createJob(makeJob({ target: { type: 'handler', name: 'never' } }));
