@@ -12,14 +12,15 @@
 //                             first by one normally-exiting start of each (Node 22+)
 //   BENCH_COMPARE_DIST=DIR    also spawn DIR/serve.js (another build, e.g. main's) interleaved with this
 //                             one, and report this build over that one: a change's effect in one run
+//   BENCH_COMPARE_NODE_ARGS='--max-semi-space-size=4'   also spawn this build with these node flags,
+//                             interleaved, and report flags / none (the image's flags: docs/performance.md)
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { bundleOptions } from '../scripts/build.mjs';
 import {
+  bundleFastifyBaseline,
   childEnv,
   chronosEnv,
   distDir,
@@ -44,16 +45,6 @@ function withPostgres(argv = process.argv) {
 const JOB_ID = 'cold-start';
 
 const plainPort = (line) => /^listening (\d+)$/.exec(line)?.[1];
-async function bundleFastifyBaseline(outdir) {
-  const outfile = join(outdir, 'fastify-minimal.mjs');
-  await build({
-    ...bundleOptions,
-    entryPoints: [fileURLToPath(new URL('./baselines/fastify-minimal.mjs', import.meta.url))],
-    outfile,
-    sourcemap: false,
-  });
-  return outfile;
-}
 
 async function makeTemplate(lib, emulator, dir) {
   const store = await lib.FileStore.open({ dir });
@@ -191,8 +182,11 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
         : {}),
     };
     if (compareJs) subjects['chronos (compare)'] = (signal) => spawnChronos(compareJs, signal);
+    const flagArgs = (process.env.BENCH_COMPARE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    if (flagArgs.length > 0)
+      subjects['chronos (flags)'] = (signal) => spawnChronos(serveJs, signal, flagArgs);
 
-    async function spawnChronos(entry, signal) {
+    async function spawnChronos(entry, signal, nodeArgs = []) {
       const n = ++spawnNo;
       const dir = join(work, `data-${n}`);
       const path = `/hook/${n}`;
@@ -206,7 +200,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       // 'run started' is a step of the fire, logged at debug (the fire's info line comes at its end).
       const proc = spawnServer(
         node,
-        [entry],
+        [...nodeArgs, entry],
         childEnv({ ...chronosEnv(emulator, dir, { LOG_LEVEL: 'debug' }), ...cacheEnv }),
         chronosPort,
         (line, at) => {
@@ -243,6 +237,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       await subjects['fastify bundled']('SIGTERM');
       await subjects.chronos('SIGTERM');
       if (compareJs) await subjects['chronos (compare)']('SIGTERM');
+      if (flagArgs.length > 0) await subjects['chronos (flags)']('SIGTERM');
     }
 
     const names = Object.keys(subjects);
@@ -280,6 +275,9 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       chronos_over_fastify: candidate / stats['fastify bundled'].ready.median,
       chronos_over_raw_http: candidate / stats['raw node:http'].ready.median,
       ...(compareJs ? { chronos_over_compare: candidate / stats['chronos (compare)'].ready.median } : {}),
+      ...(flagArgs.length > 0
+        ? { flags_over_chronos: stats['chronos (flags)'].ready.median / candidate }
+        : {}),
       ...(stats['chronos postgres']
         ? { postgres_over_file: stats['chronos postgres'].ready.median / candidate }
         : {}),
@@ -324,6 +322,11 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
     if (compareJs) {
       log(
         `chronos / chronos (compare: ${process.env.BENCH_COMPARE_DIST}) = ${ratios.chronos_over_compare.toFixed(3)}x (spawn → 202 medians)`,
+      );
+    }
+    if (flagArgs.length > 0) {
+      log(
+        `chronos (flags: ${flagArgs.join(' ')}) / chronos = ${ratios.flags_over_chronos.toFixed(3)}x (spawn → 202 medians)`,
       );
     }
     const postgresPass = ratios.postgres_over_file === undefined || ratios.postgres_over_file <= 1.3;

@@ -1,19 +1,32 @@
-// Memory (docs/performance.md): RSS of a spawned production Chronos after start, after 10,000 fires (every job's
-// occurrence accepted once, the rest duplicates), and after idling 5 s. Read from /proc/<pid>/status.
+// Memory (docs/performance.md): RSS of a spawned production Chronos after 10,000 fires (every job's
+// occurrence accepted once, the rest duplicates) against a minimal bundled Fastify app
+// (bench/baselines/fastify-minimal.mjs) after 10,000 requests, same Node, same run. RSS after start, after
+// the traffic and after 5 s idle, read from /proc/<pid>/status. Target: Chronos <= 1.3x the baseline.
 //
 // Usage: npm run build && node bench/memory.mjs
 //   BENCH_MEMORY_JOBS=1000    accepted fires (one per job); the rest of the 10,000 are duplicates
-//   BENCH_MEMORY_NODE_OPTIONS='--max-semi-space-size=2'   NODE_OPTIONS for the spawned server
-//   BENCH_MEMORY_ENV='MALLOC_TRIM_THRESHOLD_=65536'   extra environment for the server (space-separated K=V)
-//   BENCH_SERVER_NODE_ARGS='--optimize-for-size'       node flags NODE_OPTIONS refuses (read by the fixture)
-//   BENCH_NODE=/path/to/node  Node binary for the server (and this script, which re-runs itself under it)
+//   BENCH_NODE=/path/to/node  Node binary for both servers (this script re-runs itself under it)
+//   BENCH_COMPILE_CACHE=1     both servers with a NODE_COMPILE_CACHE written first by a normally exiting
+//                             start of each, as the image build does (Node 22+); with NODE_ENV=production
+//                             (always set) that is the image's runtime environment
+// Variants, applied to Chronos only unless BENCH_MEMORY_VARIANT_BASELINE=1:
+//   BENCH_MEMORY_NODE_OPTIONS='--max-semi-space-size=2'   NODE_OPTIONS
+//   BENCH_MEMORY_ENV='MALLOC_TRIM_THRESHOLD_=65536'   extra environment (space-separated K=V)
+//   BENCH_SERVER_NODE_ARGS='--optimize-for-size'       node flags NODE_OPTIONS refuses
 import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
-import { isMain, table, writeResult } from './lib/common.mjs';
+import { bundleFastifyBaseline, childEnv, distDir, isMain, table, writeResult } from './lib/common.mjs';
+import { spawnServer, stop } from './lib/processes.mjs';
 import { startChronosServer } from './lib/server-fixture.mjs';
 
-const TOTAL_FIRES = 10_000;
+const TOTAL_REQUESTS = 10_000;
+const IN_FLIGHT = 8;
+const IDLE_MS = 5000;
+const TARGET_RATIO = 1.3;
 
 function parseEnv(text) {
   return Object.fromEntries(
@@ -30,74 +43,168 @@ async function rssMiB(pid) {
   return kb / 1024;
 }
 
+/** TOTAL_REQUESTS posts, IN_FLIGHT at a time on keep-alive connections; counts of each status. */
+async function send(url, request) {
+  const pool = new Pool(url, { connections: IN_FLIGHT });
+  const answers = new Map();
+  let next = 0;
+  try {
+    const worker = async () => {
+      while (next < TOTAL_REQUESTS) {
+        const i = next++;
+        const res = await pool.request({ method: 'POST', path: '/api/cron/fire', ...request(i) });
+        await res.body.text();
+        answers.set(res.statusCode, (answers.get(res.statusCode) ?? 0) + 1);
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  } finally {
+    await pool.close();
+  }
+  return Object.fromEntries(answers);
+}
+
+async function measureChronos(jobs, env) {
+  const server = await startChronosServer({ jobs, env });
+  try {
+    const afterStart = await rssMiB(server.pid);
+    // First pass accepts each job's occurrence; later passes re-send them (duplicates).
+    const answers = await send(server.url, (i) => server.fire(i % jobs));
+    await server.waitUntil(() => server.runs() >= jobs, 60_000, 'the accepted runs to end');
+    const afterTraffic = await rssMiB(server.pid);
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    return { afterStart, afterTraffic, afterIdle: await rssMiB(server.pid), answers };
+  } finally {
+    await server.close();
+  }
+}
+
+const plainPort = (line) => /^listening (\d+)$/.exec(line)?.[1];
+
+async function measureFastify(fastifyJs, env, nodeArgs, signal = 'SIGKILL') {
+  const proc = spawnServer(process.execPath, [...nodeArgs, fastifyJs], childEnv(env), plainPort);
+  try {
+    const { port } = await proc.listening;
+    const afterStart = await rssMiB(proc.child.pid);
+    // The body and headers of a fire, so both servers parse the same bytes.
+    const body = JSON.stringify({ job_id: 'job-1', fire_at: new Date().toISOString() });
+    const headers = { authorization: `Bearer ${'x'.repeat(600)}`, 'content-type': 'application/json' };
+    const answers = await send(`http://127.0.0.1:${port}`, () => ({ body, headers }));
+    const afterTraffic = await rssMiB(proc.child.pid);
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    return { afterStart, afterTraffic, afterIdle: await rssMiB(proc.child.pid), answers };
+  } finally {
+    await stop(proc, signal);
+  }
+}
+
+/** Writes the compile cache the way the Dockerfile does: a normal start and exit, then every chunk imported. */
+async function warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv }) {
+  // Each with the flags it is measured with: the cache is keyed by them.
+  await measureFastify(fastifyJs, baselineEnv, baselineArgs, 'SIGTERM').catch((err) => {
+    throw new Error(`warming the baseline's compile cache: ${err.message}`);
+  });
+  const server = await startChronosServer({ jobs: 1, env: chronosEnv });
+  await server.close({ normal: true });
+  const chunks = fileURLToPath(new URL('chunks/', await distDir()));
+  const imports = (await readdir(chunks))
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => `await import(${JSON.stringify(pathToFileURL(join(chunks, f)).href)});`)
+    .join('');
+  const args = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const { status, stderr } = spawnSync(process.execPath, [...args, '--input-type=module', '-e', imports], {
+    env: childEnv(chronosEnv),
+  });
+  if (status !== 0) throw new Error(`importing the chunks for the compile cache failed: ${stderr}`);
+}
+
 export async function run({
   log = console.log,
   jobs = Number(process.env.BENCH_MEMORY_JOBS ?? 1000),
   nodeOptions = process.env.BENCH_MEMORY_NODE_OPTIONS ?? '',
   extraEnv = parseEnv(process.env.BENCH_MEMORY_ENV ?? ''),
+  compileCache = Boolean(process.env.BENCH_COMPILE_CACHE),
+  variantOnBaseline = Boolean(process.env.BENCH_MEMORY_VARIANT_BASELINE),
 } = {}) {
-  const env = { ...extraEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
-  const server = await startChronosServer({ jobs, env });
-  const pool = new Pool(server.url, { connections: 8 });
+  const work = await mkdtemp(join(tmpdir(), 'chronos-bench-memory-'));
   try {
-    const afterStart = await rssMiB(server.pid);
-    const answers = new Map();
-    let next = 0;
-    const worker = async () => {
-      while (next < TOTAL_FIRES) {
-        const i = next++;
-        // First pass accepts each job's occurrence; later passes re-send them (duplicates).
-        const res = await pool.request({ method: 'POST', path: '/api/cron/fire', ...server.fire(i % jobs) });
-        await res.body.text();
-        answers.set(res.statusCode, (answers.get(res.statusCode) ?? 0) + 1);
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
-    await server.waitUntil(() => server.runs() >= jobs, 60_000, 'the accepted runs to end');
-    const afterFires = await rssMiB(server.pid);
-    await new Promise((r) => setTimeout(r, 5000));
-    const afterIdle = await rssMiB(server.pid);
-
+    const fastifyJs = await bundleFastifyBaseline(work);
+    // The image's runtime environment (Dockerfile): NODE_ENV=production and a compile cache.
+    const cacheEnv = compileCache ? { NODE_COMPILE_CACHE: join(work, 'compile-cache') } : {};
+    const imageEnv = { NODE_ENV: 'production', ...cacheEnv };
+    const variantEnv = { ...extraEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
     const serverArgs = process.env.BENCH_SERVER_NODE_ARGS ?? '';
+    const chronosEnv = { ...imageEnv, ...variantEnv };
+    const baselineEnv = variantOnBaseline ? chronosEnv : imageEnv;
+    const baselineArgs = variantOnBaseline ? serverArgs.split(' ').filter(Boolean) : [];
+    if (compileCache) await warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv });
+
+    const chronos = await measureChronos(jobs, chronosEnv);
+    const baseline = await measureFastify(fastifyJs, baselineEnv, baselineArgs);
+    const ratio = chronos.afterTraffic / baseline.afterTraffic;
+
     const variant = [
       nodeOptions && `NODE_OPTIONS=${nodeOptions}`,
       serverArgs && `node args ${serverArgs}`,
       ...Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`),
     ].filter(Boolean);
     log(
-      `memory (RSS, MiB) of a spawned Chronos, node ${process.version}, ${jobs} jobs${variant.length ? `, ${variant.join(', ')}` : ''}`,
+      `memory (RSS, MiB), node ${process.version}${compileCache ? ', compile cache' : ''}, NODE_ENV=production; ` +
+        `chronos: ${jobs} jobs, ${TOTAL_REQUESTS} fires${variant.length ? `, ${variant.join(', ')}` : ''}; ` +
+        `fastify: ${TOTAL_REQUESTS} requests${variantOnBaseline && variant.length ? ', same variant' : ', defaults'}`,
     );
+    const f = (v) => v.toFixed(1);
     log(
       table([
-        ['moment', 'RSS MiB'],
-        ['after start (reconciled)', afterStart.toFixed(1)],
-        [`after ${TOTAL_FIRES} fires`, afterFires.toFixed(1)],
-        ['after 5 s idle', afterIdle.toFixed(1)],
+        ['moment', 'chronos', 'fastify minimal', 'ratio'],
+        [
+          'after start',
+          f(chronos.afterStart),
+          f(baseline.afterStart),
+          (chronos.afterStart / baseline.afterStart).toFixed(2),
+        ],
+        [
+          `after ${TOTAL_REQUESTS} requests`,
+          f(chronos.afterTraffic),
+          f(baseline.afterTraffic),
+          ratio.toFixed(2),
+        ],
+        [
+          `after ${IDLE_MS / 1000} s idle`,
+          f(chronos.afterIdle),
+          f(baseline.afterIdle),
+          (chronos.afterIdle / baseline.afterIdle).toFixed(2),
+        ],
       ]),
     );
-    log(`answers: ${JSON.stringify(Object.fromEntries(answers))}`);
-    // 75 MB as in docs/performance.md (decimal megabytes); MiB shown above.
-    const pass = afterFires * 1.048576 <= 75;
-    log(`target (RSS <= 75 MB after 10,000 fires): ${pass ? 'met' : 'NOT met'}`);
+    log(`answers: chronos ${JSON.stringify(chronos.answers)}, fastify ${JSON.stringify(baseline.answers)}`);
+    const pass = ratio <= TARGET_RATIO;
+    log(
+      `target (chronos RSS after ${TOTAL_REQUESTS} fires <= ${TARGET_RATIO}x fastify minimal after ${TOTAL_REQUESTS} requests): ` +
+        `${ratio.toFixed(2)}x, ${pass ? 'met' : 'NOT met'}`,
+    );
     const result = {
       benchmark: 'memory',
-      target: 'RSS <= 75 MB after 10,000 fires',
+      target: `RSS after ${TOTAL_REQUESTS} fires <= ${TARGET_RATIO}x a minimal bundled Fastify app after ${TOTAL_REQUESTS} requests`,
       pass,
+      ratio,
       node: process.version,
       measured_at: new Date().toISOString(),
+      compile_cache: compileCache,
       jobs,
       node_options: nodeOptions || null,
       server_node_args: serverArgs || null,
       env: extraEnv,
-      fires: TOTAL_FIRES,
-      answers: Object.fromEntries(answers),
-      rss_mib: { after_start: afterStart, after_fires: afterFires, after_idle: afterIdle },
+      variant_on_baseline: variantOnBaseline,
+      requests: TOTAL_REQUESTS,
+      chronos_rss_mib: chronos,
+      fastify_rss_mib: baseline,
     };
-    await writeResult(variant.length ? 'memory-variant' : 'memory', result);
+    const name = `memory${variant.length ? '-variant' : ''}${compileCache ? '-compile-cache' : ''}`;
+    await writeResult(name, result);
     return result;
   } finally {
-    await pool.close();
-    await server.close();
+    await rm(work, { recursive: true, force: true });
   }
 }
 

@@ -133,3 +133,18 @@ export async function quietEmulator() {
   emulator.faults.dropDeliveries = Number.MAX_SAFE_INTEGER;
   return emulator;
 }
+
+/**
+ * The reference for cold start and memory: bench/baselines/fastify-minimal.mjs bundled into `outdir` with the
+ * production build's esbuild options. Returns the bundle's path.
+ */
+export async function bundleFastifyBaseline(outdir) {
+  const outfile = join(outdir, 'fastify-minimal.mjs');
+  await build({
+    ...bundleOptions,
+    entryPoints: [fileURLToPath(new URL('../baselines/fastify-minimal.mjs', import.meta.url))],
+    outfile,
+    sourcemap: false,
+  });
+  return outfile;
+}

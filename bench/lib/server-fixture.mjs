@@ -22,6 +22,8 @@ export async function startChronosServer({
   onLine = () => {},
   dist,
   runMessage = 'job ran',
+  // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
 }) {
   const lib = await importInternals();
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-server-'));
@@ -79,8 +81,7 @@ export async function startChronosServer({
   const serveJs = fileURLToPath(new URL('serve.js', dist ?? (await distDir())));
   const proc = spawnServer(
     process.execPath,
-    // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-    [...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), serveJs],
+    [...nodeArgs, serveJs],
     childEnv({ ...chronosEnv(emulator, dataDir), CHRONOS_FIRE_RATE_LIMIT: '1000000', ...storeEnv, ...env }),
     chronosPort,
     (line) => {
@@ -132,9 +133,10 @@ export async function startChronosServer({
     },
     waitUntil,
     output: proc.output,
-    async close() {
+    /** `normal`: SIGTERM and a drained exit, e.g. to let Node write its compile cache. */
+    async close({ normal = false } = {}) {
       // SIGTERM when profiling: --cpu-prof writes its file only on a normal exit.
-      await stop(proc, process.env.BENCH_SERVER_NODE_ARGS ? 'SIGTERM' : 'SIGKILL');
+      await stop(proc, normal || process.env.BENCH_SERVER_NODE_ARGS ? 'SIGTERM' : 'SIGKILL');
       await recorder.close();
       await emulator.close();
       await rm(work, { recursive: true, force: true });
