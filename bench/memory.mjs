@@ -52,7 +52,7 @@ async function send(url, request) {
     const worker = async () => {
       while (next < TOTAL_REQUESTS) {
         const i = next++;
-        const res = await pool.request({ method: 'POST', path: '/api/cron/fire', ...request(i) });
+        const res = await pool.request({ method: 'POST', path: '/api/cron/fire', ...(await request(i)) });
         await res.body.text();
         answers.set(res.statusCode, (answers.get(res.statusCode) ?? 0) + 1);
       }
@@ -69,7 +69,11 @@ async function measureChronos(jobs, env) {
   try {
     const afterStart = await rssMiB(server.pid);
     // First pass accepts each job's occurrence; later passes re-send them (duplicates).
-    const answers = await send(server.url, (i) => server.fire(i % jobs));
+    // Fire tokens live about two minutes; on a loaded machine the fires take longer than that.
+    const answers = await send(server.url, async (i) => {
+      await server.freshToken(i % jobs);
+      return server.fire(i % jobs);
+    });
     await server.waitUntil(() => server.runs() >= jobs, 60_000, 'the accepted runs to end');
     const afterTraffic = await rssMiB(server.pid);
     await new Promise((r) => setTimeout(r, IDLE_MS));
@@ -178,7 +182,11 @@ export async function run({
       ]),
     );
     log(`answers: chronos ${JSON.stringify(chronos.answers)}, fastify ${JSON.stringify(baseline.answers)}`);
-    const pass = ratio <= TARGET_RATIO;
+    // Anything but accepted fires and duplicates (an expired token's 401) would measure other work.
+    const unexpected = Object.keys(chronos.answers).filter((status) => status !== '200' && status !== '202');
+    if (unexpected.length > 0)
+      log(`warning: chronos answered ${unexpected.join(', ')}; this run does not count`);
+    const pass = ratio <= TARGET_RATIO && unexpected.length === 0;
     log(
       `target (chronos RSS after ${TOTAL_REQUESTS} fires <= ${TARGET_RATIO}x fastify minimal after ${TOTAL_REQUESTS} requests): ` +
         `${ratio.toFixed(2)}x, ${pass ? 'met' : 'NOT met'}`,

@@ -7,7 +7,8 @@
 //
 // Usage: npm run build && BENCH_FLAGS='--max-semi-space-size=4' node bench/runtime-flags.mjs
 //   BENCH_FLAGS               the node flags to weigh (required)
-//   BENCH_FLAGS_FIRES=1000    accepted fires per process
+//   BENCH_FLAGS_FIRES=300     accepted fires per process (the jobs fall due 30 s after start, when the
+//                             process would claim the rest itself: keep it short on a loaded machine)
 //   BENCH_NODE=/path/to/node  Node binary for both (this script re-runs itself under it)
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -30,7 +31,7 @@ async function timed(pool, request) {
 export async function run({
   log = console.log,
   flags = (process.env.BENCH_FLAGS ?? '').split(' ').filter(Boolean),
-  fires = Number(process.env.BENCH_FLAGS_FIRES ?? 1000),
+  fires = Number(process.env.BENCH_FLAGS_FIRES ?? 300),
 } = {}) {
   if (flags.length === 0) throw new Error('set BENCH_FLAGS to the node flags to compare');
   const subjects = [];
