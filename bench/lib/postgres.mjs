@@ -40,7 +40,10 @@ export function postgresModules() {
 }
 
 let server;
-/** One PostgreSQL server per benchmark process, stopped and removed at exit. */
+/**
+ * One PostgreSQL server per benchmark, stopped and removed by its `close()` or at exit. `npm run bench`
+ * runs the benchmarks in one process: after a `close()` the next call starts a new server.
+ */
 export function benchPostgres() {
   server ??= (async () => {
     const { startPostgres } = await postgresModules();
@@ -56,6 +59,7 @@ export function benchPostgres() {
         return pg.createDatabase(`${prefix}_${process.pid}_${count}`);
       },
       async close() {
+        server = undefined;
         process.off('beforeExit', stopAtExit);
         await pg.destroy();
       },
