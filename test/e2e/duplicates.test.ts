@@ -49,6 +49,7 @@ describe.each(NAS_MODES)('e2e: duplicate deliveries ($nas NAS)', ({ emulator }) 
 
   it('a delivery without fire_at, twice: the second is a duplicate, and the next occurrence runs on time', async () => {
     const s = await startStack({
+      emulator,
       jobs: (recorder) => [
         { id: 'legacy', schedule: 'every 10s', target: { type: 'http', url: `${recorder}/hit/legacy` } },
       ],
