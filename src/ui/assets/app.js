@@ -538,9 +538,21 @@
   }
 
   let loading = null;
-  /** Loads and renders everything; concurrent calls share one load. */
+  let reloading = null;
+  /**
+   * Loads and renders everything. A call made while a load is under way gets one more load after it: the
+   * load under way may have read the state before the caller's change (a pause, a resume), and showing
+   * that would undo the change on the page. Calls made meanwhile share that next load.
+   */
   function refresh() {
-    loading ??= (async () => {
+    if (loading) {
+      reloading ??= loading.then(() => {
+        reloading = null;
+        return refresh();
+      });
+      return reloading;
+    }
+    loading = (async () => {
       try {
         const [status, list] = await Promise.all([api('GET', '/api/status'), api('GET', '/api/jobs')]);
         // One job's unreadable history does not keep the others from showing.
