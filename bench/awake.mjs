@@ -226,41 +226,13 @@ export async function run({
     log(
       table([
         ['per fire-woken wake (ms)', 'median', 'p90', 'min', 'max'],
-        [
-          'spawn → listening',
-          ms(stats.listen.median, 0),
-          ms(stats.listen.p90, 0),
-          ms(stats.listen.min, 0),
-          ms(stats.listen.max, 0),
-        ],
-        [
-          'spawn → run started (cold start)',
-          ms(stats.cold.median, 0),
-          ms(stats.cold.p90, 0),
-          ms(stats.cold.min, 0),
-          ms(stats.cold.max, 0),
-        ],
-        [
-          'run (the work)',
-          ms(stats.run.median, 0),
-          ms(stats.run.p90, 0),
-          ms(stats.run.min, 0),
-          ms(stats.run.max, 0),
-        ],
-        [
-          'spawn → exit (awake)',
-          ms(stats.awake.median, 0),
-          ms(stats.awake.p90, 0),
-          ms(stats.awake.min, 0),
-          ms(stats.awake.max, 0),
-        ],
-        [
-          'awake − cold start − run',
-          ms(stats.tail.median, 0),
-          ms(stats.tail.p90, 0),
-          ms(stats.tail.min, 0),
-          ms(stats.tail.max, 0),
-        ],
+        ...[
+          ['spawn → listening', stats.listen],
+          ['spawn → run started (cold start)', stats.cold],
+          ['run (the work)', stats.run],
+          ['spawn → exit (awake)', stats.awake],
+          ['awake − cold start − run', stats.tail],
+        ].map(([label, s]) => [label, ms(s.median, 0), ms(s.p90, 0), ms(s.min, 0), ms(s.max, 0)]),
       ]),
     );
     log(
