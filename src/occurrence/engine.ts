@@ -67,8 +67,11 @@ export interface EngineDeps {
 export class Engine {
   constructor(private readonly deps: EngineDeps) {}
 
-  /** Called after the claim is durable (and, for NAS fires, after the 202 is sent). */
-  onAccepted(fire: AcceptedFire): Promise<void> {
+  /**
+   * Called after the claim is durable (and, for NAS fires, after the 202 is sent). `startAfter`: the run
+   * starts once it resolves, not before (a builtin claim made ahead of its instant waits for the instant).
+   */
+  onAccepted(fire: AcceptedFire, startAfter?: Promise<void>): Promise<void> {
     const { activity, logger } = this.deps;
     const end = activity.begin('run');
     const claimedAt = this.deps.clock.now();
@@ -79,6 +82,7 @@ export class Engine {
         // Armed before the run: a process killed mid-run still leaves the schedule armed.
         await this.armSafely(fire.job);
         const runner = await this.deps.runner();
+        if (startAfter) await startAfter;
         outcome = await runner.run({
           job: fire.job,
           fire_at: fire.fire_at,
@@ -109,8 +113,17 @@ export class Engine {
     })();
   }
 
-  /** Claim and run an occurrence found by this process (builtin timer, misfire catch-up). */
-  async fireLocal(jobId: string, fireAt: number, trigger: Trigger): Promise<FireOutcome> {
+  /**
+   * Claim and run an occurrence found by this process (builtin timer, misfire catch-up). With `startAfter`
+   * the claim is written now and the run starts once it resolves: the builtin timer claims a short lead
+   * before the instant (docs/architecture.md, "Claimed ahead of the instant").
+   */
+  async fireLocal(
+    jobId: string,
+    fireAt: number,
+    trigger: Trigger,
+    startAfter?: Promise<void>,
+  ): Promise<FireOutcome> {
     const outcome = await claimFire(this.deps.store, {
       job_id: jobId,
       fire_at: fireAt,
@@ -124,7 +137,7 @@ export class Engine {
         { job_id: jobId, fire_at: formatInstant(fireAt), run_id: outcome.accepted.run_id, trigger },
         'occurrence claimed',
       );
-      void this.onAccepted(outcome.accepted);
+      void this.onAccepted(outcome.accepted, startAfter);
     }
     return outcome;
   }

@@ -11,6 +11,15 @@ import { SingleFlight } from './debounce.js';
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How soon to retry a claim or a reconcile the store could not do. */
 const RETRY_DELAY_MS = 1_000;
+/**
+ * How long before its instant a builtin occurrence is claimed. The claim is a durable write (with 20 jobs
+ * due together, one group commit of 20 file creates, fsyncs and renames); made ahead, it is off the path
+ * from the instant to the handler, which then waits only for a timer. The run still never starts before
+ * its fire_at. Larger covers a slower disk, but widens the window in which a pause or a removal arrives
+ * after the occurrence was already claimed (it then still runs, as after any claim): docs/architecture.md,
+ * "Claimed ahead of the instant".
+ */
+export const CLAIM_LEAD_MS = 50;
 
 export interface BuiltinProviderDeps {
   store: Store;
@@ -20,6 +29,8 @@ export interface BuiltinProviderDeps {
   /** Why builtin is in use when chronos was configured (fallback), for /api/status. */
   reason?: string | null;
   debounceMs?: number;
+  /** CLAIM_LEAD_MS unless a test says otherwise. */
+  claimLeadMs?: number;
 }
 
 /**
@@ -38,10 +49,12 @@ export class BuiltinProvider implements SchedulerProvider {
   private lastReconcile: ReconcileSummary | null = null;
   private lastArmAt: number | null = null;
   private readonly reconciler: SingleFlight;
+  private readonly claimLeadMs: number;
   reason: string | null;
 
   constructor(private readonly deps: BuiltinProviderDeps) {
     this.reason = deps.reason ?? null;
+    this.claimLeadMs = Math.max(0, deps.claimLeadMs ?? CLAIM_LEAD_MS);
     this.reconciler = new SingleFlight(
       deps.clock,
       deps.debounceMs ?? 50,
@@ -184,9 +197,10 @@ export class BuiltinProvider implements SchedulerProvider {
     if (earliest === this.wakeAt && this.timer) return;
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
     this.timer = undefined;
+    // wakeAt is the occurrence's instant (what status reports); the timer goes off the claim lead before it.
     this.wakeAt = earliest;
     if (earliest === null) return;
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, earliest - this.deps.clock.now()));
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, earliest - this.claimLeadMs - this.deps.clock.now()));
     this.timer = this.deps.clock.setTimeout(() => this.onTimer(), delay);
   }
 
@@ -194,18 +208,37 @@ export class BuiltinProvider implements SchedulerProvider {
     this.timer = undefined;
     this.wakeAt = null;
     const now = this.deps.clock.now();
-    const due = [...this.desired].filter(([, at]) => at <= now);
+    const due = [...this.desired].filter(([, at]) => at <= now + this.claimLeadMs);
+    // One gate per instant: every run claimed for it starts in the same timer callback, so no run's start
+    // waits behind the bookkeeping of another one started just before it.
+    const gates = new Map<number, Promise<void>>();
     for (const [jobId, at] of due) {
       // Forget the instant before claiming so a failed claim cannot spin; the claim re-arms what is current.
       this.desired.delete(jobId);
-      void this.fire(jobId, at);
+      let gate: Promise<void> | undefined;
+      if (at > now) {
+        gate = gates.get(at) ?? this.gate(at - now);
+        gates.set(at, gate);
+      }
+      void this.fire(jobId, at, gate);
     }
     this.reschedule();
   }
 
-  private async fire(jobId: string, at: number): Promise<void> {
+  /**
+   * Resolves `ms` from now on the clock's own timer, whatever the wall clock does meanwhile: a run claimed
+   * ahead waits at most the claim lead. Not cleared by stop(): a claimed run still starts (shutdown waits
+   * for it, and aborts it once its grace period is over), never before its instant.
+   */
+  private gate(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.deps.clock.setTimeout(resolve, ms);
+    });
+  }
+
+  private async fire(jobId: string, at: number, startAfter?: Promise<void>): Promise<void> {
     try {
-      const outcome = await this.deps.engine.fireLocal(jobId, at, 'builtin');
+      const outcome = await this.deps.engine.fireLocal(jobId, at, 'builtin', startAfter);
       if (outcome.kind === 'stale' || outcome.kind === 'duplicate' || outcome.kind === 'early') {
         const job = await this.deps.store.getJob(jobId);
         if (job) await this.arm(job);

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { claimFire } from '../../src/occurrence/claim.js';
+import { CLAIM_LEAD_MS } from '../../src/scheduler/builtin.js';
 import { IdleExit } from '../../src/scheduler/idle-exit.js';
 import { currentOwner } from '../../src/store/owner.js';
 import {
@@ -23,7 +24,7 @@ afterEach(async () => {
 });
 
 describe('BuiltinProvider (in-process timer)', () => {
-  it('holds one timer, set for the earliest armed instant', async () => {
+  it('holds one timer, set the claim lead before the earliest armed instant', async () => {
     await h.addJob(recordSpec('ten', 'every 10m'));
     await h.addJob(recordSpec('five', 'every 5m'));
     await h.addJob(recordSpec('hour', '@hourly'));
@@ -31,7 +32,7 @@ describe('BuiltinProvider (in-process timer)', () => {
     await provider.start();
 
     expect(h.clock.pending()).toBe(1);
-    expect(h.clock.nextTimerAt()).toBe(T0 + 5 * MINUTE);
+    expect(h.clock.nextTimerAt()).toBe(T0 + 5 * MINUTE - CLAIM_LEAD_MS);
     expect(provider.status()).toMatchObject({
       provider: 'builtin',
       nextWakeAt: T0 + 5 * MINUTE,
@@ -64,7 +65,7 @@ describe('BuiltinProvider (in-process timer)', () => {
     // The debounced post-fire reconcile settles, leaving exactly the one timer.
     await h.clock.advance(50);
     expect(h.clock.pending()).toBe(1);
-    expect(h.clock.nextTimerAt()).toBe(T0 + 7 * MINUTE);
+    expect(h.clock.nextTimerAt()).toBe(T0 + 7 * MINUTE - CLAIM_LEAD_MS);
 
     await h.clock.advanceTo(T0 + 10 * MINUTE);
     await h.runsSettled();
@@ -99,19 +100,19 @@ describe('BuiltinProvider (in-process timer)', () => {
     await h.addJob(recordSpec('late', 'every 30m'));
     const provider = h.builtin();
     await provider.start();
-    expect(h.clock.nextTimerAt()).toBe(T0 + 5 * MINUTE);
+    expect(h.clock.nextTimerAt()).toBe(T0 + 5 * MINUTE - CLAIM_LEAD_MS);
 
     await h.store.removeJob('early');
     provider.onJobsChanged();
     await h.clock.advance(50);
     expect(provider.status().nextWakeAt).toBe(T0 + 30 * MINUTE);
     expect(h.clock.pending()).toBe(1);
-    expect(h.clock.nextTimerAt()).toBe(T0 + 30 * MINUTE);
+    expect(h.clock.nextTimerAt()).toBe(T0 + 30 * MINUTE - CLAIM_LEAD_MS);
 
     await h.store.updateJob('late', (job) => ({ ...job, next_run_at: T0 + 2 * MINUTE }));
     provider.onJobsChanged();
     await h.clock.advance(50);
-    expect(h.clock.nextTimerAt()).toBe(T0 + 2 * MINUTE);
+    expect(h.clock.nextTimerAt()).toBe(T0 + 2 * MINUTE - CLAIM_LEAD_MS);
 
     await h.store.updateJob('late', (job) => ({ ...job, state: 'paused' }));
     provider.onJobsChanged();

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
 import type { Job } from '../../src/jobs/model.js';
 import { formatFireAt, type NasClient } from '../../src/nas/nas.js';
+import { CLAIM_LEAD_MS } from '../../src/scheduler/builtin.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { LedgerEntry, Owner } from '../../src/store/store.js';
@@ -98,7 +99,7 @@ describe('per-job containment in the loops over jobs', () => {
     await h.addJob(recordSpec('beta', 'every 5m'));
     const provider = h.builtin();
     await provider.start();
-    expect(h.clock.nextTimerAt()).toBe(T0 + 5 * MINUTE);
+    expect(h.clock.nextTimerAt()).toBe(T0 + 5 * MINUTE - CLAIM_LEAD_MS);
     expect(provider.status()).toMatchObject({ armedCount: 2, lastReconcile: { armed: 2, failed: 1 } });
   });
 
