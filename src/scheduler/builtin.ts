@@ -12,14 +12,19 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How soon to retry a claim or a reconcile the store could not do. */
 const RETRY_DELAY_MS = 1_000;
 /**
- * How long before its instant a builtin occurrence is claimed. The claim is a durable write (with 20 jobs
- * due together, one group commit of 20 file creates, fsyncs and renames); made ahead, it is off the path
- * from the instant to the handler, which then waits only for a timer. The run still never starts before
- * its fire_at. Larger covers a slower disk, but widens the window in which a pause or a removal arrives
- * after the occurrence was already claimed (it then still runs, as after any claim): docs/architecture.md,
- * "Claimed ahead of the instant".
+ * How long before its instant a builtin occurrence is claimed, at least. The claim is a durable write (with
+ * 20 jobs due together, one group commit of 20 file creates, fsyncs and renames); made ahead, it is off the
+ * path from the instant to the handler, which then waits only for a timer. The run still never starts
+ * before its fire_at. A pause or a removal that arrives after the claim no longer stops that occurrence
+ * (as after any claim), so the lead is kept short: docs/architecture.md, "Claimed ahead of the instant".
  */
 export const CLAIM_LEAD_MS = 50;
+/**
+ * On a slow disk the lead grows to twice the slowest claim of the last CLAIM_LEAD_HISTORY instants (timer
+ * to durable claim), up to this: without it, a claim that takes longer than the lead makes every run wait.
+ */
+export const CLAIM_LEAD_MAX_MS = 500;
+export const CLAIM_LEAD_HISTORY = 16;
 
 export interface BuiltinProviderDeps {
   store: Store;
@@ -29,8 +34,9 @@ export interface BuiltinProviderDeps {
   /** Why builtin is in use when chronos was configured (fallback), for /api/status. */
   reason?: string | null;
   debounceMs?: number;
-  /** CLAIM_LEAD_MS unless a test says otherwise. */
+  /** The shortest and the longest claim lead: CLAIM_LEAD_MS and CLAIM_LEAD_MAX_MS unless a test says otherwise. */
   claimLeadMs?: number;
+  claimLeadMaxMs?: number;
 }
 
 /**
@@ -50,11 +56,19 @@ export class BuiltinProvider implements SchedulerProvider {
   private lastArmAt: number | null = null;
   private readonly reconciler: SingleFlight;
   private readonly claimLeadMs: number;
+  private readonly claimLeadMaxMs: number;
+  /** How long the claims of the last few instants took, from the moment their timer was due. */
+  private readonly claimTimes: number[] = [];
+  private lead: number;
+  /** When the pending timer is due (the instant's claim lead before wakeAt, or when it was set). */
+  private timerDueAt = 0;
   reason: string | null;
 
   constructor(private readonly deps: BuiltinProviderDeps) {
     this.reason = deps.reason ?? null;
     this.claimLeadMs = Math.max(0, deps.claimLeadMs ?? CLAIM_LEAD_MS);
+    this.claimLeadMaxMs = Math.max(this.claimLeadMs, deps.claimLeadMaxMs ?? CLAIM_LEAD_MAX_MS);
+    this.lead = this.claimLeadMs;
     this.reconciler = new SingleFlight(
       deps.clock,
       deps.debounceMs ?? 50,
@@ -181,6 +195,11 @@ export class BuiltinProvider implements SchedulerProvider {
     };
   }
 
+  /** The current claim lead (ms before an instant its claim is made). */
+  claimLead(): number {
+    return this.lead;
+  }
+
   private later(fn: () => void): void {
     if (this.stopped) return;
     const retry = this.deps.clock.setTimeout(() => {
@@ -200,18 +219,40 @@ export class BuiltinProvider implements SchedulerProvider {
     // wakeAt is the occurrence's instant (what status reports); the timer goes off the claim lead before it.
     this.wakeAt = earliest;
     if (earliest === null) return;
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, earliest - this.claimLeadMs - this.deps.clock.now()));
+    const now = this.deps.clock.now();
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, earliest - this.lead - now));
+    this.timerDueAt = now + delay;
     this.timer = this.deps.clock.setTimeout(() => this.onTimer(), delay);
+  }
+
+  /** One instant's claims took `ms` from their timer's due time: the lead follows the slowest recent one. */
+  private noteClaimTime(ms: number): void {
+    this.claimTimes.push(ms);
+    if (this.claimTimes.length > CLAIM_LEAD_HISTORY) this.claimTimes.shift();
+    const slowest = Math.max(...this.claimTimes);
+    const lead = Math.min(this.claimLeadMaxMs, Math.max(this.claimLeadMs, Math.ceil(2 * slowest)));
+    if (lead === this.lead) return;
+    this.lead = lead;
+    // The timer already set for the next instant follows the new lead.
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.reschedule();
   }
 
   private onTimer(): void {
     this.timer = undefined;
     this.wakeAt = null;
     const now = this.deps.clock.now();
-    const due = [...this.desired].filter(([, at]) => at <= now + this.claimLeadMs);
+    const dueAt = this.timerDueAt;
+    const due = [...this.desired].filter(([, at]) => at <= now + this.lead);
+    if (due.length === 0) {
+      this.reschedule();
+      return;
+    }
     // One gate per instant: every run claimed for it starts in the same timer callback, so no run's start
     // waits behind the bookkeeping of another one started just before it.
     const gates = new Map<number, Promise<void>>();
+    const claims: Promise<void>[] = [];
     for (const [jobId, at] of due) {
       // Forget the instant before claiming so a failed claim cannot spin; the claim re-arms what is current.
       this.desired.delete(jobId);
@@ -220,8 +261,9 @@ export class BuiltinProvider implements SchedulerProvider {
         gate = gates.get(at) ?? this.gate(at - now);
         gates.set(at, gate);
       }
-      void this.fire(jobId, at, gate);
+      claims.push(this.fire(jobId, at, gate));
     }
+    void Promise.all(claims).then(() => this.noteClaimTime(this.deps.clock.now() - Math.min(dueAt, now)));
     this.reschedule();
   }
 

@@ -5,7 +5,12 @@ import type { Clock } from '../../src/clock.js';
 import { pauseJob } from '../../src/jobs/lifecycle.js';
 import { claimFire } from '../../src/occurrence/claim.js';
 import { INTERRUPTED_ERROR, JobRunner } from '../../src/run/runner.js';
-import { BuiltinProvider, CLAIM_LEAD_MS } from '../../src/scheduler/builtin.js';
+import {
+  BuiltinProvider,
+  CLAIM_LEAD_HISTORY,
+  CLAIM_LEAD_MAX_MS,
+  CLAIM_LEAD_MS,
+} from '../../src/scheduler/builtin.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { currentOwner } from '../../src/store/owner.js';
 import {
@@ -211,5 +216,47 @@ describe('builtin timer: the claim is made ahead of the instant, the run starts 
     await next.runsSettled();
     expect(first.handled.calls).toHaveLength(0);
     expect(next.handled.calls.map((c) => c.fire_at)).toEqual([AT + 5 * MINUTE]);
+  });
+
+  it('lengthens the lead to twice the slowest recent claim, up to its ceiling, and shortens it again', async () => {
+    const h = await harnessWith(['slow']);
+    const provider = h.current.provider as BuiltinProvider;
+    // Every claim write takes `writeMs` of clock time, as on a slow disk.
+    let writeMs = 120;
+    const transact = h.store.transact.bind(h.store);
+    h.store.transact = (async (...args: Parameters<typeof transact>) => {
+      if (writeMs > 0) await new Promise<void>((resolve) => h.clock.setTimeout(resolve, writeMs));
+      return transact(...args);
+    }) as typeof h.store.transact;
+    const every = 5 * MINUTE;
+
+    // Claimed at the lead before the instant, landed 70 ms after it: the run starts when it lands.
+    await h.clock.advanceTo(AT + 200);
+    await h.runsSettled();
+    expect((await h.store.listRuns('slow'))[0]).toMatchObject({ fire_at: AT, started_at: AT + 70 });
+    expect(provider.claimLead()).toBe(240);
+    await h.clock.advance(50);
+    expect(h.clock.nextTimerAt()).toBe(AT + every - 240);
+
+    // With that lead the next claim lands before its instant, and its run starts on time.
+    await h.clock.advanceTo(AT + every + 200);
+    await h.runsSettled();
+    const second = (await h.store.listRuns('slow')).find((run) => run.fire_at === AT + every);
+    expect(second?.started_at).toBe(AT + every);
+
+    // A claim slower than the ceiling allows still only moves the lead to the ceiling.
+    writeMs = 2_000;
+    await h.clock.advanceTo(AT + 2 * every + 20_000);
+    await h.runsSettled();
+    expect(provider.claimLead()).toBe(CLAIM_LEAD_MAX_MS);
+
+    // Fast claims again: once the slow ones are out of the last CLAIM_LEAD_HISTORY instants, the lead is back.
+    writeMs = 0;
+    for (let i = 3; i < 3 + CLAIM_LEAD_HISTORY; i++) {
+      await h.clock.advanceTo(AT + i * every + 1_000);
+      await h.runsSettled();
+    }
+    expect(provider.claimLead()).toBe(CLAIM_LEAD_MS);
+    expect(h.handled.calls).toHaveLength(3 + CLAIM_LEAD_HISTORY);
   });
 });
