@@ -232,6 +232,10 @@ export class BuiltinProvider implements SchedulerProvider {
     const slowest = Math.max(...this.claimTimes);
     const lead = Math.min(this.claimLeadMaxMs, Math.max(this.claimLeadMs, Math.ceil(2 * slowest)));
     if (lead === this.lead) return;
+    this.deps.logger.debug(
+      { provider: 'builtin', lead_ms: lead, previous_lead_ms: this.lead, slowest_claim_ms: slowest },
+      'claim lead changed',
+    );
     this.lead = lead;
     // The timer already set for the next instant follows the new lead.
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
