@@ -6,7 +6,9 @@
 //             second: each second that many jobs are due at exactly the same instant (the target's shape)
 //   single    100 jobs `every 10s`, anchored 100 ms apart: ten instants a second, one job each
 // Beside them, the disk's own fsync latency sampled in the same data directory between phases: on this
-// shared machine it moves by an order of magnitude, and each occurrence waits for one group commit.
+// shared machine it moves by an order of magnitude, and each instant's claims are one group commit (made
+// ahead of the instant since the claim lead; a run waits for it only when it takes longer than the lead).
+// With 20 runs per instant, p99 over ~700 fires is the worst instant or two: one slow moment decides it.
 //
 // Usage: npm run build && node bench/builtin-timer.mjs
 //   BENCH_TIMER_TOGETHER=20   jobs due at the same instant in the `together` shape
