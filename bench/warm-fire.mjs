@@ -7,6 +7,8 @@
 //   BENCH_DUPLICATE_SECONDS=3    duration of the duplicate phase (per build)
 //   BENCH_COMPARE_DIST=DIR       also measure DIR/serve.js (another build, e.g. main's), interleaved with this build fire by fire; prints this / compare
 //   BENCH_COMPARE_RUN_MSG='run finished'   for a compare build older than the 'job ran' line
+//   BENCH_WARM_LOG_LEVEL=info    the servers' LOG_LEVEL: info (production's; the end of each fire's reconcile
+//                                is read from GET /api/status) or debug (read from its debug line, as before)
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -64,17 +66,17 @@ function builds() {
  * slices of the duplicate phase), so load on a shared machine hits them alike and their ratio means
  * something even when the absolute figures do not.
  */
-async function measure({ store, fires, duplicateSeconds, concurrency }) {
+async function measure({ store, fires, duplicateSeconds, concurrency, logLevel }) {
   const subjects = [];
   try {
     for (const { build, dist, runMessage } of builds()) {
-      // Debug lines: a reconcile pass that changed nothing is one, and the fire loop waits for it.
       const server = await startChronosServer({
         jobs: fires,
         store,
         dist,
         runMessage,
-        env: { LOG_LEVEL: 'debug' },
+        env: { LOG_LEVEL: logLevel },
+        adminApi: logLevel !== 'debug',
       });
       subjects.push({
         build,
@@ -105,7 +107,22 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
         if (res.status !== 202) throw new Error(`${s.build}: fire ${i} answered ${res.status}: ${res.text}`);
         s.fireMs.push(res.ms);
         await s.server.waitUntil(() => s.server.runs() > i, 10_000, `run ${i} to finish`, 1);
-        await s.server.waitUntil(s.server.reconciledSinceLastRun, 10_000, `the reconcile after run ${i}`, 1);
+        // At debug a pass that changed nothing logs a line; at info only /api/status tells (polled more
+        // slowly: each poll reads every job, and would compete with the pass it waits for).
+        if (logLevel === 'debug')
+          await s.server.waitUntil(
+            s.server.reconciledSinceLastRun,
+            10_000,
+            `the reconcile after run ${i}`,
+            1,
+          );
+        else
+          await s.server.waitUntil(
+            s.server.reconciledSinceLastRunByStatus,
+            10_000,
+            `the reconcile after run ${i}`,
+            10,
+          );
       }
     }
     for (const s of subjects) {
@@ -191,16 +208,20 @@ export async function run({
   duplicateSeconds = Number(process.env.BENCH_DUPLICATE_SECONDS ?? 3),
   concurrency = 32,
   stores = storesToMeasure(),
+  logLevel = process.env.BENCH_WARM_LOG_LEVEL ?? 'info',
 } = {}) {
+  if (logLevel !== 'info' && logLevel !== 'debug')
+    throw new Error('BENCH_WARM_LOG_LEVEL must be info or debug');
   const measured = [];
   for (const store of stores)
-    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency })));
+    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency, logLevel })));
   if (stores.includes('postgres')) await (await benchPostgres()).close();
 
   const label = (m) => (m.build === 'this' ? m.store : `${m.store} (compare)`);
   log(
     `warm fire (ms), ${fires} fires on one keep-alive connection, each after a /healthz on the same connection, ` +
-      "each into an idle process (the previous fire's run and reconcile done)",
+      "each into an idle process (the previous fire's run and reconcile done); " +
+      `servers at LOG_LEVEL=${logLevel}`,
   );
   const rows = [['store', 'request', 'median', 'p90', 'p99', 'max']];
   for (const m of measured) {
@@ -266,6 +287,7 @@ export async function run({
     node: process.version,
     measured_at: new Date().toISOString(),
     fires,
+    log_level: logLevel,
     ...(process.env.BENCH_COMPARE_DIST ? { compare_dist: process.env.BENCH_COMPARE_DIST, ratios } : {}),
     stores: measured,
   };
