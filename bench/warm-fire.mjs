@@ -9,6 +9,8 @@
 //   BENCH_COMPARE_RUN_MSG='run finished'   for a compare build older than the 'job ran' line
 //   BENCH_WARM_LOG_LEVEL=info    the servers' LOG_LEVEL: info (production's; the end of each fire's reconcile
 //                                is read from GET /api/status) or debug (read from its debug line, as before)
+//   BENCH_COMPARE_LOG_LEVEL=debug  the compare build's LOG_LEVEL (default: BENCH_WARM_LOG_LEVEL); with
+//                                BENCH_COMPARE_DIST=<a copy of this dist/> it weighs the log level alone
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -44,16 +46,17 @@ async function send(pool, { method, path, body, headers }) {
 }
 
 /** A build to measure: this tree's dist/ (the candidate) or another one (BENCH_COMPARE_DIST). */
-function builds() {
+function builds(logLevel) {
   const compare = process.env.BENCH_COMPARE_DIST;
   return [
-    { build: 'this', dist: undefined },
+    { build: 'this', dist: undefined, logLevel },
     ...(compare
       ? [
           {
             build: 'compare',
             dist: pathToFileURL(`${resolve(compare)}/`),
             runMessage: process.env.BENCH_COMPARE_RUN_MSG,
+            logLevel: process.env.BENCH_COMPARE_LOG_LEVEL ?? logLevel,
           },
         ]
       : []),
@@ -69,17 +72,20 @@ function builds() {
 async function measure({ store, fires, duplicateSeconds, concurrency, logLevel }) {
   const subjects = [];
   try {
-    for (const { build, dist, runMessage } of builds()) {
+    for (const { build, dist, runMessage, logLevel: level } of builds(logLevel)) {
+      if (level !== 'info' && level !== 'debug')
+        throw new Error('a LOG_LEVEL for warm-fire is info or debug');
       const server = await startChronosServer({
         jobs: fires,
         store,
         dist,
         runMessage,
-        env: { LOG_LEVEL: logLevel },
-        adminApi: logLevel !== 'debug',
+        env: { LOG_LEVEL: level },
+        adminApi: level !== 'debug',
       });
       subjects.push({
         build,
+        logLevel: level,
         server,
         serial: new Pool(server.url, { connections: 1 }),
         parallel: new Pool(server.url, { connections: concurrency }),
@@ -109,7 +115,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency, logLevel }
         await s.server.waitUntil(() => s.server.runs() > i, 10_000, `run ${i} to finish`, 1);
         // At debug a pass that changed nothing logs a line; at info only /api/status tells (polled more
         // slowly: each poll reads every job, and would compete with the pass it waits for).
-        if (logLevel === 'debug')
+        if (s.logLevel === 'debug')
           await s.server.waitUntil(
             s.server.reconciledSinceLastRun,
             10_000,
@@ -162,6 +168,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency, logLevel }
       return {
         store,
         build: s.build,
+        log_level: s.logLevel,
         healthz_ms: healthz,
         fire_ms: fire,
         overhead_ms: { median: fire.median - healthz.median, p99: fire.p99 - healthz.p99 },
