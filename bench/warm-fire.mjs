@@ -9,6 +9,8 @@
 //   BENCH_COMPARE_RUN_MSG='run finished'   for a compare build older than the 'job ran' line
 //   BENCH_WARM_LOG_LEVEL=info    the servers' LOG_LEVEL: info (production's; the end of each fire's reconcile
 //                                is read from GET /api/status) or debug (read from its debug line, as before)
+//   BENCH_WARM_LEDGER_ROWS=0     settled rows each job holds before its fire (up to the retention, 200): a job
+//                                that has run that often, read by every fire and duplicate
 //   BENCH_COMPARE_LOG_LEVEL=debug  the compare build's LOG_LEVEL (default: BENCH_WARM_LOG_LEVEL); with
 //                                BENCH_COMPARE_DIST=<a copy of this dist/> it weighs the log level alone
 import { readFile } from 'node:fs/promises';
@@ -69,7 +71,7 @@ function builds(logLevel) {
  * slices of the duplicate phase), so load on a shared machine hits them alike and their ratio means
  * something even when the absolute figures do not.
  */
-async function measure({ store, fires, duplicateSeconds, concurrency, logLevel }) {
+async function measure({ store, fires, duplicateSeconds, concurrency, logLevel, ledgerRows }) {
   const subjects = [];
   try {
     for (const { build, dist, runMessage, logLevel: level } of builds(logLevel)) {
@@ -82,6 +84,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency, logLevel }
         runMessage,
         env: { LOG_LEVEL: level },
         adminApi: level !== 'debug',
+        ledgerRows,
       });
       subjects.push({
         build,
@@ -216,19 +219,20 @@ export async function run({
   concurrency = 32,
   stores = storesToMeasure(),
   logLevel = process.env.BENCH_WARM_LOG_LEVEL ?? 'info',
+  ledgerRows = Number(process.env.BENCH_WARM_LEDGER_ROWS ?? 0),
 } = {}) {
   if (logLevel !== 'info' && logLevel !== 'debug')
     throw new Error('BENCH_WARM_LOG_LEVEL must be info or debug');
   const measured = [];
   for (const store of stores)
-    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency, logLevel })));
+    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency, logLevel, ledgerRows })));
   if (stores.includes('postgres')) await (await benchPostgres()).close();
 
   const label = (m) => (m.build === 'this' ? m.store : `${m.store} (compare)`);
   log(
     `warm fire (ms), ${fires} fires on one keep-alive connection, each after a /healthz on the same connection, ` +
       "each into an idle process (the previous fire's run and reconcile done); " +
-      `servers at LOG_LEVEL=${logLevel}`,
+      `servers at LOG_LEVEL=${logLevel}; ${ledgerRows} settled ledger rows per job before its fire`,
   );
   const rows = [['store', 'request', 'median', 'p90', 'p99', 'max']];
   for (const m of measured) {
@@ -295,6 +299,7 @@ export async function run({
     measured_at: new Date().toISOString(),
     fires,
     log_level: logLevel,
+    ledger_rows: ledgerRows,
     ...(process.env.BENCH_COMPARE_DIST ? { compare_dist: process.env.BENCH_COMPARE_DIST, ratios } : {}),
     stores: measured,
   };

@@ -19,6 +19,8 @@ const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
  * `dist`: the directory (URL) of another build whose serve.js is spawned instead of this tree's.
  * `runMessage`: the log line that ends a fire's work ('job ran'; an older build's 'run finished').
  * `adminApi`: switch the admin API on (CHRONOS_ADMIN_TOKEN) for `reconciledSinceLastRunByStatus`.
+ * `ledgerRows`: settled rows each job's ledger holds already (hourly occurrences before the due one), as
+ * for a job that has run that often; at most the ledger retention (200) stay.
  */
 export async function startChronosServer({
   jobs,
@@ -28,6 +30,7 @@ export async function startChronosServer({
   dist,
   runMessage = 'job ran',
   adminApi = false,
+  ledgerRows = 0,
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
 }) {
@@ -60,6 +63,22 @@ export async function startChronosServer({
       { now: Date.now(), defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
     );
     await store.createJob({ ...job, next_run_at: dueAt });
+    if (ledgerRows > 0) {
+      const rows = Array.from({ length: ledgerRows }, (_, k) => {
+        const at = dueAt - (k + 1) * 3_600_000;
+        return {
+          job_id: job.id,
+          fire_at: at,
+          status: 'finished',
+          trigger: 'nas',
+          run_id: `earlier-${k}`,
+          owner: { boot_id: 'an-earlier-process', pid: 1, host: 'bench' },
+          claimed_at: at,
+          expires_at: at + 600_000,
+        };
+      });
+      await store.transact(job.id, () => ({ ledger: rows, result: undefined }));
+    }
     ids.push(job.id);
   }
   await store.close();
