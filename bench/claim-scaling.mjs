@@ -5,12 +5,17 @@
 //   BENCH_PG_LOCKED=1  also measures PostgreSQL claims that ignore the lock-free read as a basis (every claim
 //                      takes the row-lock transaction, as before the compare-and-set), interleaved, as the
 //                      same-run baseline of that change
+//   BENCH_COMPARE_SRC=DIR  also measures the PostgresStore of another checkout's src/ (e.g. main's, from
+//                      `git archive`), interleaved, as `pg-compare`: this store / that store in the same run
+//   BENCH_CLAIM_SETTLE=0   leaves every claim `claimed` (as before 2026-11-28 evening); by default each claim's
+//                      row is settled `finished` right after it (not timed), as its run's end would, so a job's
+//                      ledger holds settled rows up to the retention, as in production
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { importInternals } from './lib/common.mjs';
-import { benchPostgres, postgresModules } from './lib/postgres.mjs';
+import { benchPostgres, postgresModules, postgresStoreOf } from './lib/postgres.mjs';
 
 const SIZES = [10, 1_000, 10_000];
 const CLAIMS = 400;
@@ -59,9 +64,12 @@ function picker(n, seed = 12345) {
 }
 
 async function setUp(lib, kind, n) {
-  if (kind === 'postgres' || kind === 'pg-locked') {
+  if (kind === 'postgres' || kind === 'pg-locked' || kind === 'pg-compare') {
     const pg = await benchPostgres();
-    const { PostgresStore } = await postgresModules();
+    const PostgresStore =
+      kind === 'pg-compare'
+        ? await postgresStoreOf(process.env.BENCH_COMPARE_SRC)
+        : (await postgresModules()).PostgresStore;
     const opened = await PostgresStore.open({ url: await pg.database(`claim_${n}`) });
     const started = performance.now();
     for (let i = 0; i < n; i++) await opened.createJob(makeJob(`job-${i}`));
@@ -97,6 +105,12 @@ async function claimOnce(lib, subject, owner, i) {
   });
   const elapsed = performance.now() - started;
   if (result.outcome !== 'claimed') throw new Error(`claim ${jobId}@${fireAt}: ${result.outcome}`);
+  if (process.env.BENCH_CLAIM_SETTLE !== '0') {
+    await subject.store.transact(jobId, (view) => {
+      const row = view.entry(fireAt);
+      return row ? { ledger: [{ ...row, status: 'finished' }], result: undefined } : { result: undefined };
+    });
+  }
   return elapsed;
 }
 
@@ -153,6 +167,7 @@ export async function run({ log = console.log } = {}) {
   }
   const kinds = storesToMeasure();
   if (kinds.includes('postgres') && process.env.BENCH_PG_LOCKED === '1') kinds.push('pg-locked');
+  if (kinds.includes('postgres') && process.env.BENCH_COMPARE_SRC) kinds.push('pg-compare');
   const rows = await measureAll(lib, kinds);
   for (const row of rows) {
     const base = rows.find((r) => r.store === row.store && r.jobs === SIZES[0]);
@@ -161,6 +176,9 @@ export async function run({ log = console.log } = {}) {
     if (file) row.median_ratio_to_file = row.median_ms / file.median_ms;
     const locked = rows.find((r) => r.store === 'pg-locked' && r.jobs === row.jobs);
     if (locked && row.store === 'postgres') row.median_ratio_to_pg_locked = row.median_ms / locked.median_ms;
+    const compare = rows.find((r) => r.store === 'pg-compare' && r.jobs === row.jobs);
+    if (compare && row.store === 'postgres')
+      row.median_ratio_to_pg_compare = row.median_ms / compare.median_ms;
   }
   const fmt = (ms) => ms.toFixed(3).padStart(8);
   log('claim latency (ms), one claim at a time on random jobs, sizes and stores interleaved');
@@ -174,8 +192,12 @@ export async function run({ log = console.log } = {}) {
     log(
       `postgres at ${r.jobs} jobs: median ${r.median_ratio_to_pg_locked.toFixed(2)}x the row-lock-only claim's (pg-locked)`,
     );
+  for (const r of rows.filter((row) => row.median_ratio_to_pg_compare !== undefined))
+    log(
+      `postgres at ${r.jobs} jobs: median ${r.median_ratio_to_pg_compare.toFixed(2)}x pg-compare's (${process.env.BENCH_COMPARE_SRC})`,
+    );
   const checks = {};
-  for (const kind of kinds.filter((k) => k !== 'pg-locked')) {
+  for (const kind of kinds.filter((k) => k !== 'pg-locked' && k !== 'pg-compare')) {
     const last = rows.find((r) => r.store === kind && r.jobs === SIZES.at(-1));
     checks[`${kind}_flat`] = last.median_ratio_to_10 <= 2;
   }
@@ -189,6 +211,8 @@ export async function run({ log = console.log } = {}) {
     checks,
     node: process.version,
     measured_at: new Date().toISOString(),
+    settled: process.env.BENCH_CLAIM_SETTLE !== '0',
+    ...(process.env.BENCH_COMPARE_SRC ? { compare_src: process.env.BENCH_COMPARE_SRC } : {}),
     rows,
   };
   if (kinds.includes('postgres')) await (await benchPostgres()).close();

@@ -7,6 +7,12 @@
 //   BENCH_DUPLICATE_SECONDS=3    duration of the duplicate phase (per build)
 //   BENCH_COMPARE_DIST=DIR       also measure DIR/serve.js (another build, e.g. main's), interleaved with this build fire by fire; prints this / compare
 //   BENCH_COMPARE_RUN_MSG='run finished'   for a compare build older than the 'job ran' line
+//   BENCH_WARM_LOG_LEVEL=info    the servers' LOG_LEVEL: info (production's; the end of each fire's reconcile
+//                                is read from GET /api/status) or debug (read from its debug line, as before)
+//   BENCH_WARM_LEDGER_ROWS=0     settled rows each job holds before its fire (up to the retention, 200): a job
+//                                that has run that often, read by every fire and duplicate
+//   BENCH_COMPARE_LOG_LEVEL=debug  the compare build's LOG_LEVEL (default: BENCH_WARM_LOG_LEVEL); with
+//                                BENCH_COMPARE_DIST=<a copy of this dist/> it weighs the log level alone
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -42,16 +48,17 @@ async function send(pool, { method, path, body, headers }) {
 }
 
 /** A build to measure: this tree's dist/ (the candidate) or another one (BENCH_COMPARE_DIST). */
-function builds() {
+function builds(logLevel) {
   const compare = process.env.BENCH_COMPARE_DIST;
   return [
-    { build: 'this', dist: undefined },
+    { build: 'this', dist: undefined, logLevel },
     ...(compare
       ? [
           {
             build: 'compare',
             dist: pathToFileURL(`${resolve(compare)}/`),
             runMessage: process.env.BENCH_COMPARE_RUN_MSG,
+            logLevel: process.env.BENCH_COMPARE_LOG_LEVEL ?? logLevel,
           },
         ]
       : []),
@@ -64,20 +71,24 @@ function builds() {
  * slices of the duplicate phase), so load on a shared machine hits them alike and their ratio means
  * something even when the absolute figures do not.
  */
-async function measure({ store, fires, duplicateSeconds, concurrency }) {
+async function measure({ store, fires, duplicateSeconds, concurrency, logLevel, ledgerRows }) {
   const subjects = [];
   try {
-    for (const { build, dist, runMessage } of builds()) {
-      // Debug lines: a reconcile pass that changed nothing is one, and the fire loop waits for it.
+    for (const { build, dist, runMessage, logLevel: level } of builds(logLevel)) {
+      if (level !== 'info' && level !== 'debug')
+        throw new Error('a LOG_LEVEL for warm-fire is info or debug');
       const server = await startChronosServer({
         jobs: fires,
         store,
         dist,
         runMessage,
-        env: { LOG_LEVEL: 'debug' },
+        env: { LOG_LEVEL: level },
+        adminApi: level !== 'debug',
+        ledgerRows,
       });
       subjects.push({
         build,
+        logLevel: level,
         server,
         serial: new Pool(server.url, { connections: 1 }),
         parallel: new Pool(server.url, { connections: concurrency }),
@@ -105,7 +116,22 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
         if (res.status !== 202) throw new Error(`${s.build}: fire ${i} answered ${res.status}: ${res.text}`);
         s.fireMs.push(res.ms);
         await s.server.waitUntil(() => s.server.runs() > i, 10_000, `run ${i} to finish`, 1);
-        await s.server.waitUntil(s.server.reconciledSinceLastRun, 10_000, `the reconcile after run ${i}`, 1);
+        // At debug a pass that changed nothing logs a line; at info only /api/status tells (polled more
+        // slowly: each poll reads every job, and would compete with the pass it waits for).
+        if (s.logLevel === 'debug')
+          await s.server.waitUntil(
+            s.server.reconciledSinceLastRun,
+            10_000,
+            `the reconcile after run ${i}`,
+            1,
+          );
+        else
+          await s.server.waitUntil(
+            s.server.reconciledSinceLastRunByStatus,
+            10_000,
+            `the reconcile after run ${i}`,
+            10,
+          );
       }
     }
     for (const s of subjects) {
@@ -145,6 +171,7 @@ async function measure({ store, fires, duplicateSeconds, concurrency }) {
       return {
         store,
         build: s.build,
+        log_level: s.logLevel,
         healthz_ms: healthz,
         fire_ms: fire,
         overhead_ms: { median: fire.median - healthz.median, p99: fire.p99 - healthz.p99 },
@@ -191,16 +218,21 @@ export async function run({
   duplicateSeconds = Number(process.env.BENCH_DUPLICATE_SECONDS ?? 3),
   concurrency = 32,
   stores = storesToMeasure(),
+  logLevel = process.env.BENCH_WARM_LOG_LEVEL ?? 'info',
+  ledgerRows = Number(process.env.BENCH_WARM_LEDGER_ROWS ?? 0),
 } = {}) {
+  if (logLevel !== 'info' && logLevel !== 'debug')
+    throw new Error('BENCH_WARM_LOG_LEVEL must be info or debug');
   const measured = [];
   for (const store of stores)
-    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency })));
+    measured.push(...(await measure({ store, fires, duplicateSeconds, concurrency, logLevel, ledgerRows })));
   if (stores.includes('postgres')) await (await benchPostgres()).close();
 
   const label = (m) => (m.build === 'this' ? m.store : `${m.store} (compare)`);
   log(
     `warm fire (ms), ${fires} fires on one keep-alive connection, each after a /healthz on the same connection, ` +
-      "each into an idle process (the previous fire's run and reconcile done)",
+      "each into an idle process (the previous fire's run and reconcile done); " +
+      `servers at LOG_LEVEL=${logLevel}; ${ledgerRows} settled ledger rows per job before its fire`,
   );
   const rows = [['store', 'request', 'median', 'p90', 'p99', 'max']];
   for (const m of measured) {
@@ -266,6 +298,8 @@ export async function run({
     node: process.version,
     measured_at: new Date().toISOString(),
     fires,
+    log_level: logLevel,
+    ledger_rows: ledgerRows,
     ...(process.env.BENCH_COMPARE_DIST ? { compare_dist: process.env.BENCH_COMPARE_DIST, ratios } : {}),
     stores: measured,
   };

@@ -10,14 +10,31 @@ const ROOT = new URL('../../', import.meta.url);
 let compiled;
 /** { startPostgres, PostgresStore, claimOccurrence, currentOwner } built from src/ and test/helpers/. */
 export function postgresModules() {
-  compiled ??= (async () => {
+  compiled ??= compile(ROOT, '.pg/');
+  return compiled;
+}
+
+const compiledElsewhere = new Map();
+/**
+ * The PostgresStore of another checkout's src/ (`root`: its directory), e.g. main's, as a same-run baseline.
+ * Compiled into this tree's results, so that it resolves `postgres` from this tree's node_modules.
+ */
+export function postgresStoreOf(root) {
+  const key = new URL(root.endsWith('/') ? root : `${root}/`, `file://${process.cwd()}/`);
+  if (!compiledElsewhere.has(key.href))
+    compiledElsewhere.set(key.href, compile(key, `.pg-compare-${compiledElsewhere.size}/`));
+  return compiledElsewhere.get(key.href).then((modules) => modules.PostgresStore);
+}
+
+function compile(root, outName) {
+  return (async () => {
     const { build } = await import('esbuild');
     // Inside the repository, so the compiled files resolve `postgres` from its node_modules.
-    const out = new URL('.pg/', RESULTS);
+    const out = new URL(outName, RESULTS);
     await mkdir(out, { recursive: true });
     const entries = {
-      harness: fileURLToPath(new URL('test/helpers/postgres.ts', ROOT)),
-      store: fileURLToPath(new URL('src/store/postgres/postgres-store.ts', ROOT)),
+      harness: fileURLToPath(new URL('test/helpers/postgres.ts', root)),
+      store: fileURLToPath(new URL('src/store/postgres/postgres-store.ts', root)),
     };
     await build({
       entryPoints: entries,
@@ -36,7 +53,6 @@ export function postgresModules() {
     ]);
     return { startPostgres: harness.startPostgres, PostgresStore: store.PostgresStore };
   })();
-  return compiled;
 }
 
 let server;

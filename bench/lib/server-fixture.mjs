@@ -4,9 +4,13 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
 import { childEnv, chronosEnv, distDir, importDist, importInternals } from './common.mjs';
 import { benchPostgres, postgresModules } from './postgres.mjs';
 import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
+
+/** With `adminApi`: what the benchmark presents to `GET /api/status`. */
+const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
 
 /**
  * Jobs are `every 1h` with next_run_at set to one shared instant 30 s after start, so each job's
@@ -14,6 +18,9 @@ import { chronosPort, spawnServer, startRecorder, stop } from './processes.mjs';
  * `store: 'postgres'` keeps them in a new database on the benchmarks' PostgreSQL server (CHRONOS_DATABASE_URL).
  * `dist`: the directory (URL) of another build whose serve.js is spawned instead of this tree's.
  * `runMessage`: the log line that ends a fire's work ('job ran'; an older build's 'run finished').
+ * `adminApi`: switch the admin API on (CHRONOS_ADMIN_TOKEN) for `reconciledSinceLastRunByStatus`.
+ * `ledgerRows`: settled rows each job's ledger holds already (hourly occurrences before the due one), as
+ * for a job that has run that often; at most the ledger retention (200) stay.
  */
 export async function startChronosServer({
   jobs,
@@ -22,6 +29,8 @@ export async function startChronosServer({
   onLine = () => {},
   dist,
   runMessage = 'job ran',
+  adminApi = false,
+  ledgerRows = 0,
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
 }) {
@@ -54,6 +63,22 @@ export async function startChronosServer({
       { now: Date.now(), defaultTimezone: 'UTC', allowCommands: false, source: 'api' },
     );
     await store.createJob({ ...job, next_run_at: dueAt });
+    if (ledgerRows > 0) {
+      const rows = Array.from({ length: ledgerRows }, (_, k) => {
+        const at = dueAt - (k + 1) * 3_600_000;
+        return {
+          job_id: job.id,
+          fire_at: at,
+          status: 'finished',
+          trigger: 'nas',
+          run_id: `earlier-${k}`,
+          owner: { boot_id: 'an-earlier-process', pid: 1, host: 'bench' },
+          claimed_at: at,
+          expires_at: at + 600_000,
+        };
+      });
+      await store.transact(job.id, () => ({ ledger: rows, result: undefined }));
+    }
     ids.push(job.id);
   }
   await store.close();
@@ -75,6 +100,8 @@ export async function startChronosServer({
 
   // Counted from each fire's one info line ('job ran'), written once its run has ended.
   let runs = 0;
+  // When the server logged the last of them (its own clock, the line's `time`).
+  let lastRunLoggedAt = 0;
   let reconciles = 0;
   // Reconcile passes logged (a pass that changed nothing is a debug line) by the time the last run ended.
   let reconcilesAtLastRun = 0;
@@ -82,12 +109,19 @@ export async function startChronosServer({
   const proc = spawnServer(
     process.execPath,
     [...nodeArgs, serveJs],
-    childEnv({ ...chronosEnv(emulator, dataDir), CHRONOS_FIRE_RATE_LIMIT: '1000000', ...storeEnv, ...env }),
+    childEnv({
+      ...chronosEnv(emulator, dataDir),
+      CHRONOS_FIRE_RATE_LIMIT: '1000000',
+      ...(adminApi ? { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN } : {}),
+      ...storeEnv,
+      ...env,
+    }),
     chronosPort,
     (line) => {
       onLine(line);
       if (line.includes(`"msg":"${runMessage}"`)) {
         runs += 1;
+        lastRunLoggedAt = Date.parse(/"time":"([^"]+)"/.exec(line)?.[1] ?? '') || Date.now();
         reconcilesAtLastRun = reconciles;
       } else if (line.includes('"msg":"reconcile: ')) reconciles += 1;
     },
@@ -95,7 +129,7 @@ export async function startChronosServer({
   const { port } = await proc.listening;
   const waitUntil = async (predicate, timeoutMs, what, pollMs = 20) => {
     const deadline = performance.now() + timeoutMs;
-    while (!predicate()) {
+    while (!(await predicate())) {
       if (performance.now() > deadline)
         throw new Error(`timed out waiting for ${what}\n${proc.output().slice(-4000)}`);
       await new Promise((r) => setTimeout(r, pollMs));
@@ -103,6 +137,9 @@ export async function startChronosServer({
   };
   // The start-up reconcile arms every job at the emulator; measuring during it would measure it.
   await waitUntil(() => reconciles > 0, 120_000, 'the start-up reconcile');
+
+  // Its own connection, so that status polls never share the measured keep-alive connection.
+  const statusPool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 });
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -123,6 +160,23 @@ export async function startChronosServer({
      * debug line).
      */
     reconciledSinceLastRun: () => reconciles > reconcilesAtLastRun,
+    /**
+     * The same, asked of `GET /api/status` (its `last_reconcile.at`, when the latest pass ended), so that the
+     * server can run at the production log level: a pass that changed nothing writes no info line. The pass
+     * a run asks for is debounced (50 ms) after the run's line, so one ending after that line is it.
+     */
+    async reconciledSinceLastRunByStatus() {
+      const res = await statusPool.request({
+        method: 'GET',
+        path: '/api/status',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      const body = await res.body.json();
+      if (res.statusCode !== 200)
+        throw new Error(`/api/status answered ${res.statusCode}: ${JSON.stringify(body)}`);
+      const at = body.last_reconcile?.at;
+      return typeof at === 'string' && Date.parse(at) > lastRunLoggedAt;
+    },
     /** Re-mints job i's token when it is older than a minute (outside any timed request). */
     async freshToken(i) {
       if (Date.now() - mintedAt[i] > 60_000) await mint(i);
@@ -136,6 +190,7 @@ export async function startChronosServer({
     /** `normal`: SIGTERM and a drained exit, e.g. to let Node write its compile cache. */
     async close({ normal = false } = {}) {
       // SIGTERM when profiling: --cpu-prof writes its file only on a normal exit.
+      await statusPool.close();
       await stop(proc, normal || process.env.BENCH_SERVER_NODE_ARGS ? 'SIGTERM' : 'SIGKILL');
       await recorder.close();
       await emulator.close();

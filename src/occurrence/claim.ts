@@ -89,7 +89,8 @@ function writeClaim(
 export async function claimFire(store: Store, req: ClaimFireRequest): Promise<FireOutcome> {
   const isAlive = req.isAlive ?? isOwnerAlive;
   const ask: ClaimAsk = { fire_at: req.fire_at, trigger: req.trigger, now: req.now, isAlive };
-  const view = await store.peek(req.job_id);
+  // Asked for one instant, the read may leave out the job's other settled rows (up to the retention).
+  const view = await store.peek(req.job_id, req.fire_at);
   let decision = decideClaim(view, ask);
   if (decision.kind === 'check_run') {
     ask.runStarted = (await store.getRun(req.job_id, decision.entry.run_id)) !== undefined;
@@ -195,7 +196,7 @@ export async function claimOccurrence(
   let basis: JobTxnView | undefined;
   if (!req.checked) {
     // Lock-free first look: the identity step, so only the ledger rule can answer here.
-    basis = await store.peek(req.job_id);
+    basis = await store.peek(req.job_id, req.fire_at);
     const seen = decideClaim(basis, { ...ask, advance: (job) => job });
     if (seen.kind === 'duplicate') return { outcome: 'duplicate', entry: seen.entry };
   }

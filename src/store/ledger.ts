@@ -33,20 +33,30 @@ export function mergeLedger(
   });
 }
 
-export function makeView(job: Job | undefined, ledger: LedgerEntry[]): JobTxnView {
+/**
+ * A view over `ledger`. With `readAt`, `ledger` holds only the row a `peek(jobId, readAt)` read (the row at
+ * `readAt`, if any): any other question (another instant, the latest row, the claimed rows) throws, since
+ * an answer would be a guess.
+ */
+export function makeView(job: Job | undefined, ledger: LedgerEntry[], readAt?: number): JobTxnView {
+  const unread = (what: string) =>
+    new Error(`this view of the ledger was read for instant ${readAt} only, not for ${what}`);
   let index: Map<number, LedgerEntry> | undefined;
   return {
     job,
     entry(fireAt) {
+      if (readAt !== undefined && fireAt !== readAt) throw unread(`instant ${fireAt}`);
       index ??= new Map(ledger.map((row) => [row.fire_at, row]));
       return index.get(fireAt);
     },
     latest() {
+      if (readAt !== undefined) throw unread('the latest row');
       let newest: LedgerEntry | undefined;
       for (const row of ledger) if (!newest || row.fire_at > newest.fire_at) newest = row;
       return newest;
     },
     claimed() {
+      if (readAt !== undefined) throw unread('the claimed rows');
       return ledger.filter((row) => row.status === 'claimed');
     },
   };

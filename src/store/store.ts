@@ -131,8 +131,11 @@ export interface Store {
   /**
    * The job and its ledger in one lock-free read: the fire path's first look, which decides most replies
    * (gone, inactive, duplicate, stale, early) without a write. A claim re-decides under the lock.
+   * With `fireAt` (the occurrence a delivery names) a store may read only what deciding it needs: the job and
+   * the row at `fireAt`. Any other question to that view (another instant, `latest()`, `claimed()`) may then
+   * throw rather than guess; a caller that needs them peeks without `fireAt`.
    */
-  peek(jobId: string): Promise<JobTxnView>;
+  peek(jobId: string, fireAt?: number): Promise<JobTxnView>;
   /** Every `claimed` row across all jobs (boot recovery of runs left by a dead process). */
   listClaimed(): Promise<LedgerEntry[]>;
   /**

@@ -139,6 +139,108 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
           expect((await store.peek('../x')).job).toBeUndefined();
         }));
 
+      it('peeks for one instant: the job and its row as a whole read has them, and never a guess for the rest', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          // Twice the retention of settled rows (the oldest trimmed), two claims left running, one in between.
+          await claimOccurrence(store, claimReq('a', 1));
+          for (let fireAt = 10; fireAt < 10 + 2 * CONTRACT_LEDGER_RETENTION; fireAt++) {
+            await claimOccurrence(store, claimReq('a', fireAt));
+            await settleOccurrence(store, 'a', fireAt, 'finished');
+            if (fireAt === 12) await claimOccurrence(store, claimReq('a', 5));
+          }
+          const whole = await store.peek('a');
+          const latest = 9 + 2 * CONTRACT_LEDGER_RETENTION;
+          expect(whole.latest()?.fire_at).toBe(latest);
+          expect(whole.claimed().map((row) => row.fire_at)).toEqual([5, 1]);
+          const instants = [0, 1, 2, 5, 10, 12, latest - 1, latest, latest + 1];
+          const orRefused = <T>(ask: () => T): T | 'refused' => {
+            try {
+              return ask();
+            } catch {
+              return 'refused';
+            }
+          };
+          for (const asked of instants) {
+            const view = await store.peek('a', asked);
+            expect(view.job).toEqual(whole.job);
+            expect(view.entry(asked)).toEqual(whole.entry(asked));
+            // Anything else: what a whole read answers, or a refusal; never "no row" for a row that exists.
+            for (const other of instants) {
+              const seen = orRefused(() => view.entry(other));
+              if (seen !== 'refused') expect(seen).toEqual(whole.entry(other));
+            }
+            const newest = orRefused(() => view.latest());
+            if (newest !== 'refused') expect(newest).toEqual(whole.latest());
+            const claimed = orRefused(() => view.claimed());
+            if (claimed !== 'refused') expect(claimed).toEqual(whole.claimed());
+          }
+          expect((await store.peek('ghost', 1)).job).toBeUndefined();
+        }));
+
+      it('answers a claim decided on a peek for one instant as on a whole one (duplicate, claim, recovery)', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          for (let fireAt = 10; fireAt < 10 + 2 * CONTRACT_LEDGER_RETENTION; fireAt++) {
+            await claimOccurrence(store, claimReq('a', fireAt));
+            await settleOccurrence(store, 'a', fireAt, 'finished');
+          }
+          // A settled row within the retention is a duplicate, whatever else the job holds.
+          const settledAt = 9 + 2 * CONTRACT_LEDGER_RETENTION;
+          expect((await claimOccurrence(store, claimReq('a', settledAt))).outcome).toBe('duplicate');
+          // A claim whose owner died is recovered (not claimed afresh, not a duplicate).
+          await claimOccurrence(store, claimReq('a', 100, { owner: await deadOwner() }));
+          const recovered = await claimOccurrence(store, claimReq('a', 100));
+          expect(recovered.outcome).toBe('recovered');
+          const fresh = await claimOccurrence(store, claimReq('a', 101));
+          expect(fresh.outcome).toBe('claimed');
+          // Claims never count towards the retention: every settled row the retention keeps is still there.
+          const whole = await store.peek('a');
+          const settled = Array.from({ length: 2 * CONTRACT_LEDGER_RETENTION }, (_, i) => 10 + i).filter(
+            (at) => whole.entry(at)?.status === 'finished',
+          );
+          expect(settled).toHaveLength(CONTRACT_LEDGER_RETENTION);
+          expect(
+            whole
+              .claimed()
+              .map((row) => row.fire_at)
+              .sort((x, y) => x - y),
+          ).toEqual([100, 101]);
+        }));
+
+      it('loses no row when claims on lock-free reads race settles of the same job', () =>
+        withStore(async ({ store }) => {
+          await store.createJob(makeJob('a'));
+          const n = 12;
+          for (let i = 0; i < n; i++) await claimOccurrence(store, claimReq('a', 1000 + i));
+          // Each settle rewrites the job under its lock while the claims decide on reads that may be older.
+          const outcomes = await Promise.all([
+            ...Array.from({ length: n }, (_, i) => settleOccurrence(store, 'a', 1000 + i, 'finished')),
+            ...Array.from({ length: n }, (_, i) => claimOccurrence(store, claimReq('a', 2000 + i))),
+          ]);
+          expect(outcomes.slice(n).map((o) => (o as { outcome: string }).outcome)).toEqual(
+            Array.from({ length: n }, () => 'claimed'),
+          );
+          const whole = await store.peek('a');
+          expect(
+            whole
+              .claimed()
+              .map((row) => row.fire_at)
+              .sort((x, y) => x - y),
+          ).toEqual(Array.from({ length: n }, (_, i) => 2000 + i));
+          const settled = Array.from({ length: n }, (_, i) => 1000 + i).filter(
+            (at) => whole.entry(at)?.status === 'finished',
+          );
+          // The newest settled rows, as many as the retention keeps.
+          expect(settled).toEqual(
+            Array.from(
+              { length: CONTRACT_LEDGER_RETENTION },
+              (_, i) => 1000 + n - CONTRACT_LEDGER_RETENTION + i,
+            ),
+          );
+          expect(whole.job?.repeat.completed).toBe(2 * n);
+        }));
+
       it('returns nothing for ids that cannot be job ids', () =>
         withStore(async ({ store }) => {
           expect(await store.getJob('../etc/passwd')).toBeUndefined();

@@ -151,8 +151,8 @@ export class ConnectingStore implements Store {
   getLedgerEntry(jobId: string, fireAt: number): Promise<LedgerEntry | undefined> {
     return this.call((s) => s.getLedgerEntry(jobId, fireAt));
   }
-  peek(jobId: string): Promise<JobTxnView> {
-    return this.call((s) => s.peek(jobId));
+  peek(jobId: string, fireAt?: number): Promise<JobTxnView> {
+    return this.call((s) => s.peek(jobId, fireAt));
   }
   listClaimed(): Promise<LedgerEntry[]> {
     return this.call((s) => s.listClaimed());

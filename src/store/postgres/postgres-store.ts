@@ -76,11 +76,17 @@ interface PeekedState {
   jobId: string;
   job: Job;
   ledger: LedgerEntry[];
+  /** The instant `ledger` was read for (then it holds that instant's row only, if any). */
+  readAt: number | undefined;
   version: string;
 }
 
 const LEDGER_COLUMNS = `job_id, fire_at, status, trigger, run_id, owner_boot_id, owner_pid, owner_host,
   claimed_at, expires_at`;
+/** The ledger columns of `l` (a join), named as in LedgerRow. */
+const LEDGER_COLUMNS_OF_L = LEDGER_COLUMNS.split(',')
+  .map((column) => `l.${column.trim()}`)
+  .join(', ');
 
 interface LedgerRow {
   job_id: string;
@@ -457,33 +463,48 @@ export class PostgresStore implements Store {
 
   /**
    * The compare-and-set of a transaction decided on the caller's lock-free read (`peek`): ONE statement
-   * writes the job, its ledger row and the retention trim only if the job row is still the version that
-   * read saw. Every transaction that writes a job's ledger rewrites its job row (a new row version, a new
-   * `xmin`), so an unchanged version means the job and its ledger are as read, and the decision stands; the
-   * statement's UPDATE waits for any lock holder and re-checks the version on the row it commits. Returns
-   * undefined when the version moved (or `fn` writes nothing, more than this statement covers, or throws):
-   * the caller then decides again under the row lock on fresh state. One round trip instead of two on a
-   * reserved connection.
+   * writes the job and its ledger row only if the job row is still the version that read saw. Every
+   * transaction that writes a job's ledger rewrites its job row (a new row version, a new `xmin`), so an
+   * unchanged version means the job and its ledger are as read, and the decision stands; the statement's
+   * UPDATE waits for any lock holder and re-checks the version on the row it commits.
+   *
+   * It covers what a claim writes: the job and at most one `claimed` row. A claimed row does not count
+   * towards the ledger retention, so such a write never has settled rows to trim, and the read need not
+   * have seen them (`peek` with an instant reads that instant's row, not the job's whole ledger).
+   * Returns undefined when the version moved, or `fn` writes anything else, or throws (it may have asked
+   * for a row the read left out): the caller then decides again under the row lock on the whole ledger.
+   * One round trip instead of two on a reserved connection.
    */
   private async transactOnBasis<T>(
     jobId: string,
     fn: (view: JobTxnView) => JobTxnWrite<T>,
     basis: PeekedState,
   ): Promise<{ result: T } | undefined> {
-    let plan: ReturnType<typeof this.planWrite<T>>;
+    let write: JobTxnWrite<T>;
+    let job: Job | undefined;
     try {
-      plan = this.planWrite(jobId, basis.job, basis.ledger, fn);
+      write = fn(
+        makeView(
+          structuredClone(basis.job),
+          basis.ledger.map((e) => structuredClone(e)),
+          basis.readAt,
+        ),
+      );
+      job = resolveTxnWrite(jobId, basis.job, write);
+      if (job !== undefined) assertWithinLimits(job);
     } catch {
-      // Decided on a read that may be old: whatever `fn` objected to is judged again on fresh state.
+      // Decided on a read that may be old or partial: whatever `fn` objected to is judged again on fresh state.
       return undefined;
     }
-    if (plan.job === undefined || plan.upserts.length > 1) return undefined;
-    const { job, dropped } = plan;
-    const row = plan.upserts[0];
-    const rows = await this.query(
+    const rows = write.ledger ?? [];
+    if (job === undefined || rows.length > 1 || rows.some((row) => row.status !== 'claimed'))
+      return undefined;
+    const row = rows[0] && toRow(rows[0]);
+    const written = job;
+    const applied = await this.query(
       `transaction on job "${jobId}"`,
       (sql) => sql`WITH upd AS (
-          UPDATE chronos_jobs SET doc = ${sql.json(jsonOf(job))}
+          UPDATE chronos_jobs SET doc = ${sql.json(jsonOf(written))}
           WHERE id = ${jobId} AND xmin::text = ${basis.version} RETURNING id
         ), ins AS (
           INSERT INTO chronos_ledger (${sql.unsafe(LEDGER_COLUMNS)})
@@ -496,33 +517,43 @@ export class PostgresStore implements Store {
             run_id = excluded.run_id, owner_boot_id = excluded.owner_boot_id, owner_pid = excluded.owner_pid,
             owner_host = excluded.owner_host, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
           RETURNING 1
-        ), del AS (
-          DELETE FROM chronos_ledger WHERE job_id = ${jobId} AND fire_at = ANY(${dropped}::bigint[])
-            AND EXISTS (SELECT 1 FROM upd)
-          RETURNING 1
         )
         SELECT count(*)::integer AS applied FROM upd`,
     );
-    return rows[0]?.['applied'] === 1 ? { result: plan.result } : undefined;
+    return applied[0]?.['applied'] === 1 ? { result: write.result } : undefined;
   }
 
-  async peek(jobId: string): Promise<JobTxnView> {
+  async peek(jobId: string, fireAt?: number): Promise<JobTxnView> {
     if (!JOB_ID_PATTERN.test(jobId)) return makeView(undefined, []);
+    const readAt = fireAt !== undefined && Number.isSafeInteger(fireAt) ? fireAt : undefined;
+    let row: Record<string, unknown> | undefined;
+    let ledger: LedgerEntry[];
     // One statement, one snapshot: the job and its ledger as they were at one instant.
-    const [row] = await this.query(
-      'read job',
-      (sql) => sql`SELECT j.doc, j.xmin::text AS version, COALESCE((SELECT json_agg(json_build_object(
-            'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
-            'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
-            'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
-            ORDER BY l.fire_at DESC) FROM chronos_ledger l WHERE l.job_id = j.id), '[]'::json) AS ledger
-        FROM chronos_jobs j WHERE j.id = ${jobId}`,
-    );
+    if (readAt === undefined) {
+      [row] = await this.query(
+        'read job',
+        (sql) => sql`SELECT j.doc, j.xmin::text AS version, COALESCE((SELECT json_agg(json_build_object(
+              'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
+              'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
+              'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
+              ORDER BY l.fire_at DESC) FROM chronos_ledger l WHERE l.job_id = j.id), '[]'::json) AS ledger
+          FROM chronos_jobs j WHERE j.id = ${jobId}`,
+      );
+      ledger = ((row?.['ledger'] ?? []) as LedgerRow[]).map(toEntry);
+    } else {
+      // A delivery's instant: the job and that one row, two primary-key lookups, however long the ledger.
+      [row] = await this.query(
+        'read job',
+        (sql) => sql`SELECT j.doc, j.xmin::text AS version, ${sql.unsafe(LEDGER_COLUMNS_OF_L)}
+          FROM chronos_jobs j LEFT JOIN chronos_ledger l ON l.job_id = j.id AND l.fire_at = ${readAt}
+          WHERE j.id = ${jobId}`,
+      );
+      ledger = row?.['job_id'] == null ? [] : [toEntry(row as unknown as LedgerRow)];
+    }
     if (!row) return makeView(undefined, []);
     const job = this.readableJob(jobId, row['doc']);
-    const ledger = (row['ledger'] as LedgerRow[]).map(toEntry);
-    const view = makeView(job, ledger);
-    this.peeked.set(view, { jobId, job, ledger, version: row['version'] as string });
+    const view = makeView(job, ledger, readAt);
+    this.peeked.set(view, { jobId, job, ledger, readAt, version: row['version'] as string });
     return view;
   }
 
