@@ -9,12 +9,16 @@
 //   BENCH_COMPILE_CACHE=1     both servers with a NODE_COMPILE_CACHE written first by a normally exiting
 //                             start of each, as the image build does (Node 22+); with NODE_ENV=production
 //                             (always set) that is the image's runtime environment
+//   BENCH_MEMORY_BREAKDOWN=1  both servers preload bench/lib/memory-probe.mjs, and each moment's row
+//                             is followed by V8's heap spaces (committed / used) and external memory
+// Every moment also prints RSS split into anonymous memory (heap, malloc) and file-backed pages (the
+// node binary's text), from /proc/<pid>/status.
 // Variants, applied to Chronos only unless BENCH_MEMORY_VARIANT_BASELINE=1:
 //   BENCH_MEMORY_NODE_OPTIONS='--max-semi-space-size=2'   NODE_OPTIONS
 //   BENCH_MEMORY_ENV='MALLOC_TRIM_THRESHOLD_=65536'   extra environment (space-separated K=V)
 //   BENCH_SERVER_NODE_ARGS='--optimize-for-size'       node flags NODE_OPTIONS refuses
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,10 +41,40 @@ function parseEnv(text) {
   );
 }
 
-async function rssMiB(pid) {
+const PROBE = fileURLToPath(new URL('./lib/memory-probe.mjs', import.meta.url));
+const MiB = 1024 * 1024;
+
+/** RSS, its anonymous and file-backed parts, and (with the probe preloaded) V8's own figures, in MiB. */
+async function sample(pid, probeFile) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
-  return kb / 1024;
+  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1]) / 1024;
+  const rss = { rss: field('VmRSS'), anon: field('RssAnon'), file: field('RssFile') };
+  if (!probeFile) return rss;
+  await unlink(probeFile).catch(() => {});
+  process.kill(pid, 'SIGUSR2');
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    const text = await readFile(probeFile, 'utf8').catch(() => undefined);
+    if (text !== undefined) {
+      const { spaces, usage } = JSON.parse(text);
+      const space = (name) => ({ size: spaces[name].size / MiB, used: spaces[name].used / MiB });
+      const old = ['old_space', 'large_object_space', 'trusted_space', 'trusted_large_object_space']
+        .filter((name) => spaces[name])
+        .map(space)
+        .reduce((a, b) => ({ size: a.size + b.size, used: a.used + b.used }), { size: 0, used: 0 });
+      const code = ['code_space', 'code_large_object_space'].filter((n) => spaces[n]).map(space);
+      return {
+        ...rss,
+        young: space('new_space'),
+        old,
+        code: code.reduce((a, b) => ({ size: a.size + b.size, used: a.used + b.used }), { size: 0, used: 0 }),
+        heapTotal: usage.heapTotal / MiB,
+        external: usage.external / MiB,
+      };
+    }
+    if (performance.now() > deadline) throw new Error(`no memory probe answer from ${pid}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** TOTAL_REQUESTS posts, IN_FLIGHT at a time on keep-alive connections; counts of each status. */
@@ -64,20 +98,25 @@ async function send(url, request) {
   return Object.fromEntries(answers);
 }
 
-async function measureChronos(jobs, env) {
-  const server = await startChronosServer({ jobs, env });
+async function measureChronos(jobs, env, probe) {
+  const nodeArgs = [...serverNodeArgs(), ...(probe ? [`--import=${PROBE}`] : [])];
+  const probeEnv = probe ? { BENCH_MEMORY_PROBE_FILE: probe } : {};
+  const server = await startChronosServer({ jobs, env: { ...env, ...probeEnv }, nodeArgs });
   try {
-    const afterStart = await rssMiB(server.pid);
+    const afterStart = await sample(server.pid, probe);
     // First pass accepts each job's occurrence; later passes re-send them (duplicates).
     // Fire tokens live about two minutes; on a loaded machine the fires take longer than that.
     const answers = await send(server.url, async (i) => {
       await server.freshToken(i % jobs);
       return server.fire(i % jobs);
     });
+    // Read as soon as the last answer is in, as for the baseline; the accepted runs (started after each
+    // 202) may still be going, and are read again once they have all ended.
+    const afterTraffic = await sample(server.pid, probe);
     await server.waitUntil(() => server.runs() >= jobs, 60_000, 'the accepted runs to end');
-    const afterTraffic = await rssMiB(server.pid);
+    const afterRuns = await sample(server.pid, probe);
     await new Promise((r) => setTimeout(r, IDLE_MS));
-    return { afterStart, afterTraffic, afterIdle: await rssMiB(server.pid), answers };
+    return { afterStart, afterTraffic, afterRuns, afterIdle: await sample(server.pid, probe), answers };
   } finally {
     await server.close();
   }
@@ -85,21 +124,34 @@ async function measureChronos(jobs, env) {
 
 const plainPort = (line) => /^listening (\d+)$/.exec(line)?.[1];
 
-async function measureFastify(fastifyJs, env, nodeArgs, signal = 'SIGKILL') {
-  const proc = spawnServer(process.execPath, [...nodeArgs, fastifyJs], childEnv(env), plainPort);
+async function measureFastify(fastifyJs, env, nodeArgs, signal = 'SIGKILL', probe = undefined) {
+  const args = [...nodeArgs, ...(probe ? [`--import=${PROBE}`] : []), fastifyJs];
+  const probeEnv = probe ? { BENCH_MEMORY_PROBE_FILE: probe } : {};
+  const proc = spawnServer(process.execPath, args, childEnv({ ...env, ...probeEnv }), plainPort);
   try {
     const { port } = await proc.listening;
-    const afterStart = await rssMiB(proc.child.pid);
+    const pid = proc.child.pid;
+    const afterStart = await sample(pid, probe);
     // The body and headers of a fire, so both servers parse the same bytes.
     const body = JSON.stringify({ job_id: 'job-1', fire_at: new Date().toISOString() });
     const headers = { authorization: `Bearer ${'x'.repeat(600)}`, 'content-type': 'application/json' };
     const answers = await send(`http://127.0.0.1:${port}`, () => ({ body, headers }));
-    const afterTraffic = await rssMiB(proc.child.pid);
+    const afterTraffic = await sample(pid, probe);
     await new Promise((r) => setTimeout(r, IDLE_MS));
-    return { afterStart, afterTraffic, afterIdle: await rssMiB(proc.child.pid), answers };
+    return {
+      afterStart,
+      afterTraffic,
+      afterRuns: afterTraffic,
+      afterIdle: await sample(pid, probe),
+      answers,
+    };
   } finally {
     await stop(proc, signal);
   }
+}
+
+function serverNodeArgs() {
+  return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 }
 
 /** Writes the compile cache the way the Dockerfile does: a normal start and exit, then every chunk imported. */
@@ -115,10 +167,13 @@ async function warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosE
     .filter((f) => f.endsWith('.js'))
     .map((f) => `await import(${JSON.stringify(pathToFileURL(join(chunks, f)).href)});`)
     .join('');
-  const args = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const { status, stderr } = spawnSync(process.execPath, [...args, '--input-type=module', '-e', imports], {
-    env: childEnv(chronosEnv),
-  });
+  const { status, stderr } = spawnSync(
+    process.execPath,
+    [...serverNodeArgs(), '--input-type=module', '-e', imports],
+    {
+      env: childEnv(chronosEnv),
+    },
+  );
   if (status !== 0) throw new Error(`importing the chunks for the compile cache failed: ${stderr}`);
 }
 
@@ -129,6 +184,7 @@ export async function run({
   extraEnv = parseEnv(process.env.BENCH_MEMORY_ENV ?? ''),
   compileCache = Boolean(process.env.BENCH_COMPILE_CACHE),
   variantOnBaseline = Boolean(process.env.BENCH_MEMORY_VARIANT_BASELINE),
+  breakdown = Boolean(process.env.BENCH_MEMORY_BREAKDOWN),
 } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-memory-'));
   try {
@@ -143,9 +199,11 @@ export async function run({
     const baselineArgs = variantOnBaseline ? serverArgs.split(' ').filter(Boolean) : [];
     if (compileCache) await warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv });
 
-    const chronos = await measureChronos(jobs, chronosEnv);
-    const baseline = await measureFastify(fastifyJs, baselineEnv, baselineArgs);
-    const ratio = chronos.afterTraffic / baseline.afterTraffic;
+    const probe = (name) => (breakdown ? join(work, `${name}.probe.json`) : undefined);
+    const chronos = await measureChronos(jobs, chronosEnv, probe('chronos'));
+    const baseline = await measureFastify(fastifyJs, baselineEnv, baselineArgs, 'SIGKILL', probe('fastify'));
+    // Chronos once its accepted runs have ended (at or after its last answer): the fires' whole work.
+    const ratio = chronos.afterRuns.rss / baseline.afterTraffic.rss;
 
     const variant = [
       nodeOptions && `NODE_OPTIONS=${nodeOptions}`,
@@ -158,29 +216,36 @@ export async function run({
         `fastify: ${TOTAL_REQUESTS} requests${variantOnBaseline && variant.length ? ', same variant' : ', defaults'}`,
     );
     const f = (v) => v.toFixed(1);
+    const parts = (m) =>
+      `${f(m.anon)} + ${f(m.file)}` +
+      (m.young
+        ? `; young ${f(m.young.size)}/${f(m.young.used)}, old ${f(m.old.size)}/${f(m.old.used)}, ` +
+          `code ${f(m.code.size)}/${f(m.code.used)}, external ${f(m.external)}`
+        : '');
+    const moments = [
+      ['after start', 'afterStart', 'afterStart'],
+      [`after ${TOTAL_REQUESTS} requests`, 'afterTraffic', 'afterTraffic'],
+      ['after the runs (ratio)', 'afterRuns', 'afterTraffic'],
+      [`after ${IDLE_MS / 1000} s idle`, 'afterIdle', 'afterIdle'],
+    ];
     log(
       table([
         ['moment', 'chronos', 'fastify minimal', 'ratio'],
-        [
-          'after start',
-          f(chronos.afterStart),
-          f(baseline.afterStart),
-          (chronos.afterStart / baseline.afterStart).toFixed(2),
-        ],
-        [
-          `after ${TOTAL_REQUESTS} requests`,
-          f(chronos.afterTraffic),
-          f(baseline.afterTraffic),
-          ratio.toFixed(2),
-        ],
-        [
-          `after ${IDLE_MS / 1000} s idle`,
-          f(chronos.afterIdle),
-          f(baseline.afterIdle),
-          (chronos.afterIdle / baseline.afterIdle).toFixed(2),
-        ],
+        ...moments.map(([label, c, b]) => [
+          label,
+          f(chronos[c].rss),
+          f(baseline[b].rss),
+          (chronos[c].rss / baseline[b].rss).toFixed(2),
+        ]),
       ]),
     );
+    log(
+      'RSS = anonymous + file-backed' +
+        (breakdown ? '; V8 spaces committed/used (old: old, large-object and trusted spaces)' : ''),
+    );
+    for (const [label, c, b] of moments) {
+      log(`  ${label}: chronos ${parts(chronos[c])}; fastify ${parts(baseline[b])}`);
+    }
     log(`answers: chronos ${JSON.stringify(chronos.answers)}, fastify ${JSON.stringify(baseline.answers)}`);
     // Anything but one accepted fire per job and duplicates (an expired token's 401; occurrences the
     // process claimed itself because the run outlasted their instant) would measure other work.
