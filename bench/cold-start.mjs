@@ -15,6 +15,8 @@
 //   BENCH_COLD_DUE_AHEAD_MS=0 the cold-start job falls due this long after its spawn is prepared
 //   BENCH_COMPARE_NODE_ARGS='--max-semi-space-size=4'   also spawn this build with these node flags,
 //                             interleaved, and report flags / none (the image's flags: docs/performance.md)
+//   BENCH_COMPARE_ENV='MALLOC_ARENA_MAX=2'   the same with this extra environment (space-separated K=V),
+//                             alone or with BENCH_COMPARE_NODE_ARGS
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,6 +30,7 @@ import {
   importInternals,
   isMain,
   ms,
+  parseEnv,
   quietEmulator,
   summarise,
   table,
@@ -191,10 +194,11 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
     };
     if (compareJs) subjects['chronos (compare)'] = (signal) => spawnChronos(compareJs, signal);
     const flagArgs = (process.env.BENCH_COMPARE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    if (flagArgs.length > 0)
-      subjects['chronos (flags)'] = (signal) => spawnChronos(serveJs, signal, flagArgs);
+    const flagEnv = parseEnv(process.env.BENCH_COMPARE_ENV);
+    const withFlags = flagArgs.length > 0 || Object.keys(flagEnv).length > 0;
+    if (withFlags) subjects['chronos (flags)'] = (signal) => spawnChronos(serveJs, signal, flagArgs, flagEnv);
 
-    async function spawnChronos(entry, signal, nodeArgs = []) {
+    async function spawnChronos(entry, signal, nodeArgs = [], extraEnv = {}) {
       const n = ++spawnNo;
       const dir = join(work, `data-${n}`);
       const path = `/hook/${n}`;
@@ -209,7 +213,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       const proc = spawnServer(
         node,
         [...nodeArgs, entry],
-        childEnv({ ...chronosEnv(emulator, dir, { LOG_LEVEL: 'debug' }), ...cacheEnv }),
+        childEnv({ ...chronosEnv(emulator, dir, { LOG_LEVEL: 'debug' }), ...cacheEnv, ...extraEnv }),
         chronosPort,
         (line, at) => {
           if (line.includes('"msg":"run started"')) runStarted(at);
@@ -245,7 +249,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       await subjects['fastify bundled']('SIGTERM');
       await subjects.chronos('SIGTERM');
       if (compareJs) await subjects['chronos (compare)']('SIGTERM');
-      if (flagArgs.length > 0) await subjects['chronos (flags)']('SIGTERM');
+      if (withFlags) await subjects['chronos (flags)']('SIGTERM');
     }
 
     const names = Object.keys(subjects);
@@ -283,9 +287,7 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
       chronos_over_fastify: candidate / stats['fastify bundled'].ready.median,
       chronos_over_raw_http: candidate / stats['raw node:http'].ready.median,
       ...(compareJs ? { chronos_over_compare: candidate / stats['chronos (compare)'].ready.median } : {}),
-      ...(flagArgs.length > 0
-        ? { flags_over_chronos: stats['chronos (flags)'].ready.median / candidate }
-        : {}),
+      ...(withFlags ? { flags_over_chronos: stats['chronos (flags)'].ready.median / candidate } : {}),
       ...(stats['chronos postgres']
         ? { postgres_over_file: stats['chronos postgres'].ready.median / candidate }
         : {}),
@@ -332,9 +334,10 @@ export async function run({ log = console.log, spawns = Number(process.env.BENCH
         `chronos / chronos (compare: ${process.env.BENCH_COMPARE_DIST}) = ${ratios.chronos_over_compare.toFixed(3)}x (spawn → 202 medians)`,
       );
     }
-    if (flagArgs.length > 0) {
+    if (withFlags) {
+      const variant = [...flagArgs, ...Object.entries(flagEnv).map(([k, v]) => `${k}=${v}`)].join(' ');
       log(
-        `chronos (flags: ${flagArgs.join(' ')}) / chronos = ${ratios.flags_over_chronos.toFixed(3)}x (spawn → 202 medians)`,
+        `chronos (flags: ${variant}) / chronos = ${ratios.flags_over_chronos.toFixed(3)}x (spawn → 202 medians)`,
       );
     }
     const postgresPass = ratios.postgres_over_file === undefined || ratios.postgres_over_file <= 1.3;

@@ -23,7 +23,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
-import { bundleFastifyBaseline, childEnv, distDir, isMain, table, writeResult } from './lib/common.mjs';
+import {
+  bundleFastifyBaseline,
+  childEnv,
+  distDir,
+  isMain,
+  parseEnv,
+  table,
+  writeResult,
+} from './lib/common.mjs';
 import { spawnServer, stop } from './lib/processes.mjs';
 import { startChronosServer } from './lib/server-fixture.mjs';
 
@@ -31,15 +39,6 @@ const TOTAL_REQUESTS = 10_000;
 const IN_FLIGHT = 8;
 const IDLE_MS = 5000;
 const TARGET_RATIO = 1.3;
-
-function parseEnv(text) {
-  return Object.fromEntries(
-    text
-      .split(' ')
-      .filter(Boolean)
-      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
-  );
-}
 
 const PROBE = fileURLToPath(new URL('./lib/memory-probe.mjs', import.meta.url));
 const MiB = 1024 * 1024;

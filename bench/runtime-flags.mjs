@@ -6,14 +6,16 @@
 // BENCH_COMPARE_NODE_ARGS.
 //
 // Usage: npm run build && BENCH_FLAGS='--max-semi-space-size=4' node bench/runtime-flags.mjs
-//   BENCH_FLAGS               the node flags to weigh (required)
+//   BENCH_FLAGS               the node flags to weigh
+//   BENCH_FLAGS_ENV='MALLOC_ARENA_MAX=2'   extra environment to weigh (space-separated K=V); one of the
+//                             two is required
 //   BENCH_FLAGS_FIRES=300     accepted fires per process (the jobs fall due 30 s after start, when the
 //                             process would claim the rest itself: keep it short on a loaded machine)
 //   BENCH_NODE=/path/to/node  Node binary for both (this script re-runs itself under it)
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
-import { isMain, ms, summarise, table, writeResult } from './lib/common.mjs';
+import { isMain, ms, parseEnv, summarise, table, writeResult } from './lib/common.mjs';
 import { startChronosServer } from './lib/server-fixture.mjs';
 
 async function rssMiB(pid) {
@@ -31,16 +33,22 @@ async function timed(pool, request) {
 export async function run({
   log = console.log,
   flags = (process.env.BENCH_FLAGS ?? '').split(' ').filter(Boolean),
+  flagEnv = parseEnv(process.env.BENCH_FLAGS_ENV),
   fires = Number(process.env.BENCH_FLAGS_FIRES ?? 300),
 } = {}) {
-  if (flags.length === 0) throw new Error('set BENCH_FLAGS to the node flags to compare');
+  if (flags.length === 0 && Object.keys(flagEnv).length === 0)
+    throw new Error('set BENCH_FLAGS (node flags) and/or BENCH_FLAGS_ENV (environment) to compare');
   const subjects = [];
   try {
-    for (const [name, nodeArgs] of [
-      ['default', []],
-      ['flags', flags],
+    for (const [name, nodeArgs, env] of [
+      ['default', [], {}],
+      ['flags', flags, flagEnv],
     ]) {
-      const server = await startChronosServer({ jobs: fires, env: { NODE_ENV: 'production' }, nodeArgs });
+      const server = await startChronosServer({
+        jobs: fires,
+        env: { NODE_ENV: 'production', ...env },
+        nodeArgs,
+      });
       subjects.push({ name, server, pool: new Pool(server.url, { connections: 1 }), fire: [], health: [] });
     }
     const health = { method: 'GET', path: '/healthz' };
@@ -74,7 +82,8 @@ export async function run({
     }
     const ratio = figures.flags.overhead_ms / figures.default.overhead_ms;
     const fireRatio = figures.flags.fire_ms.median / figures.default.fire_ms.median;
-    log(`runtime flags ${flags.join(' ')}: ${fires} fires each, interleaved, node ${process.version}`);
+    const variant = [...flags, ...Object.entries(flagEnv).map(([k, v]) => `${k}=${v}`)].join(' ');
+    log(`runtime flags ${variant}: ${fires} fires each, interleaved, node ${process.version}`);
     log(table(rows));
     log(
       `flags / default: fire overhead ${ratio.toFixed(3)}x, fire median ${fireRatio.toFixed(3)}x, ` +
@@ -83,6 +92,7 @@ export async function run({
     const result = {
       benchmark: 'runtime-flags',
       flags,
+      env: flagEnv,
       node: process.version,
       measured_at: new Date().toISOString(),
       fires,

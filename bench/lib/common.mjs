@@ -40,6 +40,16 @@ export function childEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
+/** 'K=V K2=V2' (a benchmark's variant environment) as an object. */
+export function parseEnv(text) {
+  return Object.fromEntries(
+    (text ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
+}
+
 let snapshot;
 /**
  * A private copy of dist/ taken once per process: the working tree is shared, and a test run elsewhere
