@@ -26,7 +26,8 @@ COPY src ./src
 # Source maps are left out: the runtime never reads them (Node reads a map only under
 # --enable-source-maps) and they are most of the bytes the application adds to the image.
 RUN npm run build && find dist -name '*.map' -delete
-# Node's compile cache is keyed by Node version, V8 flags and file content, is written only when
+# Node's compile cache is keyed by Node version, V8 flags and file content (both commands below pass
+# the CMD's node flags, so the cache is written as the server runs), is written only when
 # a process exits normally, and lives in a subdirectory named after the uid that wrote it
 # (v<version>-<arch>-<flags>-<uid>): a cache written by root is never found by the runtime user.
 # So it is produced here by the runtime stage's user (`node`, same uid: same base image) and the
@@ -41,12 +42,12 @@ USER node
 RUN set -eu; \
     warm=$(mktemp -d); \
     NODE_COMPILE_CACHE=/app/.cache CHRONOS_PROVIDER=builtin CHRONOS_DATA_DIR="$warm" \
-      HOST=127.0.0.1 PORT=18080 LOG_LEVEL=warn node dist/serve.js & \
+      HOST=127.0.0.1 PORT=18080 LOG_LEVEL=warn node --max-semi-space-size=2 --max-old-space-size=256 dist/serve.js & \
     server=$!; \
     node -e "let n=0;const poll=()=>fetch('http://127.0.0.1:18080/healthz').then(r=>{if(!r.ok)throw new Error(String(r.status));process.exit(0)}).catch(()=>{if(++n>300)process.exit(1);setTimeout(poll,100)});poll()"; \
     kill -TERM "$server"; \
     wait "$server"; \
-    NODE_COMPILE_CACHE=/app/.cache node --input-type=module -e "import{readdirSync}from'node:fs';import{pathToFileURL}from'node:url';for(const f of readdirSync('dist/chunks'))if(f.endsWith('.js'))await import(pathToFileURL('dist/chunks/'+f).href)"; \
+    NODE_COMPILE_CACHE=/app/.cache node --max-semi-space-size=2 --max-old-space-size=256 --input-type=module -e "import{readdirSync}from'node:fs';import{pathToFileURL}from'node:url';for(const f of readdirSync('dist/chunks'))if(f.endsWith('.js'))await import(pathToFileURL('dist/chunks/'+f).href)"; \
     rm -rf "$warm"; \
     test -n "$(ls -A /app/.cache/*-"$(id -u)")"; \
     chmod -R a+rX /app/.cache
@@ -73,8 +74,12 @@ RUN apt-get update \
 # HOST: the server binds loopback by default; a container must listen on every interface.
 # NODE_EXTRA_CA_CERTS is deliberately absent: on some Node versions it adds tens of ms to every start.
 # Secrets (CHRONOS_ACCESS_TOKEN, CHRONOS_ADMIN_TOKEN) never go here: pass them at run time.
+# MALLOC_ARENA_MAX=1: one malloc arena instead of one per thread that ever allocated (V8's helper
+# threads, libuv's pool); together with the CMD's heap flags it keeps RSS near a minimal Fastify app's
+# (docs/performance.md, "Memory"). `command` jobs inherit it like any variable; one can set its own.
 ENV NODE_ENV=production \
     NODE_COMPILE_CACHE=/app/.cache \
+    MALLOC_ARENA_MAX=1 \
     HOST=0.0.0.0 \
     PORT=8080 \
     CHRONOS_DATA_DIR=/data
@@ -97,4 +102,10 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
 # The server itself, not `npm start`: SIGTERM reaches Node (through tini) and starts the drain.
-CMD ["node", "dist/serve.js"]
+# The heap flags keep V8's young generation at 2 x 2 MiB and its old generation's limits small
+# (docs/performance.md, "Memory"); on Node 24 neither changes V8's flag hash, so Node's built-in code
+# cache and the compile cache above stay valid (flags that do, such as --optimize-for-size or
+# --heap-growing-percent, cost ~30 % of the cold start). They are argv, not NODE_OPTIONS, so the jobs
+# Chronos starts do not inherit them. The old-space cap is far above what was measured for 10,000
+# jobs (docs/performance.md); a much larger store may need it raised (override CMD).
+CMD ["node", "--max-semi-space-size=2", "--max-old-space-size=256", "dist/serve.js"]

@@ -210,7 +210,7 @@ describe('container simulation: the runtime stage started as CMD, with the image
     expect(copied).toContain('dist');
     expect(copied).toContain('package.json');
     expect(cmd[0]).toBe('node');
-    expect(existsSync(join(appDir, cmd[1]!))).toBe(true);
+    expect(existsSync(join(appDir, cmd.at(-1)!))).toBe(true);
     for (let dir = appDir; ; dir = dirname(dir)) {
       expect(existsSync(join(dir, 'node_modules')), `${dir}/node_modules`).toBe(false);
       if (dirname(dir) === dir) break;
