@@ -11,6 +11,10 @@
 //                             (always set) that is the image's runtime environment
 //   BENCH_MEMORY_BREAKDOWN=1  both servers preload bench/lib/memory-probe.mjs, and each moment's row
 //                             is followed by V8's heap spaces (committed / used) and external memory
+//   BENCH_MEMORY_SETTINGS=image   Chronos runs with the image's runtime settings, read from the Dockerfile:
+//                             the CMD's node flags and the ENV's MALLOC_ARENA_MAX (the default); `none`:
+//                             Node's defaults, to weigh the settings themselves. The baseline always runs
+//                             with defaults.
 // Every moment also prints RSS split into anonymous memory (heap, malloc) and file-backed pages (the
 // node binary's text), from /proc/<pid>/status.
 // Variants, applied to Chronos only unless BENCH_MEMORY_VARIANT_BASELINE=1:
@@ -149,8 +153,30 @@ async function measureFastify(fastifyJs, env, nodeArgs, signal = 'SIGKILL', prob
   }
 }
 
+/**
+ * The runtime settings the image gives the server (Dockerfile): the node flags of its CMD (between `node`
+ * and the entry file) and the malloc variables of its ENV. Read rather than copied, so the bench follows
+ * the image.
+ */
+export async function imageSettings() {
+  const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile.split(/^FROM /m).at(-1) ?? '')?.[1];
+  const argv = cmd ? JSON.parse(cmd) : [];
+  if (argv[0] !== 'node') throw new Error(`the Dockerfile's last CMD does not start node: ${cmd}`);
+  const nodeArgs = argv.slice(1, -1);
+  const env = Object.fromEntries(
+    dockerfile
+      .split('\n')
+      .filter((line) => !line.trimStart().startsWith('#'))
+      .flatMap((line) => [...line.matchAll(/\b(MALLOC_[A-Z_]+)=([^\s\\]+)/g)])
+      .map((m) => [m[1], m[2]]),
+  );
+  return { nodeArgs, env };
+}
+
+let settingsArgs = [];
 function serverNodeArgs() {
-  return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return [...settingsArgs, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
 }
 
 /** Writes the compile cache the way the Dockerfile does: a normal start and exit, then every chunk imported. */
@@ -184,7 +210,12 @@ export async function run({
   compileCache = Boolean(process.env.BENCH_COMPILE_CACHE),
   variantOnBaseline = Boolean(process.env.BENCH_MEMORY_VARIANT_BASELINE),
   breakdown = Boolean(process.env.BENCH_MEMORY_BREAKDOWN),
+  settings = process.env.BENCH_MEMORY_SETTINGS ?? 'image',
 } = {}) {
+  if (settings !== 'image' && settings !== 'none')
+    throw new Error(`BENCH_MEMORY_SETTINGS must be image or none, not ${settings}`);
+  const image = settings === 'image' ? await imageSettings() : { nodeArgs: [], env: {} };
+  settingsArgs = image.nodeArgs;
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-memory-'));
   try {
     const fastifyJs = await bundleFastifyBaseline(work);
@@ -193,7 +224,7 @@ export async function run({
     const imageEnv = { NODE_ENV: 'production', ...cacheEnv };
     const variantEnv = { ...extraEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
     const serverArgs = process.env.BENCH_SERVER_NODE_ARGS ?? '';
-    const chronosEnv = { ...imageEnv, ...variantEnv };
+    const chronosEnv = { ...imageEnv, ...image.env, ...variantEnv };
     const baselineEnv = variantOnBaseline ? chronosEnv : imageEnv;
     const baselineArgs = variantOnBaseline ? serverArgs.split(' ').filter(Boolean) : [];
     if (compileCache) await warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv });
@@ -204,6 +235,7 @@ export async function run({
     // Chronos once its accepted runs have ended (at or after its last answer): the fires' whole work.
     const ratio = chronos.afterRuns.rss / baseline.afterTraffic.rss;
 
+    const imageLabel = [...image.nodeArgs, ...Object.entries(image.env).map(([k, v]) => `${k}=${v}`)];
     const variant = [
       nodeOptions && `NODE_OPTIONS=${nodeOptions}`,
       serverArgs && `node args ${serverArgs}`,
@@ -211,7 +243,9 @@ export async function run({
     ].filter(Boolean);
     log(
       `memory (RSS, MiB), node ${process.version}${compileCache ? ', compile cache' : ''}, NODE_ENV=production; ` +
-        `chronos: ${jobs} jobs, ${TOTAL_REQUESTS} fires${variant.length ? `, ${variant.join(', ')}` : ''}; ` +
+        `chronos: ${jobs} jobs, ${TOTAL_REQUESTS} fires, ` +
+        `${settings === 'image' ? `the image's settings (${imageLabel.join(' ')})` : "Node's defaults"}` +
+        `${variant.length ? `, ${variant.join(', ')}` : ''}; ` +
         `fastify: ${TOTAL_REQUESTS} requests${variantOnBaseline && variant.length ? ', same variant' : ', defaults'}`,
     );
     const f = (v) => v.toFixed(1);
@@ -265,6 +299,8 @@ export async function run({
       measured_at: new Date().toISOString(),
       compile_cache: compileCache,
       jobs,
+      settings,
+      image_settings: image,
       node_options: nodeOptions || null,
       server_node_args: serverArgs || null,
       env: extraEnv,
@@ -273,7 +309,7 @@ export async function run({
       chronos_rss_mib: chronos,
       fastify_rss_mib: baseline,
     };
-    const name = `memory${variant.length ? '-variant' : ''}${compileCache ? '-compile-cache' : ''}`;
+    const name = `memory${settings === 'none' ? '-defaults' : ''}${variant.length ? '-variant' : ''}${compileCache ? '-compile-cache' : ''}`;
     await writeResult(name, result);
     return result;
   } finally {
