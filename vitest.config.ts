@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { LongestFirstSequencer } from './test/sequencer.js';
 
 // Two projects. `e2e`: test/e2e/** and any *.e2e.test.ts, i.e. tests that start a child process running
 // Chronos (the production bundle dist/, the CLI, a second store process) or a container; only they need
@@ -28,6 +29,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters: ['default'],
+    // The longest end-to-end files start first, also on a clean clone (test/sequencer.ts).
+    sequence: { sequencer: LongestFirstSequencer },
     projects: [
       {
         extends: true,

@@ -50,6 +50,9 @@ describe('e2e: failure alerts from the production bundle, NAS emulator in front'
     target = await startTarget();
     const t = target;
     const s = await startStack({
+      // Seeded as if created 10 s ago: the first occurrence is 5 s away rather than 15, still room for the
+      // process to start and arm it first.
+      seededAt: Date.now() - 10_000,
       jobs: () => [
         {
           id: 'backup',

@@ -3,15 +3,19 @@ import { e2eStacks, iso, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe.each(NAS_MODES)('e2e: duplicate deliveries ($nas NAS)', ({ emulator }) => {
-  it('runs each occurrence once when NAS delivers twice and a relay retries after the run', async () => {
-    const s = await startStack({
-      emulator,
-      jobs: (recorder) => [
-        { id: 'dup', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hit/dup` } },
-      ],
-      faults: { duplicateDelivery: true },
-    });
+// Each test starts its own stack: the tests, and the two NAS modes, run side by side.
+describe.concurrent.each(NAS_MODES)('e2e: duplicate deliveries ($nas NAS)', ({ emulator }) => {
+  it('runs each occurrence once when NAS delivers twice and a relay retries after the run', async (ctx) => {
+    const s = await startStack(
+      {
+        emulator,
+        jobs: (recorder) => [
+          { id: 'dup', schedule: 'every 4s', target: { type: 'http', url: `${recorder}/hit/dup` } },
+        ],
+        faults: { duplicateDelivery: true },
+      },
+      ctx,
+    );
 
     await s.wake();
     const duplicatesAnswered = () =>
@@ -45,15 +49,18 @@ describe.each(NAS_MODES)('e2e: duplicate deliveries ($nas NAS)', ({ emulator }) 
     expect([...perOccurrence.values()].every((n) => n === 1)).toBe(true);
     // Duplicates are judged from NAS's recorded replies and the run history above, never by counting
     // "duplicate fire" log lines: pino writes asynchronously, and a line may trail the reply it logs.
-  });
+  }, 60_000);
 
-  it('a delivery without fire_at, twice: the second is a duplicate, and the next occurrence runs on time', async () => {
-    const s = await startStack({
-      emulator,
-      jobs: (recorder) => [
-        { id: 'legacy', schedule: 'every 10s', target: { type: 'http', url: `${recorder}/hit/legacy` } },
-      ],
-    });
+  it('a delivery without fire_at, twice: the second is a duplicate, and the next occurrence runs on time', async (ctx) => {
+    const s = await startStack(
+      {
+        emulator,
+        jobs: (recorder) => [
+          { id: 'legacy', schedule: 'every 10s', target: { type: 'http', url: `${recorder}/hit/legacy` } },
+        ],
+      },
+      ctx,
+    );
     await s.wake();
     await s.waitFor('armed', () => s.nas.armed().some((a) => a.job_id === 'legacy'));
     const armedIso = s.nas.armed().find((a) => a.job_id === 'legacy')!.fire_at;
@@ -90,5 +97,5 @@ describe.each(NAS_MODES)('e2e: duplicate deliveries ($nas NAS)', ({ emulator }) 
     expect(nextHits).toHaveLength(1);
     // Run at its time, not when the second delivery came in (~10 s before it).
     expect(nextHits[0]!.at).toBeGreaterThanOrEqual(next - 1_000);
-  });
+  }, 60_000);
 });

@@ -3,14 +3,18 @@ import { callsPerWake, e2eStacks, idleExits, NAS_MODES } from '../helpers/e2e.js
 
 const startStack = e2eStacks();
 
-describe.each(NAS_MODES)('e2e: the scale-to-zero loop ($nas NAS)', ({ nas, emulator }) => {
-  it('fires every occurrence exactly once, with the process exiting between fires', async () => {
-    const s = await startStack({
-      emulator,
-      jobs: (recorder) => [
-        { id: 'tick', schedule: 'every 6s', target: { type: 'http', url: `${recorder}/hit/tick` } },
-      ],
-    });
+// Each test starts its own stack: the tests, and the two NAS modes, run side by side.
+describe.concurrent.each(NAS_MODES)('e2e: the scale-to-zero loop ($nas NAS)', ({ nas, emulator }) => {
+  it('fires every occurrence exactly once, with the process exiting between fires', async (ctx) => {
+    const s = await startStack(
+      {
+        emulator,
+        jobs: (recorder) => [
+          { id: 'tick', schedule: 'every 6s', target: { type: 'http', url: `${recorder}/hit/tick` } },
+        ],
+      },
+      ctx,
+    );
 
     await s.wake();
     await s.waitFor('three runs at the recorder', () => s.recorder.hitsFor('tick').length >= 3, 40_000);

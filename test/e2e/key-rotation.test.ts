@@ -3,15 +3,19 @@ import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe.each(NAS_MODES)('e2e: key rotation at NAS ($nas NAS)', ({ emulator }) => {
-  it('verifies the first fire signed with a new kid after exactly one JWKS refresh', async () => {
+// Each test starts its own stack: the tests, and the two NAS modes, run side by side.
+describe.concurrent.each(NAS_MODES)('e2e: key rotation at NAS ($nas NAS)', ({ emulator }) => {
+  it('verifies the first fire signed with a new kid after exactly one JWKS refresh', async (ctx) => {
     // Occurrences within 60 s are accepted when delivered early, so fireNow can drive this job.
-    const s = await startStack({
-      emulator,
-      jobs: (recorder) => [
-        { id: 'rot', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/rot` } },
-      ],
-    });
+    const s = await startStack(
+      {
+        emulator,
+        jobs: (recorder) => [
+          { id: 'rot', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/rot` } },
+        ],
+      },
+      ctx,
+    );
 
     await s.wake();
     await s.waitFor('armed and asleep', () => s.nas.armed().length === 1 && !s.proxy.running(), 15_000);
@@ -40,12 +44,15 @@ describe.each(NAS_MODES)('e2e: key rotation at NAS ($nas NAS)', ({ emulator }) =
     await s.waitFor('both runs at the recorder', () => s.recorder.hitsFor('rot').length === 2);
   });
 
-  it('accepts fires after NAS replaces its key under the same kid (one refresh by the woken process)', async () => {
-    const s = await startStack({
-      jobs: (recorder) => [
-        { id: 'same', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/same` } },
-      ],
-    });
+  it('accepts fires after NAS replaces its key under the same kid (one refresh by the woken process)', async (ctx) => {
+    const s = await startStack(
+      {
+        jobs: (recorder) => [
+          { id: 'same', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/same` } },
+        ],
+      },
+      ctx,
+    );
 
     await s.wake();
     await s.waitFor('armed and asleep', () => s.nas.armed().length === 1 && !s.proxy.running(), 15_000);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import type { JobSpecInput } from '../../src/jobs/model.js';
 import { e2eStacks, NAS_MODES, type Stack } from '../helpers/e2e.js';
 
@@ -11,19 +11,23 @@ const startStack = e2eStacks();
 async function dropThenWake(
   emulator: { strict?: boolean },
   policy: 'run_once' | 'skip',
+  ctx: TestContext,
 ): Promise<{ s: Stack; missedAt: number }> {
-  const s = await startStack({
-    emulator,
-    jobs: (recorder): JobSpecInput[] => [
-      {
-        id: 'late',
-        schedule: 'every 4s',
-        misfire: { policy, grace_seconds: 1 },
-        target: { type: 'http', url: `${recorder}/hit/late` },
-      },
-      { id: 'waker', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/waker` } },
-    ],
-  });
+  const s = await startStack(
+    {
+      emulator,
+      jobs: (recorder): JobSpecInput[] => [
+        {
+          id: 'late',
+          schedule: 'every 4s',
+          misfire: { policy, grace_seconds: 1 },
+          target: { type: 'http', url: `${recorder}/hit/late` },
+        },
+        { id: 'waker', schedule: 'every 20s', target: { type: 'http', url: `${recorder}/hit/waker` } },
+      ],
+    },
+    ctx,
+  );
   await s.wake();
   await s.waitFor('both armed', () => s.nas.armed().length === 2, 15_000);
   const missedAt = Date.parse(s.nas.armed().find((a) => a.job_id === 'late')!.fire_at);
@@ -39,9 +43,10 @@ async function dropThenWake(
   return { s, missedAt };
 }
 
-describe.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ emulator }) => {
-  it('run_once: runs it once as a misfire when another fire wakes the process', async () => {
-    const { s, missedAt } = await dropThenWake(emulator, 'run_once');
+// Each test starts its own stack: the tests, and the two NAS modes, run side by side.
+describe.concurrent.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ emulator }) => {
+  it('run_once: runs it once as a misfire when another fire wakes the process', async (ctx) => {
+    const { s, missedAt } = await dropThenWake(emulator, 'run_once', ctx);
     await s.waitFor('the misfire run', async () =>
       (await s.runs('late')).some((r) => r.fire_at === missedAt && r.status === 'succeeded'),
     );
@@ -58,8 +63,8 @@ describe.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ emulator }) =
     expect((rearmed - missedAt) % 4_000).toBe(0);
   });
 
-  it('skip: records the occurrence missed without running it', async () => {
-    const { s, missedAt } = await dropThenWake(emulator, 'skip');
+  it('skip: records the occurrence missed without running it', async (ctx) => {
+    const { s, missedAt } = await dropThenWake(emulator, 'skip', ctx);
     await s.waitFor('the missed record', async () =>
       (await s.runs('late')).some((r) => r.fire_at === missedAt),
     );

@@ -3,17 +3,21 @@ import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe.each(NAS_MODES)('e2e: NAS down during reconcile ($nas NAS)', ({ emulator }) => {
-  it('stays awake while arms fail, arms every job once NAS is back, and only then exits', async () => {
-    const s = await startStack({
-      emulator,
-      jobs: (recorder) => [
-        { id: 'alpha', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/alpha` } },
-        { id: 'beta', schedule: '0 0 * * *', target: { type: 'http', url: `${recorder}/hit/beta` } },
-      ],
-      // Far more than the client's own retries: only Chronos's heal loop can get through.
-      faults: { provisionFailures: 10_000 },
-    });
+// Each test starts its own stack: the tests, and the two NAS modes, run side by side.
+describe.concurrent.each(NAS_MODES)('e2e: NAS down during reconcile ($nas NAS)', ({ emulator }) => {
+  it('stays awake while arms fail, arms every job once NAS is back, and only then exits', async (ctx) => {
+    const s = await startStack(
+      {
+        emulator,
+        jobs: (recorder) => [
+          { id: 'alpha', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/alpha` } },
+          { id: 'beta', schedule: '0 0 * * *', target: { type: 'http', url: `${recorder}/hit/beta` } },
+        ],
+        // Far more than the client's own retries: only Chronos's heal loop can get through.
+        faults: { provisionFailures: 10_000 },
+      },
+      ctx,
+    );
 
     await s.wake();
     await s.waitFor(

@@ -3,15 +3,19 @@ import { e2eStacks, NAS_MODES } from '../helpers/e2e.js';
 
 const startStack = e2eStacks();
 
-describe.each(NAS_MODES)('e2e: a job paused while armed ($nas NAS)', ({ emulator }) => {
-  it('answers its delivery inactive, sends no cancel for the arm NAS consumed, and does not run it', async () => {
-    const s = await startStack({
-      emulator,
-      jobs: (recorder) => [
-        { id: 'paused', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/paused` } },
-        { id: 'other', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/other` } },
-      ],
-    });
+// Each test starts its own stack: the tests, and the two NAS modes, run side by side.
+describe.concurrent.each(NAS_MODES)('e2e: a job paused while armed ($nas NAS)', ({ emulator }) => {
+  it('answers its delivery inactive, sends no cancel for the arm NAS consumed, and does not run it', async (ctx) => {
+    const s = await startStack(
+      {
+        emulator,
+        jobs: (recorder) => [
+          { id: 'paused', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/paused` } },
+          { id: 'other', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/other` } },
+        ],
+      },
+      ctx,
+    );
 
     await s.wake();
     await s.waitFor(

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { END_WRITE_RETRY_MSG } from '../../src/run/runner.js';
 import { removeBundleSnapshot } from '../helpers/e2e.js';
 import { type PostgresServer, startPostgres } from '../helpers/postgres.js';
@@ -10,24 +10,31 @@ import { type ReplicaSet, startReplicaSet } from '../helpers/replicas.js';
  * one Chronos process (dist/serve.js) that is never restarted, the emulator retrying what it refuses.
  */
 
-let server: PostgresServer | undefined;
-let set: ReplicaSet | undefined;
-afterEach(async () => {
-  await set?.close();
-  set = undefined;
-  await server?.destroy();
-  server = undefined;
-});
 afterAll(removeBundleSnapshot);
+
+/**
+ * A private server and one Chronos process on it, both removed when the test ends (hooks of the test
+ * itself: the tests run side by side, each on its own server).
+ */
+async function startOnPrivateServer(
+  label: string,
+  onTestFinished: TestContext['onTestFinished'],
+): Promise<{ server: PostgresServer; s: ReplicaSet }> {
+  const server = await startPostgres({ label });
+  onTestFinished(() => server.destroy());
+  const url = await server.createDatabase(label.replace('-', '_'));
+  const s = await startReplicaSet({ databaseUrl: url, count: 1 });
+  onTestFinished(() => s.close());
+  return { server, s };
+}
 
 const JOBS = ['s1', 's2', 's3'];
 
-describe('e2e: PostgreSQL stopped and started during a stream of fires', () => {
-  it('runs every accepted occurrence once; refused ones are retried by NAS and then run', async () => {
-    server = await startPostgres({ label: 'restart' });
-    const url = await server.createDatabase('restart');
-    set = await startReplicaSet({ databaseUrl: url, count: 1 });
-    const s = set;
+describe.concurrent('e2e: PostgreSQL stopped and started during a stream of fires', () => {
+  it('runs every accepted occurrence once; refused ones are retried by NAS and then run', async ({
+    onTestFinished,
+  }) => {
+    const { server, s } = await startOnPrivateServer('restart', onTestFinished);
     const [chronos] = s.replicas as [ReplicaSet['replicas'][0]];
     for (const id of JOBS) {
       const created = await s.admin(chronos, 'POST', '/api/jobs', {
@@ -132,11 +139,10 @@ describe('e2e: PostgreSQL stopped and started during a stream of fires', () => {
     expect(chronos.exited()).toBeUndefined();
   }, 150_000);
 
-  it('a run that ends while the database is down is recorded succeeded once it is back, never interrupted', async () => {
-    server = await startPostgres({ label: 'restart-end' });
-    const url = await server.createDatabase('restart_end');
-    set = await startReplicaSet({ databaseUrl: url, count: 1 });
-    const s = set;
+  it('a run that ends while the database is down is recorded succeeded once it is back, never interrupted', async ({
+    onTestFinished,
+  }) => {
+    const { server, s } = await startOnPrivateServer('restart-end', onTestFinished);
     const [chronos] = s.replicas as [ReplicaSet['replicas'][0]];
     expect(
       (

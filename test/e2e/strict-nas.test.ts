@@ -93,15 +93,19 @@ async function startFlakyRelay(): Promise<FlakyRelay> {
  * Each scenario turns on the strict switches it is about (docs/emulator.md), so a failure names the NAS
  * behaviour that broke it; the loop scenarios (full loop, duplicates, ...) run under all of them at once.
  */
-describe('e2e against the strict NAS behaviours', () => {
-  it('the row NAS removes after a delivery takes the next arm with it: Chronos notices and re-arms', async () => {
-    const s = await startStack({
-      faults: { rememberKeys: true, removeRowOnDelivery: true },
-      env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN },
-      jobs: (recorder) => [
-        { id: 'tick', schedule: 'every 8s', target: { type: 'http', url: `${recorder}/hit/tick` } },
-      ],
-    });
+// Each test starts its own stack (and relay): they run side by side.
+describe.concurrent('e2e against the strict NAS behaviours', () => {
+  it('the row NAS removes after a delivery takes the next arm with it: Chronos notices and re-arms', async (ctx) => {
+    const s = await startStack(
+      {
+        faults: { rememberKeys: true, removeRowOnDelivery: true },
+        env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN },
+        jobs: (recorder) => [
+          { id: 'tick', schedule: 'every 8s', target: { type: 'http', url: `${recorder}/hit/tick` } },
+        ],
+      },
+      ctx,
+    );
     await s.wake();
     await s.waitFor('three runs', () => s.recorder.hitsFor('tick').length >= 3, 30_000);
 
@@ -120,18 +124,21 @@ describe('e2e against the strict NAS behaviours', () => {
       expect(runs.filter((r) => r.fire_at === at).map((r) => r.trigger)).toEqual(['nas']);
   }, 60_000);
 
-  it('a delivery NAS gives up on: the awake process runs the occurrence once, then arms and confirms the next', async () => {
+  it('a delivery NAS gives up on: the awake process runs the occurrence once, then arms and confirms the next', async (ctx) => {
     const relay = await startFlakyRelay();
     try {
-      const s = await startStack({
-        faults: { rememberKeys: true, removeRowOnDelivery: true, deliveryAttempts: 4 },
-        // Awake for good: this is the process that must notice a fire that never comes.
-        idleExitSeconds: 0,
-        env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN, CHRONOS_CALLBACK_URL: relay.url },
-        jobs: (recorder) => [
-          { id: 'tock', schedule: 'every 10s', target: { type: 'http', url: `${recorder}/hit/tock` } },
-        ],
-      });
+      const s = await startStack(
+        {
+          faults: { rememberKeys: true, removeRowOnDelivery: true, deliveryAttempts: 4 },
+          // Awake for good: this is the process that must notice a fire that never comes.
+          idleExitSeconds: 0,
+          env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN, CHRONOS_CALLBACK_URL: relay.url },
+          jobs: (recorder) => [
+            { id: 'tock', schedule: 'every 10s', target: { type: 'http', url: `${recorder}/hit/tock` } },
+          ],
+        },
+        ctx,
+      );
       relay.target = s.url;
       await s.wake();
       await s.waitFor('tock armed', () => s.nas.armed().some((a) => a.job_id === 'tock'));
@@ -176,13 +183,16 @@ describe('e2e against the strict NAS behaviours', () => {
     }
   }, 60_000);
 
-  it('empty provision replies count as arms: the process confirms them and sleeps', async () => {
-    const s = await startStack({
-      faults: { emptyProvisionReply: true },
-      jobs: (recorder) => [
-        { id: 'quiet', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/quiet` } },
-      ],
-    });
+  it('empty provision replies count as arms: the process confirms them and sleeps', async (ctx) => {
+    const s = await startStack(
+      {
+        faults: { emptyProvisionReply: true },
+        jobs: (recorder) => [
+          { id: 'quiet', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/quiet` } },
+        ],
+      },
+      ctx,
+    );
     await s.wake();
     await s.waitFor('the process to sleep', () => s.proxy.starts()[0]?.exitCode === 0, 15_000);
     const provisions = hop1Calls(s, 'provision', 'quiet');
@@ -191,15 +201,18 @@ describe('e2e against the strict NAS behaviours', () => {
     expect(s.logsWith('NAS provision failed')).toHaveLength(0);
   });
 
-  it('a list with malformed items: nothing is cancelled on their account, the job stays unconfirmed and awake', async () => {
-    const s = await startStack({
-      faults: { listQuirks: true, junkListItems: true, malformedListJobs: ['beta'] },
-      env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN },
-      jobs: (recorder) => [
-        { id: 'alpha', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/alpha` } },
-        { id: 'beta', schedule: 'every 2h', target: { type: 'http', url: `${recorder}/hit/beta` } },
-      ],
-    });
+  it('a list with malformed items: nothing is cancelled on their account, the job stays unconfirmed and awake', async (ctx) => {
+    const s = await startStack(
+      {
+        faults: { listQuirks: true, junkListItems: true, malformedListJobs: ['beta'] },
+        env: { CHRONOS_ADMIN_TOKEN: ADMIN_TOKEN },
+        jobs: (recorder) => [
+          { id: 'alpha', schedule: 'every 1h', target: { type: 'http', url: `${recorder}/hit/alpha` } },
+          { id: 'beta', schedule: 'every 2h', target: { type: 'http', url: `${recorder}/hit/beta` } },
+        ],
+      },
+      ctx,
+    );
     await s.wake();
     await s.waitFor('both armed', () => s.nas.armed().length === 2);
     await s.waitFor('beta reported unconfirmed', async () => {

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach } from 'vitest';
+import { afterAll, afterEach, type TestContext } from 'vitest';
 import {
   type Emulator,
   type EmulatorOptions,
@@ -319,6 +319,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     cwd: dataDir,
     listenPort: proxyPort,
     killGraceMs: 3_000,
+    // The proxy's default (10 s) is a platform's patience; on a test machine busy with other processes a
+    // start has taken longer, and no test here is about the start-up time (the benchmarks measure it).
+    readyTimeoutMs: 30_000,
     onOutput,
     log: (line) => note(`[wake] ${line}`),
   });
@@ -410,16 +413,25 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
 }
 
-/** `startStack` for one test file: every stack started through it is closed after each test. */
-export function e2eStacks(): (options: StackOptions) => Promise<Stack> {
+/**
+ * `startStack` for one test file: every stack started through it is closed after its test. Tests that run
+ * concurrently (`describe.concurrent`, each NAS mode beside the other) pass their test context: an
+ * `afterEach` would close the stacks of every test still running, and vitest's global `onTestFinished`
+ * cannot tell concurrent tests apart.
+ */
+export function e2eStacks(): (
+  options: StackOptions,
+  test?: Pick<TestContext, 'onTestFinished'>,
+) => Promise<Stack> {
   const open: Stack[] = [];
   afterEach(async () => {
     for (const stack of open.splice(0)) await stack.close();
   });
   afterAll(removeBundleSnapshot);
-  return async (options) => {
+  return async (options, test) => {
     const stack = await startStack(options);
-    open.push(stack);
+    if (test) test.onTestFinished(() => stack.close());
+    else open.push(stack);
     return stack;
   };
 }
