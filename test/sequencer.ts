@@ -9,19 +9,20 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * below, the longest of a full run (docs/performance.md, "Test suite"), go first, longest first.
  */
 const LONGEST_FIRST = [
-  'test/e2e/duplicates.test.ts',
-  'test/e2e/strict-nas.test.ts',
-  'test/e2e/pg-restart.test.ts',
   'test/e2e/pg-replicas.test.ts',
-  'test/e2e/alerts.test.ts',
-  'test/e2e/full-loop.test.ts',
   'test/e2e/floods.test.ts',
+  'test/e2e/strict-nas.test.ts',
+  'test/e2e/alerts.test.ts',
+  'test/e2e/pg-restart.test.ts',
+  'test/e2e/duplicates.test.ts',
   'test/e2e/damaged-store.test.ts',
-  'test/e2e/misfire.test.ts',
+  'test/e2e/full-loop.test.ts',
   'test/cli/observe.e2e.test.ts',
-  'test/ui/status-page.e2e.test.ts',
   'test/e2e/awake.test.ts',
+  'test/ui/status-page.e2e.test.ts',
   'test/store/postgres/crash.e2e.test.ts',
+  'test/cli/first-hour.e2e.test.ts',
+  'test/e2e/stale-lock.test.ts',
 ];
 
 export class LongestFirstSequencer extends BaseSequencer {

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { e2eStacks, type Stack } from '../helpers/e2e.js';
 
 /*
@@ -35,23 +34,25 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+// One Chromium per file (a launch is the file's largest CPU cost); each test gets a new context of it,
+// which shares no storage, cookies or cache with another context, as a fresh profile did.
+let browser: Promise<Browser> | undefined;
+afterAll(async () => {
+  const launched = browser;
+  browser = undefined;
+  if (launched) await (await launched).close();
+});
+
 async function launchBrowser(): Promise<BrowserContext> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it when absent)`);
   }
-  // A fresh profile per test: nothing (storage, cache) carries over from another run.
-  const profile = await mkdtemp(join(tmpdir(), 'chronos-ui-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
+  browser ??= chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const context = await (await browser).newContext({
     viewport: { width: 1280, height: 900 },
     timezoneId: 'UTC',
   });
-  cleanups.push(async () => {
-    await context.close();
-    await rm(profile, { recursive: true, force: true });
-  });
+  cleanups.push(() => context.close());
   return context;
 }
 
