@@ -42,6 +42,6 @@ describe.concurrent.each(NAS_MODES)(
       const calls = s.nas.provisions().length;
       expect(calls).toBeLessThanOrEqual(2);
       expect(s.nas.deliveries()).toHaveLength(0);
-    });
+    }, 60_000);
   },
 );

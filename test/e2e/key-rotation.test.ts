@@ -42,7 +42,7 @@ describe.concurrent.each(NAS_MODES)('e2e: key rotation at NAS ($nas NAS)', ({ em
     expect(s.jwksRequests()).toBe(2);
     expect(s.logsWith('fire refused: invalid token')).toHaveLength(0);
     await s.waitFor('both runs at the recorder', () => s.recorder.hitsFor('rot').length === 2);
-  });
+  }, 60_000);
 
   it('accepts fires after NAS replaces its key under the same kid (one refresh by the woken process)', async (ctx) => {
     const s = await startStack(
@@ -75,5 +75,5 @@ describe.concurrent.each(NAS_MODES)('e2e: key rotation at NAS ($nas NAS)', ({ em
     expect(second.status).toBe(202);
     expect(s.jwksRequests()).toBe(2);
     await s.waitFor('both runs at the recorder', () => s.recorder.hitsFor('same').length === 2);
-  });
+  }, 60_000);
 });

@@ -61,7 +61,7 @@ describe.concurrent.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ em
     const rearmed = Date.parse(s.nas.armed().find((a) => a.job_id === 'late')!.fire_at);
     expect(rearmed).toBeGreaterThan(missedAt);
     expect((rearmed - missedAt) % 4_000).toBe(0);
-  });
+  }, 60_000);
 
   it('skip: records the occurrence missed without running it', async (ctx) => {
     const { s, missedAt } = await dropThenWake(emulator, 'skip', ctx);
@@ -75,5 +75,5 @@ describe.concurrent.each(NAS_MODES)('e2e: a missed occurrence ($nas NAS)', ({ em
     expect(s.logsWith('occurrence missed').map((l) => l.job_id)).toEqual(['late']);
     await s.waitFor('late re-armed', () => s.nas.armed().some((a) => a.job_id === 'late'));
     expect(s.recorder.hitsFor('late').filter((h) => Date.parse(h.fireAt) === missedAt)).toHaveLength(0);
-  });
+  }, 60_000);
 });

@@ -51,5 +51,5 @@ describe.concurrent.each(NAS_MODES)('e2e: NAS down during reconcile ($nas NAS)',
     expect(s.proxy.starts()).toHaveLength(1);
     const failures = s.nas.provisions().filter((p) => p.kind === 'provision' && p.status === 503);
     expect(failures.length).toBeGreaterThan(2);
-  });
+  }, 60_000);
 });

@@ -39,5 +39,5 @@ describe.concurrent.each(NAS_MODES)('e2e: a job paused while armed ($nas NAS)', 
     expect(s.recorder.hits()).toHaveLength(0);
     expect(await s.runs('paused')).toHaveLength(0);
     expect((await store.getJob('paused'))!.state).toBe('paused');
-  });
+  }, 60_000);
 });

@@ -59,6 +59,6 @@ describe.concurrent.each(NAS_MODES)(
       expect(s.logsWith('runs interrupted by a previous process')).toHaveLength(1);
       // The killed occurrence is not run again.
       expect(s.recorder.hitsFor('slow').filter((h) => Date.parse(h.fireAt) === killedFireAt)).toHaveLength(1);
-    });
+    }, 60_000);
   },
 );

@@ -199,7 +199,7 @@ describe.concurrent('e2e against the strict NAS behaviours', () => {
     expect(provisions).toHaveLength(1);
     expect(provisions[0]).toMatchObject({ status: 200 });
     expect(s.logsWith('NAS provision failed')).toHaveLength(0);
-  });
+  }, 60_000);
 
   it('a list with malformed items: nothing is cancelled on their account, the job stays unconfirmed and awake', async (ctx) => {
     const s = await startStack(
@@ -235,5 +235,5 @@ describe.concurrent('e2e against the strict NAS behaviours', () => {
         .map((a) => a.job_id)
         .sort(),
     ).toEqual(['alpha', 'beta']);
-  });
+  }, 60_000);
 });
