@@ -7,8 +7,9 @@ import { LongestFirstSequencer } from './test/sequencer.js';
 const E2E = ['test/e2e/**/*.test.ts', 'test/**/*.e2e.test.ts'];
 
 // Vitest's default on a 2-core machine is one file at a time; the end-to-end files spend most of their
-// time waiting on timers and child processes, so three run side by side (VITEST_MAX_FORKS overrides).
-const FORKS = Number(process.env.VITEST_MAX_FORKS ?? 3);
+// time waiting on timers and child processes, so four run side by side (VITEST_MAX_FORKS overrides; 4
+// against 3 at load 1-5: 168 s against 192 s, same CPU, docs/performance.md "Test suite").
+const FORKS = Number(process.env.VITEST_MAX_FORKS ?? 4);
 
 export default defineConfig({
   test: {
