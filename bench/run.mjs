@@ -7,7 +7,16 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { isMain } from './lib/common.mjs';
 
-const BENCHES = ['cold-start', 'warm-fire', 'reconcile', 'claim-scaling', 'builtin-timer', 'memory', 'awake'];
+const BENCHES = [
+  'cold-start',
+  'warm-fire',
+  'reconcile',
+  'claim-scaling',
+  'builtin-timer',
+  'memory',
+  'awake',
+  'suite',
+];
 
 /** The memory bench under another Node binary: it re-runs itself there (bench/memory.mjs). */
 function memoryUnder(node, log) {
