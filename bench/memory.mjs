@@ -101,8 +101,8 @@ async function send(url, request) {
   return Object.fromEntries(answers);
 }
 
-async function measureChronos(jobs, env, probe) {
-  const nodeArgs = [...serverNodeArgs(), ...(probe ? [`--import=${PROBE}`] : [])];
+async function measureChronos(jobs, env, chronosArgs, probe) {
+  const nodeArgs = [...chronosArgs, ...(probe ? [`--import=${PROBE}`] : [])];
   const probeEnv = probe ? { BENCH_MEMORY_PROBE_FILE: probe } : {};
   const server = await startChronosServer({ jobs, env: { ...env, ...probeEnv }, nodeArgs });
   try {
@@ -174,18 +174,13 @@ export async function imageSettings() {
   return { nodeArgs, env };
 }
 
-let settingsArgs = [];
-function serverNodeArgs() {
-  return [...settingsArgs, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
-}
-
 /** Writes the compile cache the way the Dockerfile does: a normal start and exit, then every chunk imported. */
-async function warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv }) {
+async function warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv, chronosArgs }) {
   // Each with the flags it is measured with: the cache is keyed by them.
   await measureFastify(fastifyJs, baselineEnv, baselineArgs, 'SIGTERM').catch((err) => {
     throw new Error(`warming the baseline's compile cache: ${err.message}`);
   });
-  const server = await startChronosServer({ jobs: 1, env: chronosEnv });
+  const server = await startChronosServer({ jobs: 1, env: chronosEnv, nodeArgs: chronosArgs });
   await server.close({ normal: true });
   const chunks = fileURLToPath(new URL('chunks/', await distDir()));
   const imports = (await readdir(chunks))
@@ -194,7 +189,7 @@ async function warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosE
     .join('');
   const { status, stderr } = spawnSync(
     process.execPath,
-    [...serverNodeArgs(), '--input-type=module', '-e', imports],
+    [...chronosArgs, '--input-type=module', '-e', imports],
     {
       env: childEnv(chronosEnv),
     },
@@ -215,7 +210,6 @@ export async function run({
   if (settings !== 'image' && settings !== 'none')
     throw new Error(`BENCH_MEMORY_SETTINGS must be image or none, not ${settings}`);
   const image = settings === 'image' ? await imageSettings() : { nodeArgs: [], env: {} };
-  settingsArgs = image.nodeArgs;
   const work = await mkdtemp(join(tmpdir(), 'chronos-bench-memory-'));
   try {
     const fastifyJs = await bundleFastifyBaseline(work);
@@ -227,10 +221,12 @@ export async function run({
     const chronosEnv = { ...imageEnv, ...image.env, ...variantEnv };
     const baselineEnv = variantOnBaseline ? chronosEnv : imageEnv;
     const baselineArgs = variantOnBaseline ? serverArgs.split(' ').filter(Boolean) : [];
-    if (compileCache) await warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv });
+    const chronosArgs = [...image.nodeArgs, ...serverArgs.split(' ').filter(Boolean)];
+    if (compileCache)
+      await warmCompileCache(fastifyJs, { baselineEnv, baselineArgs, chronosEnv, chronosArgs });
 
     const probe = (name) => (breakdown ? join(work, `${name}.probe.json`) : undefined);
-    const chronos = await measureChronos(jobs, chronosEnv, probe('chronos'));
+    const chronos = await measureChronos(jobs, chronosEnv, chronosArgs, probe('chronos'));
     const baseline = await measureFastify(fastifyJs, baselineEnv, baselineArgs, 'SIGKILL', probe('fastify'));
     // Chronos once its accepted runs have ended (at or after its last answer): the fires' whole work.
     const ratio = chronos.afterRuns.rss / baseline.afterTraffic.rss;
