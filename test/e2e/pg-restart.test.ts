@@ -30,7 +30,9 @@ async function startOnPrivateServer(
 
 const JOBS = ['s1', 's2', 's3'];
 
-describe.concurrent('e2e: PostgreSQL stopped and started during a stream of fires', () => {
+// One test after the other: side by side (two PostgreSQL servers restarting beside the other e2e files),
+// a clean run saw an admin read refused after the restart.
+describe('e2e: PostgreSQL stopped and started during a stream of fires', () => {
   it('runs every accepted occurrence once; refused ones are retried by NAS and then run', async ({
     onTestFinished,
   }) => {
@@ -114,8 +116,15 @@ describe.concurrent('e2e: PostgreSQL stopped and started during a stream of fire
       return keys;
     };
     await s.waitFor('every occurrence that ran recorded succeeded', async () => {
-      const [done, recorded] = [await ran(), await succeeded()];
-      return [...done].every((key) => recorded.has(key));
+      // Soon after the restart a read can still be refused (503 store_unavailable, a statement that
+      // timed out on the recovering server): not known yet, asked again. A store that never comes back
+      // fails the wait.
+      const recorded = await succeeded().catch((err: Error) => {
+        if (err.message.includes(': 503 ')) return undefined;
+        throw err;
+      });
+      const done = await ran();
+      return recorded !== undefined && [...done].every((key) => recorded.has(key));
     });
     for (const d of s.nas.deliveries().filter((x) => x.status === 503))
       expect(d.body).toMatchObject({ error: 'claim_failed' });
