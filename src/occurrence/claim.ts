@@ -81,17 +81,38 @@ function writeClaim(
 }
 
 /**
+ * The claim's first look, lock-free. A job the store remembers (Store.remembered) decides a claim without
+ * a read: the write then checks that nothing changed, and decides again on fresh state if something did.
+ * Every other answer (gone, inactive, duplicate, stale, early) is given only from a fresh read.
+ */
+async function firstLook(
+  store: Store,
+  jobId: string,
+  fireAt: number | undefined,
+  ask: ClaimAsk,
+): Promise<{ view: JobTxnView; decision: ClaimDecision }> {
+  const remembered = fireAt === undefined ? undefined : store.remembered?.(jobId, fireAt);
+  if (remembered) {
+    const decision = decideClaim(remembered, ask);
+    if (decision.kind === 'claim') return { view: remembered, decision };
+  }
+  // Asked for one instant, the read may leave out the job's other settled rows (up to the retention).
+  const view = await store.peek(jobId, fireAt);
+  return { view, decision: decideClaim(view, ask) };
+}
+
+/**
  * Claims an occurrence for any trigger (NAS fire, builtin timer, misfire catch-up, manual run): decides
- * from one lock-free read (most duplicates, stale and early deliveries end here without a write), then
+ * from one lock-free look (most duplicates, stale and early deliveries end here without a write), then
  * claims under the job's lock, where the decision is made again on fresh state. A store failure
  * propagates (row 11 of docs/contract.md).
  */
 export async function claimFire(store: Store, req: ClaimFireRequest): Promise<FireOutcome> {
   const isAlive = req.isAlive ?? isOwnerAlive;
   const ask: ClaimAsk = { fire_at: req.fire_at, trigger: req.trigger, now: req.now, isAlive };
-  // Asked for one instant, the read may leave out the job's other settled rows (up to the retention).
-  const view = await store.peek(req.job_id, req.fire_at);
-  let decision = decideClaim(view, ask);
+  const looked = await firstLook(store, req.job_id, req.fire_at, ask);
+  const view = looked.view;
+  let decision = looked.decision;
   if (decision.kind === 'check_run') {
     ask.runStarted = (await store.getRun(req.job_id, decision.entry.run_id)) !== undefined;
     decision = decideClaim(view, ask);
@@ -196,9 +217,9 @@ export async function claimOccurrence(
   let basis: JobTxnView | undefined;
   if (!req.checked) {
     // Lock-free first look: the identity step, so only the ledger rule can answer here.
-    basis = await store.peek(req.job_id, req.fire_at);
-    const seen = decideClaim(basis, { ...ask, advance: (job) => job });
-    if (seen.kind === 'duplicate') return { outcome: 'duplicate', entry: seen.entry };
+    const looked = await firstLook(store, req.job_id, req.fire_at, { ...ask, advance: (job) => job });
+    basis = looked.view;
+    if (looked.decision.kind === 'duplicate') return { outcome: 'duplicate', entry: looked.decision.entry };
   }
   const { decision, entry } = await writeClaim(
     store,

@@ -154,6 +154,9 @@ export class ConnectingStore implements Store {
   peek(jobId: string, fireAt?: number): Promise<JobTxnView> {
     return this.call((s) => s.peek(jobId, fireAt));
   }
+  remembered(jobId: string, fireAt: number): JobTxnView | undefined {
+    return this.inner?.remembered?.(jobId, fireAt);
+  }
   listClaimed(): Promise<LedgerEntry[]> {
     return this.call((s) => s.listClaimed());
   }

@@ -71,15 +71,35 @@ export interface PostgresStoreOptions {
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
 export const DEFAULT_POOL_SIZE = 2;
 
-/** A job row as `peek` read it: its row version (`xmin`) says whether anything was written since. */
+/**
+ * A job row as `peek` read it (or as remembered, or as a failed compare-and-set found it): its row version
+ * (`xmin`) says whether anything was written since.
+ */
 interface PeekedState {
   jobId: string;
-  job: Job;
+  /** Undefined: the job did not exist when read. */
+  job: Job | undefined;
   ledger: LedgerEntry[];
   /** The instant `ledger` was read for (then it holds that instant's row only, if any). */
   readAt: number | undefined;
   version: string;
+  /** Read from the database just now, rather than remembered: a decision to write nothing may stand on it. */
+  read: boolean;
 }
+
+/**
+ * A job document as this process last read or wrote it, at a row version (`xmin`). Never taken for the
+ * truth: a read sends the version and gets the document only if the row moved on; a claim decided on it
+ * (`remembered`) is written by a compare-and-set on that version. Kept as text, so every use parses its own
+ * copy and no caller can change what is remembered.
+ */
+interface KnownJob {
+  version: string;
+  text: string;
+}
+
+/** Jobs remembered at most: a warm process's jobs (~1 KB each), bounded for one with very many. */
+const KNOWN_JOBS_MAX = 2_048;
 
 const LEDGER_COLUMNS = `job_id, fire_at, status, trigger, run_id, owner_boot_id, owner_pid, owner_host,
   claimed_at, expires_at`;
@@ -208,6 +228,8 @@ export class PostgresStore implements Store {
   private readonly reported = new Set<string>();
   /** What each view `peek` returned was read from, for a transaction that decides on it (`basis`). */
   private readonly peeked = new WeakMap<JobTxnView, PeekedState>();
+  /** Jobs by id as last read or written here, oldest first (KnownJob). */
+  private readonly known = new Map<string, KnownJob>();
   private closed = false;
 
   private constructor(
@@ -254,12 +276,19 @@ export class PostgresStore implements Store {
   async listJobs(): Promise<Job[]> {
     const rows = await this.query(
       'list jobs',
-      (sql) => sql`SELECT id, doc FROM chronos_jobs ORDER BY id COLLATE "C"`,
+      (sql) =>
+        sql`SELECT id, doc::text AS doc, xmin::text AS version FROM chronos_jobs ORDER BY id COLLATE "C"`,
     );
     const jobs: Job[] = [];
     for (const row of rows) {
-      const problem = this.jobProblem(row['id'] as string, row['doc']);
-      if (problem === null) jobs.push(row['doc'] as Job);
+      const id = row['id'] as string;
+      const text = row['doc'] as string;
+      const doc: unknown = JSON.parse(text);
+      const problem = this.jobProblem(id, doc);
+      if (problem === null) {
+        jobs.push(doc as Job);
+        this.remember(id, row['version'] as string, text);
+      } else this.known.delete(id);
     }
     return jobs;
   }
@@ -279,7 +308,7 @@ export class PostgresStore implements Store {
       'create job',
       (sql) =>
         sql`INSERT INTO chronos_jobs (id, doc) VALUES (${job.id}, ${sql.json(jsonOf(job))})
-          ON CONFLICT (id) DO NOTHING RETURNING id`,
+          ON CONFLICT (id) DO NOTHING RETURNING xmin::text AS version`,
     );
     if (inserted.length === 0) {
       const [row] = await this.query(
@@ -291,6 +320,7 @@ export class PostgresStore implements Store {
       if (problem !== null) throw jobDamaged(job.id, this.jobLocation(job.id), problem);
       throw jobExists(job.id);
     }
+    this.remember(job.id, inserted[0]?.['version'] as string, JSON.stringify(job));
     return structuredClone(job);
   }
 
@@ -316,6 +346,7 @@ export class PostgresStore implements Store {
 
   /** Deletes a healthy job (true); moves a damaged one to chronos_damaged first (where it went). */
   private async removeLocked(id: string, onlyDamaged: boolean): Promise<true | string | undefined> {
+    this.known.delete(id);
     return this.inTransaction('remove job', async (conn) => {
       const [row] = await conn`SELECT doc FROM chronos_jobs WHERE id = ${id} FOR UPDATE`;
       if (!row) return undefined;
@@ -380,10 +411,12 @@ export class PostgresStore implements Store {
       return write.result;
     }
     this.assertOpen();
-    const basis = options?.basis && this.peeked.get(options.basis);
-    if (basis !== undefined && basis.jobId === jobId) {
-      const applied = await this.transactOnBasis(jobId, fn, basis);
-      if (applied !== undefined) return applied.result;
+    let basis = options?.basis && this.peeked.get(options.basis);
+    // A compare-and-set that finds the job moved on reads it as it is now: one more try on that read.
+    for (let tries = 0; basis !== undefined && basis.jobId === jobId && tries < 2; tries++) {
+      const outcome = await this.transactOnBasis(jobId, fn, basis);
+      if (outcome !== undefined && 'result' in outcome) return outcome.result;
+      basis = outcome?.found;
     }
     try {
       return await withReserved(this.sql, async ({ conn }) => {
@@ -405,8 +438,10 @@ export class PostgresStore implements Store {
         const { job, upserts, dropped } = plan;
         const statements: Promise<unknown>[] = [
           current === undefined
-            ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})`
-            : conn`UPDATE chronos_jobs SET doc = ${conn.json(jsonOf(job))} WHERE id = ${jobId}`,
+            ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})
+                RETURNING xmin::text AS version`
+            : conn`UPDATE chronos_jobs SET doc = ${conn.json(jsonOf(job))} WHERE id = ${jobId}
+                RETURNING xmin::text AS version`,
         ];
         if (upserts.length > 0) {
           statements.push(conn`INSERT INTO chronos_ledger ${conn(upserts as never[])}
@@ -426,9 +461,12 @@ export class PostgresStore implements Store {
         if (commit.command !== 'COMMIT') {
           throw new ChronosError('store_unavailable', 'PostgreSQL store: the transaction was rolled back');
         }
+        const [written] = results[0] as Array<{ version: string }>;
+        if (written) this.remember(jobId, written.version, JSON.stringify(job));
         return plan.result;
       });
     } catch (err) {
+      this.known.delete(jobId);
       if (sqlState(err) === '23505') throw jobExists(jobId);
       throw storeError(err, `transaction on job "${jobId}"`);
     }
@@ -462,30 +500,34 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * The compare-and-set of a transaction decided on the caller's lock-free read (`peek`): ONE statement
-   * writes the job and its ledger row only if the job row is still the version that read saw. Every
-   * transaction that writes a job's ledger rewrites its job row (a new row version, a new `xmin`), so an
-   * unchanged version means the job and its ledger are as read, and the decision stands; the statement's
-   * UPDATE waits for any lock holder and re-checks the version on the row it commits.
+   * The compare-and-set of a transaction decided on the caller's lock-free read (`peek`) or on the job as
+   * remembered (`remembered`): ONE statement writes the job and its ledger row only if the job row is still
+   * the version the basis holds. Every transaction that writes a job's ledger rewrites its job row (a new
+   * row version, a new `xmin`), so an unchanged version means the job and its ledger are as the basis has
+   * them, and the decision stands; the statement's UPDATE waits for any lock holder and re-checks the
+   * version on the row it commits. A row the basis does not hold must not exist either (a remembered basis
+   * never read the ledger).
    *
    * It covers what a claim writes: the job and at most one `claimed` row. A claimed row does not count
    * towards the ledger retention, so such a write never has settled rows to trim, and the read need not
    * have seen them (`peek` with an instant reads that instant's row, not the job's whole ledger).
-   * Returns undefined when the version moved, or `fn` writes anything else, or throws (it may have asked
+   *
+   * Returns the result when written, or when `fn` writes nothing on a basis read just now. When the version
+   * moved, the same statement has read the job and the row at the basis's instant as they are now:
+   * `found`, to decide on again. Undefined when `fn` writes anything else, or throws (it may have asked
    * for a row the read left out): the caller then decides again under the row lock on the whole ledger.
-   * One round trip instead of two on a reserved connection.
    */
   private async transactOnBasis<T>(
     jobId: string,
     fn: (view: JobTxnView) => JobTxnWrite<T>,
     basis: PeekedState,
-  ): Promise<{ result: T } | undefined> {
+  ): Promise<{ result: T } | { found: PeekedState | undefined } | undefined> {
     let write: JobTxnWrite<T>;
     let job: Job | undefined;
     try {
       write = fn(
         makeView(
-          structuredClone(basis.job),
+          basis.job && structuredClone(basis.job),
           basis.ledger.map((e) => structuredClone(e)),
           basis.readAt,
         ),
@@ -496,16 +538,23 @@ export class PostgresStore implements Store {
       // Decided on a read that may be old or partial: whatever `fn` objected to is judged again on fresh state.
       return undefined;
     }
+    if (job === undefined) return basis.read ? { result: write.result } : undefined;
     const rows = write.ledger ?? [];
-    if (job === undefined || rows.length > 1 || rows.some((row) => row.status !== 'claimed'))
+    if (basis.job === undefined || rows.length > 1 || rows.some((row) => row.status !== 'claimed'))
       return undefined;
     const row = rows[0] && toRow(rows[0]);
     const written = job;
-    const applied = await this.query(
+    const unseen = row !== undefined && !basis.ledger.some((entry) => entry.fire_at === row.fire_at);
+    const readAt = basis.readAt ?? null;
+    const known = this.known.get(jobId);
+    const [state] = await this.query(
       `transaction on job "${jobId}"`,
       (sql) => sql`WITH upd AS (
           UPDATE chronos_jobs SET doc = ${sql.json(jsonOf(written))}
-          WHERE id = ${jobId} AND xmin::text = ${basis.version} RETURNING id
+          WHERE id = ${jobId} AND xmin::text = ${basis.version}
+            AND NOT (${unseen}::boolean AND EXISTS (SELECT 1 FROM chronos_ledger
+              WHERE job_id = ${jobId} AND fire_at = ${row?.fire_at ?? 0}::bigint))
+          RETURNING xmin::text AS version
         ), ins AS (
           INSERT INTO chronos_ledger (${sql.unsafe(LEDGER_COLUMNS)})
           SELECT ${row?.job_id ?? jobId}::text, ${row?.fire_at ?? 0}::bigint, ${row?.status ?? ''}::text,
@@ -518,21 +567,81 @@ export class PostgresStore implements Store {
             owner_host = excluded.owner_host, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
           RETURNING 1
         )
-        SELECT count(*)::integer AS applied FROM upd`,
+        SELECT u.version AS written, j.id IS NOT NULL AS found, j.xmin::text AS version,
+          ${docUnlessAt(sql, known?.version)} AS doc, ${sql.unsafe(LEDGER_COLUMNS_OF_L)}
+        FROM (SELECT 1) AS one
+          LEFT JOIN upd u ON true
+          LEFT JOIN chronos_jobs j ON u.version IS NULL AND ${readAt !== null}::boolean AND j.id = ${jobId}
+          LEFT JOIN chronos_ledger l ON l.job_id = j.id AND l.fire_at = ${readAt ?? 0}::bigint`,
     );
-    return applied[0]?.['applied'] === 1 ? { result: write.result } : undefined;
+    if (typeof state?.['written'] === 'string') {
+      this.remember(jobId, state['written'], JSON.stringify(written));
+      return { result: write.result };
+    }
+    // Read with the basis's instant only: a basis holding the whole ledger is decided again under the lock.
+    if (state === undefined || basis.readAt === undefined) return undefined;
+    if (state['found'] !== true) {
+      this.known.delete(jobId);
+      return { found: { ...basis, job: undefined, ledger: [], version: '', read: true } };
+    }
+    const version = state['version'] as string;
+    return {
+      found: {
+        jobId,
+        job: this.jobAt(jobId, known, version, state['doc']),
+        ledger: state['job_id'] == null ? [] : [toEntry(state as unknown as LedgerRow)],
+        readAt: basis.readAt,
+        version,
+        read: true,
+      },
+    };
+  }
+
+  /**
+   * A view of the job as this process last read or wrote it, with no row known at `fireAt`, made without a
+   * read. Only a basis for `transact`: its compare-and-set writes only if the job's version is still the
+   * remembered one and no row exists at the instant written (Store.remembered).
+   */
+  remembered(jobId: string, fireAt: number): JobTxnView | undefined {
+    const known = this.known.get(jobId);
+    if (known === undefined || this.closed) return undefined;
+    const job = JSON.parse(known.text) as Job;
+    const view = makeView(job, [], fireAt);
+    this.peeked.set(view, { jobId, job, ledger: [], readAt: fireAt, version: known.version, read: false });
+    return view;
+  }
+
+  private remember(jobId: string, version: string, text: string): void {
+    this.known.delete(jobId);
+    if (this.known.size >= KNOWN_JOBS_MAX) this.known.delete(this.known.keys().next().value!);
+    this.known.set(jobId, { version, text });
+  }
+
+  /**
+   * The job a read found: the remembered document when the row is still at that version (the read then
+   * sent none), else the one sent, remembered once it reads as a job. Throws `store_corrupt` for a damaged one.
+   */
+  private jobAt(jobId: string, known: KnownJob | undefined, version: string, sent: unknown): Job {
+    // `known` is what the read was sent with: what is remembered now may be newer than the read.
+    if (sent === null && known?.version === version) return JSON.parse(known.text) as Job;
+    if (this.known.get(jobId) === known) this.known.delete(jobId);
+    const job = this.readableJob(jobId, typeof sent === 'string' ? JSON.parse(sent) : sent);
+    if (typeof sent === 'string') this.remember(jobId, version, sent);
+    return job;
   }
 
   async peek(jobId: string, fireAt?: number): Promise<JobTxnView> {
     if (!JOB_ID_PATTERN.test(jobId)) return makeView(undefined, []);
     const readAt = fireAt !== undefined && Number.isSafeInteger(fireAt) ? fireAt : undefined;
+    const known = this.known.get(jobId);
     let row: Record<string, unknown> | undefined;
     let ledger: LedgerEntry[];
     // One statement, one snapshot: the job and its ledger as they were at one instant.
     if (readAt === undefined) {
       [row] = await this.query(
         'read job',
-        (sql) => sql`SELECT j.doc, j.xmin::text AS version, COALESCE((SELECT json_agg(json_build_object(
+        (sql) => sql`SELECT ${docUnlessAt(sql, known?.version)} AS doc, j.xmin::text AS version,
+            COALESCE((SELECT json_agg(json_build_object(
               'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
               'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
               'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
@@ -544,16 +653,21 @@ export class PostgresStore implements Store {
       // A delivery's instant: the job and that one row, two primary-key lookups, however long the ledger.
       [row] = await this.query(
         'read job',
-        (sql) => sql`SELECT j.doc, j.xmin::text AS version, ${sql.unsafe(LEDGER_COLUMNS_OF_L)}
+        (sql) => sql`SELECT ${docUnlessAt(sql, known?.version)} AS doc, j.xmin::text AS version,
+            ${sql.unsafe(LEDGER_COLUMNS_OF_L)}
           FROM chronos_jobs j LEFT JOIN chronos_ledger l ON l.job_id = j.id AND l.fire_at = ${readAt}
           WHERE j.id = ${jobId}`,
       );
       ledger = row?.['job_id'] == null ? [] : [toEntry(row as unknown as LedgerRow)];
     }
-    if (!row) return makeView(undefined, []);
-    const job = this.readableJob(jobId, row['doc']);
+    if (!row) {
+      this.known.delete(jobId);
+      return makeView(undefined, []);
+    }
+    const version = row['version'] as string;
+    const job = this.jobAt(jobId, known, version, row['doc']);
     const view = makeView(job, ledger, readAt);
-    this.peeked.set(view, { jobId, job, ledger, readAt, version: row['version'] as string });
+    this.peeked.set(view, { jobId, job, ledger, readAt, version, read: true });
     return view;
   }
 
@@ -788,6 +902,16 @@ export class PostgresStore implements Store {
     this.reported.add(key);
     this.onDamaged?.(record);
   }
+}
+
+/**
+ * The job document as text, or NULL when the row is still at the version this process remembers (it has
+ * the document already): a warm process's reads then carry a version, not a document.
+ */
+function docUnlessAt(sql: Sql, known: string | undefined) {
+  return known === undefined
+    ? sql`j.doc::text`
+    : sql`CASE WHEN j.xmin::text = ${known} THEN NULL ELSE j.doc::text END`;
 }
 
 /** Values as the driver's JSON parameter type wants them (our records are plain JSON already). */
