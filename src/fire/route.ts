@@ -84,6 +84,7 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
       deps.refusalLog ??
       new RefusalLog({ clock: deps.clock, warn: (obj, msg) => deps.logger.warn(obj, msg) });
     scope.addHook('onClose', async () => refusalLog.close());
+    const loggedDuplicates = new RecentKeys(DUPLICATES_LOGGED_MAX);
 
     scope.post(FIRE_PATH, { bodyLimit: FIRE_BODY_LIMIT }, async (request, reply) => {
       const log = deps.logger;
@@ -165,9 +166,15 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
           log.info({ ...ctx, status: 'inactive', state: outcome.job.state }, 'fire for an inactive job');
           deps.onInactive(fire.job_id);
           return reply.code(200).send({ status: 'inactive' });
-        case 'duplicate':
-          log.info({ ...ctx, status: 'duplicate', run_id: outcome.entry.run_id }, 'duplicate fire');
+        case 'duplicate': {
+          // The first duplicate of an occurrence at info; a relay re-sending it in a loop adds debug lines.
+          const first = loggedDuplicates.add(`${fire.job_id}\0${outcome.entry.fire_at}`);
+          log[first ? 'info' : 'debug'](
+            { ...ctx, status: 'duplicate', run_id: outcome.entry.run_id },
+            'duplicate fire',
+          );
           return reply.code(200).send({ status: 'duplicate' });
+        }
         case 'stale':
           log.info(
             { ...ctx, status: 'stale', next_run_at: formatInstant(outcome.job.next_run_at) },
@@ -206,6 +213,22 @@ export async function registerFireRoute(app: FastifyInstance, deps: FireRouteDep
       }
     });
   });
+}
+
+/** Occurrences whose first duplicate this process remembers having logged (docs/operations.md, Logs). */
+const DUPLICATES_LOGGED_MAX = 1_024;
+
+/** The most recent keys, up to a bound: `add` says whether the key is new. */
+class RecentKeys {
+  private readonly keys = new Set<string>();
+  constructor(private readonly limit: number) {}
+
+  add(key: string): boolean {
+    if (this.keys.has(key)) return false;
+    if (this.keys.size >= this.limit) this.keys.delete(this.keys.values().next().value!);
+    this.keys.add(key);
+    return true;
+  }
 }
 
 /** Row 2's default: ten refusals per address and second are verified in full before pre-checking starts. */

@@ -462,6 +462,24 @@ describe('row 8: duplicate occurrence', () => {
     expect(await f.store.getLedgerEntry('once', T1)).toEqual(row);
   });
 
+  it("logs an occurrence's first duplicate at info and its repeats at debug, each occurrence on its own", async () => {
+    const { f, bearer } = await setup();
+    await seedJob(f.store, START, { id: 'loud' });
+    await seedJob(f.store, START, { id: 'other' });
+    f.clock.set(T1);
+    const token = await bearer();
+    expect((await f.fire(token, fireBody('loud', T1))).statusCode).toBe(202);
+    expect((await f.fire(token, fireBody('other', T1))).statusCode).toBe(202);
+    for (const id of ['loud', 'loud', 'loud', 'other'])
+      expect((await f.fire(token, fireBody(id, T1))).json()).toEqual({ status: 'duplicate' });
+    await flushMicrotasks();
+    const levels = (id: string) =>
+      f.logs.filter((l) => l.msg === 'duplicate fire' && l['job_id'] === id).map((l) => l.level);
+    // pino's levels: 30 info, 20 debug.
+    expect(levels('loud')).toEqual([30, 20, 20]);
+    expect(levels('other')).toEqual([30]);
+  });
+
   describe('without fire_at (older NAS): the occurrence currently due', () => {
     it('a second delivery of a claimed occurrence is a duplicate, not an early claim of the next one', async () => {
       const { f, bearer } = await setup();
