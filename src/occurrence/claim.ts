@@ -114,21 +114,21 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
   const view = looked.view;
   let decision = looked.decision;
   if (decision.kind === 'check_run') {
-    ask.runStarted = (await store.getRun(req.job_id, decision.entry.run_id)) !== undefined;
+    ask.checkedRun = await checkRun(store, decision.entry);
     decision = decideClaim(view, ask);
   }
   if (decision.kind !== 'claim') return outcomeOf(decision);
   // Under the lock the occurrence is the one decided here, whatever NAS omitted.
   ask.fire_at = decision.fire_at;
-  ask.runStarted ??= false;
   const runId = randomUUID();
   let written: Written;
   try {
     // The lock-free read is the basis: a store that can tell it is still current writes on it at once.
     written = await writeClaim(store, req.job_id, ask, runId, req.owner, undefined, view);
     if (written.decision.kind === 'check_run') {
-      // An orphaned row appeared between the two reads: look its run up and decide once more.
-      ask.runStarted = (await store.getRun(req.job_id, written.decision.entry.run_id)) !== undefined;
+      // An orphaned row the first look did not see (a remembered job never shows rows): look its run up
+      // and decide once more.
+      ask.checkedRun = await checkRun(store, written.decision.entry);
       written = await writeClaim(store, req.job_id, ask, runId, req.owner);
     }
   } catch (err) {
@@ -159,6 +159,11 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
       recovered: final.recovering !== undefined,
     },
   };
+}
+
+/** Whether the run an orphaned row names had started: its run record exists. */
+async function checkRun(store: Store, entry: LedgerEntry): Promise<{ run_id: string; started: boolean }> {
+  return { run_id: entry.run_id, started: (await store.getRun(entry.job_id, entry.run_id)) !== undefined };
 }
 
 function outcomeOf(decision: Exclude<ClaimDecision, { kind: 'claim' }>): FireOutcome {

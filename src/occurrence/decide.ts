@@ -68,10 +68,11 @@ export interface ClaimAsk {
   now: number;
   isAlive: (owner: Owner) => boolean;
   /**
-   * For an orphaned row at fire_at: whether its run had started (a run record exists). Unknown until the
-   * caller looked; the decision asks for it (`check_run`) rather than guess.
+   * For an orphaned row at fire_at: whether the run it names had started (a run record exists), as the
+   * caller looked it up. Unknown until the caller looked; the decision asks for it (`check_run`) rather
+   * than guess, also when the row found names another run than the one looked up.
    */
-  runStarted?: boolean;
+  checkedRun?: { run_id: string; started: boolean };
   /**
    * Replaces the job rules with the caller's own step (store tests and benchmarks, which claim arbitrary
    * instants): given the fresh job, the advanced job or a refusal. Only the ledger rule then applies.
@@ -134,8 +135,9 @@ export function decideClaim(view: JobTxnView, ask: ClaimAsk): ClaimDecision {
   if (existing && !isOrphaned(existing, ask.now, ask.isAlive)) return { kind: 'duplicate', entry: existing };
   if (existing && scheduled) {
     if (claimStartsRun(existing.trigger)) return { kind: 'duplicate', entry: existing };
-    if (ask.runStarted === undefined) return { kind: 'check_run', fire_at: fireAt, entry: existing };
-    if (ask.runStarted) return { kind: 'duplicate', entry: existing };
+    const checked = ask.checkedRun?.run_id === existing.run_id ? ask.checkedRun : undefined;
+    if (checked === undefined) return { kind: 'check_run', fire_at: fireAt, entry: existing };
+    if (checked.started) return { kind: 'duplicate', entry: existing };
   }
 
   if (ask.advance) {

@@ -77,11 +77,21 @@ describe('decideClaim', () => {
       fire_at: NEXT,
       entry: orphan,
     });
-    expect(decideClaim(view(advanced, [orphan]), ask({ runStarted: true }))).toEqual({
+    expect(
+      decideClaim(view(advanced, [orphan]), ask({ checkedRun: { run_id: orphan.run_id, started: true } })),
+    ).toEqual({
       kind: 'duplicate',
       entry: orphan,
     });
-    const taken = decideClaim(view(advanced, [orphan]), ask({ runStarted: false }));
+    // A check of another run says nothing about this row's.
+    expect(
+      decideClaim(view(advanced, [orphan]), ask({ checkedRun: { run_id: 'another-run', started: false } }))
+        .kind,
+    ).toBe('check_run');
+    const taken = decideClaim(
+      view(advanced, [orphan]),
+      ask({ checkedRun: { run_id: orphan.run_id, started: false } }),
+    );
     expect(taken).toMatchObject({ kind: 'claim', fire_at: NEXT, recovering: orphan });
     // Not counted twice, not moved again.
     expect(taken.kind === 'claim' && taken.job.repeat.completed).toBe(1);
@@ -94,7 +104,9 @@ describe('decideClaim', () => {
       const orphan = row(NEXT, { owner: DEAD, trigger });
       // No run record to look up: even one that says the run never started would not change it.
       expect(decideClaim(view(advanced, [orphan]), ask())).toEqual({ kind: 'duplicate', entry: orphan });
-      expect(decideClaim(view(advanced, [orphan]), ask({ runStarted: false }))).toEqual({
+      expect(
+        decideClaim(view(advanced, [orphan]), ask({ checkedRun: { run_id: orphan.run_id, started: false } })),
+      ).toEqual({
         kind: 'duplicate',
         entry: orphan,
       });

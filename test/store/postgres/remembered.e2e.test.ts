@@ -5,7 +5,7 @@ import { currentOwner } from '../../../src/store/owner.js';
 import { PostgresStore } from '../../../src/store/postgres/postgres-store.js';
 import { freshDatabase } from '../../helpers/pg-test.js';
 import { adminQuery } from '../../helpers/postgres.js';
-import { makeJob, T0 } from '../fixtures.js';
+import { deadOwner, makeJob, makeRun, T0 } from '../fixtures.js';
 
 // A warm process remembers the jobs it read and wrote (with their row version): a delivery's claim is then
 // decided without a read and written by one compare-and-set, and a read of an unchanged job carries its
@@ -61,8 +61,8 @@ async function replicas(): Promise<{ ours: Counted; theirs: PostgresStore }> {
 
 const AT = T0 + 60_000;
 
-function deliver(store: PostgresStore, fireAt = AT, now = AT): Promise<FireOutcome> {
-  return claimFire(store, { job_id: 'a', fire_at: fireAt, trigger: 'nas', now, owner: currentOwner() });
+function deliver(store: PostgresStore, fireAt = AT, now = AT, owner = currentOwner()): Promise<FireOutcome> {
+  return claimFire(store, { job_id: 'a', fire_at: fireAt, trigger: 'nas', now, owner });
 }
 
 /** The statements one call sends, counted. */
@@ -133,6 +133,27 @@ describe('PostgreSQL: jobs remembered by a warm process', () => {
     await removed.theirs.removeJob('a');
     expect((await deliver(removed.ours.store)).kind).toBe('gone');
     expect(await removed.theirs.getJob('a')).toBeUndefined();
+  });
+
+  it('never runs again an occurrence another replica claimed and started before it died; takes over one it never started', async () => {
+    for (const started of [true, false]) {
+      const { ours, theirs } = await replicas();
+      const their = await deliver(theirs, AT, AT, await deadOwner());
+      if (their.kind !== 'accepted') throw new Error(`expected their claim, got ${their.kind}`);
+      if (started) await theirs.appendRun(makeRun('a', their.accepted.run_id, { fire_at: AT }));
+      // NAS delivers the occurrence again, to us: we remember the job from before their claim.
+      const mine = await deliver(ours.store, AT, AT + 1_000);
+      if (started) {
+        expect(mine).toMatchObject({ kind: 'duplicate', entry: { run_id: their.accepted.run_id } });
+        expect((await theirs.getLedgerEntry('a', AT))?.run_id).toBe(their.accepted.run_id);
+      } else {
+        expect(mine).toMatchObject({ kind: 'accepted', accepted: { recovered: true } });
+        const runId = mine.kind === 'accepted' ? mine.accepted.run_id : '';
+        expect((await theirs.getLedgerEntry('a', AT))?.run_id).toBe(runId);
+        // Taken over, not counted twice.
+        expect((await theirs.getJob('a'))?.repeat.completed).toBe(1);
+      }
+    }
   });
 
   it('never serves a remembered document once the row changed by hand, damaged or not', async () => {
