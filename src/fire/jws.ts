@@ -78,7 +78,9 @@ export class InlineKey {
   }
 
   /** The key for `alg`, or the refusal when this key cannot verify it. */
-  keyFor(alg: string, spec: AlgorithmSpec): KeyObject | Refusal {
+  keyFor(alg: string): KeyObject | Refusal {
+    const spec = ALGORITHMS.get(alg);
+    if (!spec) return refuse('alg_not_allowed', `alg ${JSON.stringify(alg)} is not supported`);
     const shape = this.shape;
     if ('error' in shape) return refuse('token_malformed', shape.error);
     if (shape.kty !== spec.kty)
@@ -122,7 +124,10 @@ export class LocalKeySet {
     return this.members.length;
   }
 
-  keyFor(alg: string, spec: AlgorithmSpec, kid: unknown): KeyObject | Refusal {
+  /** The one member that verifies `alg` under `kid` (undefined: the token has none), imported at install. */
+  keyFor(alg: string, kid: unknown): KeyObject | Refusal {
+    const spec = ALGORITHMS.get(alg);
+    if (!spec) return refuse('alg_not_allowed', `alg ${JSON.stringify(alg)} is not supported`);
     const candidates = this.members.filter((m) => usableFor(m.jwk, spec, alg, kid));
     const [member] = candidates;
     if (!member)
@@ -177,13 +182,13 @@ export function verifyCompactJws(
   let key: KeyObject | Refusal | undefined;
   // jose resolves a key set's member before it looks at the signature, and an inline key after.
   if (keys instanceof LocalKeySet) {
-    key = keys.keyFor(alg, spec, header['kid']);
+    key = keys.keyFor(alg, header['kid']);
     if ('refused' in key) return { ok: false, ...key.refused };
   }
   if (b64 && !isAscii(encodedPayload)) return notAscii();
   const signature = decodeBase64url(encodedSignature);
   if (!signature) return fail('token_malformed', 'the JWS signature is not base64url');
-  key ??= (keys as InlineKey).keyFor(alg, spec);
+  key ??= (keys as InlineKey).keyFor(alg);
   if ('refused' in key) return { ok: false, ...key.refused };
   return checkSignature(token, encodedPayload, signature, header, b64, alg, spec, key);
 }
