@@ -63,7 +63,11 @@ export function supportedAlgorithms(): string[] {
   return [...ALGORITHMS.keys()];
 }
 
-/** One configured public key (CHRONOS_FIRE_PUBLIC_KEY): no kid, no restrictions, only its type decides. */
+/**
+ * One configured public key (CHRONOS_FIRE_PUBLIC_KEY): no kid, no restrictions, only its type decides. A
+ * key of another type than the alg's is refused as alg_not_allowed, as jose did on Node 20 (from Node
+ * 22.10 jose imports a KeyObject without JWK export, and the same token fails with token_malformed there).
+ */
 export class InlineKey {
   /** The key's JWK type and curve, or why it has none (a key type JOSE cannot describe is never usable). */
   private readonly shape: { kty: string; crv: string | undefined } | { error: string };

@@ -94,8 +94,9 @@ export function acceptedIssuers(issuer: string | undefined): string[] {
 }
 
 /**
- * The time claims as jose judges them (whole seconds, CLOCK_TOLERANCE_SECONDS either way), for the two
- * places that judge a token without jose: the refusal pre-check and a remembered token's reuse.
+ * The time claims as checkFireToken judges them (whole seconds, CLOCK_TOLERANCE_SECONDS either way), for
+ * the two places that judge a token without its signature: the refusal pre-check and a remembered token's
+ * reuse.
  */
 export function timeClaimProblem(
   claims: { exp?: unknown; nbf?: unknown },
