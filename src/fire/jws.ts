@@ -59,10 +59,6 @@ const ALGORITHMS: ReadonlyMap<string, AlgorithmSpec> = new Map(
 /** RSA keys shorter than this are refused (RFC 7518 section 3.3), whatever they signed. */
 const MIN_RSA_BITS = 2048;
 
-export function supportedAlgorithms(): string[] {
-  return [...ALGORITHMS.keys()];
-}
-
 /**
  * One configured public key (CHRONOS_FIRE_PUBLIC_KEY): no kid, no restrictions, only its type decides. A
  * key of another type than the alg's is refused as alg_not_allowed, as jose did on Node 20 (from Node
@@ -92,6 +88,7 @@ export class InlineKey {
         'alg_not_allowed',
         `alg ${alg} needs a ${spec.kty} key; the configured key is ${shape.kty}`,
       );
+    // jose refused this one at WebCrypto's key import, hence not alg_not_allowed.
     if (spec.crv !== undefined && shape.crv !== spec.crv)
       return refuse(
         'token_malformed',
@@ -122,10 +119,6 @@ export class LocalKeySet {
     if (!isPlainObject(set) || !Array.isArray(set['keys']) || !set['keys'].every(isPlainObject))
       throw new Error('JSON Web Key Set malformed: "keys" must be an array of objects');
     this.members = (set['keys'] as Jwk[]).map((jwk) => ({ jwk: { ...jwk }, key: importPublicJwk(jwk) }));
-  }
-
-  get size(): number {
-    return this.members.length;
   }
 
   /** The one member that verifies `alg` under `kid` (undefined: the token has none), imported at install. */
@@ -170,7 +163,7 @@ export function verifyCompactJws(
   const [encodedHeader, encodedPayload, encodedSignature] = parts as [string, string, string];
 
   const header = decodeJson(encodedHeader);
-  if (!header) return fail('token_malformed', 'the JWS header is not base64url-encoded JSON object');
+  if (!header) return fail('token_malformed', 'the JWS header is not a base64url-encoded JSON object');
 
   const crit = checkCrit(header);
   if (typeof crit !== 'boolean') return crit;
