@@ -76,7 +76,8 @@ export interface PrecheckOptions {
  * Whether an Authorization header could hold a fire token NAS minted, judged from its text alone: no
  * signature check, no key lookup. Returns the refusal code, or null when the token is plausible (its
  * signature still decides). A token NAS minted for us always passes, so refusing on this never refuses a
- * real fire; jose would refuse everything this refuses, though possibly with another code first.
+ * real fire; the full check (token.ts) would refuse everything this refuses, though possibly with another
+ * code first.
  */
 export function precheckFireToken(
   authorization: string | undefined,

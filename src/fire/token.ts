@@ -1,13 +1,13 @@
-import type { KeyObject } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
+import type { JSONWebKeySet, JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
 import { DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS } from '../config/config.js';
 import { parseInlinePublicKey } from '../config/inline-key.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { USER_AGENT } from '../version.js';
+import { InlineKey, LocalKeySet, parseJsonObject, type VerificationKeys, verifyCompactJws } from './jws.js';
 
 /** Asymmetric algorithms only: an HS* token "signed" with our public key as the secret must never pass. */
 export const ALLOWED_ALGORITHMS = [
@@ -86,7 +86,7 @@ export interface VerifierOptions {
   logger?: Logger;
 }
 
-type KeyResolver = Parameters<typeof jwtVerify>[1];
+const ALLOWED = new Set(ALLOWED_ALGORITHMS);
 
 /** The `iss` values a fire token may carry: the portal URL, with or without its trailing slash. */
 export function acceptedIssuers(issuer: string | undefined): string[] {
@@ -94,8 +94,9 @@ export function acceptedIssuers(issuer: string | undefined): string[] {
 }
 
 /**
- * The time claims as jose judges them (whole seconds, CLOCK_TOLERANCE_SECONDS either way), for the two
- * places that judge a token without jose: the refusal pre-check and a remembered token's reuse.
+ * The time claims as checkFireToken judges them (whole seconds, CLOCK_TOLERANCE_SECONDS either way), for
+ * the two places that judge a token without its signature: the refusal pre-check and a remembered token's
+ * reuse.
  */
 export function timeClaimProblem(
   claims: { exp?: unknown; nbf?: unknown },
@@ -109,21 +110,80 @@ export function timeClaimProblem(
   return null;
 }
 
+export interface FireClaimsOptions {
+  audience: string;
+  /** Accepted `iss` values (see acceptedIssuers). */
+  issuers: readonly string[];
+  /** Epoch ms. */
+  now: number;
+  maxLifetimeSeconds: number;
+}
+
+/**
+ * Verifies a fire token's signature with `keys` and judges its claims, synchronously. The claims are
+ * checked in the order and with the codes the fire route has always logged: presence of iss, aud and
+ * exp, then iss, aud, the time claims (whole seconds, CLOCK_TOLERANCE_SECONDS either way), purpose and
+ * lifetime.
+ */
+export function checkFireToken(token: string, keys: VerificationKeys, opts: FireClaimsOptions): VerifyResult {
+  const jws = verifyCompactJws(token, keys, ALLOWED);
+  if (!jws.ok) return jws;
+  const claims = parseJsonObject(jws.payload) as JWTPayload | undefined;
+  if (!claims)
+    return { ok: false, code: 'token_malformed', detail: 'the JWT claims set is not a JSON object' };
+  for (const [claim, code] of REQUIRED_CLAIMS)
+    if (!Object.hasOwn(claims, claim))
+      return { ok: false, code, detail: `missing required "${claim}" claim` };
+  if (!opts.issuers.includes(claims.iss as string))
+    return { ok: false, code: 'issuer_mismatch', detail: 'unexpected "iss" claim value' };
+  const aud = claims.aud;
+  if (!(typeof aud === 'string' ? aud === opts.audience : Array.isArray(aud) && aud.includes(opts.audience)))
+    return { ok: false, code: 'audience_mismatch', detail: 'unexpected "aud" claim value' };
+  const now = Math.floor(opts.now / 1000);
+  if (claims.iat !== undefined && typeof claims.iat !== 'number')
+    return { ok: false, code: 'token_malformed', detail: '"iat" claim must be a number' };
+  if (claims.nbf !== undefined && typeof claims.nbf !== 'number')
+    return { ok: false, code: 'not_yet_valid', detail: '"nbf" claim must be a number' };
+  if (claims.nbf !== undefined && claims.nbf > now + CLOCK_TOLERANCE_SECONDS)
+    return { ok: false, code: 'not_yet_valid', detail: '"nbf" claim timestamp check failed' };
+  if (typeof claims.exp !== 'number')
+    return { ok: false, code: 'exp_missing', detail: '"exp" claim must be a number' };
+  if (claims.exp <= now - CLOCK_TOLERANCE_SECONDS)
+    return { ok: false, code: 'expired', detail: '"exp" claim timestamp check failed' };
+  if (claims['purpose'] !== FIRE_PURPOSE) return { ok: false, code: 'purpose_mismatch' };
+  const lifetime = tokenLifetimeSeconds(claims, opts.now);
+  if (lifetime > opts.maxLifetimeSeconds)
+    return {
+      ok: false,
+      code: 'lifetime_too_long',
+      detail: `token lives ${lifetime} s; at most ${opts.maxLifetimeSeconds} s is accepted`,
+    };
+  return { ok: true, claims };
+}
+
+/** Checked for presence first, in this order, each refused with its own code. */
+const REQUIRED_CLAIMS: ReadonlyArray<[claim: string, code: TokenFailure]> = [
+  ['iss', 'issuer_mismatch'],
+  ['aud', 'audience_mismatch'],
+  ['exp', 'exp_missing'],
+];
+
 export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifier {
   const cooldownMs = opts.refreshCooldownMs ?? 30_000;
   const maxAgeMs = opts.maxAgeMs ?? DEFAULT_JWKS_MAX_AGE_MS;
   const maxLifetime = opts.maxLifetimeSeconds ?? DEFAULT_FIRE_TOKEN_MAX_LIFETIME_SECONDS;
   const issuers = acceptedIssuers(opts.issuer);
-  let inlineKey: KeyObject | undefined;
-  if (opts.publicKey) inlineKey = parseInlinePublicKey(opts.publicKey);
+  let inlineKey: InlineKey | undefined;
+  if (opts.publicKey) inlineKey = new InlineKey(parseInlinePublicKey(opts.publicKey));
 
-  let jwks: { set: JSONWebKeySet; resolver: KeyResolver; loadedAt: number } | undefined;
+  // Each member imported once per installed set, never per token.
+  let jwks: { set: JSONWebKeySet; keys: LocalKeySet; loadedAt: number } | undefined;
   let refreshing: Promise<boolean> | undefined;
   let lastRefreshAt = Number.NEGATIVE_INFINITY;
   let lastFailureAt = Number.NEGATIVE_INFINITY;
 
   function install(set: JSONWebKeySet, loadedAt: number): void {
-    jwks = { set, resolver: createLocalJWKSet(set), loadedAt };
+    jwks = { set, keys: new LocalKeySet(set), loadedAt };
   }
 
   async function loadCache(): Promise<boolean> {
@@ -190,28 +250,13 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
     return warming;
   }
 
-  async function verifyWith(token: string, key: KeyResolver | KeyObject): Promise<VerifyResult> {
-    try {
-      const { payload } = await jwtVerify(token, key as KeyResolver, {
-        algorithms: ALLOWED_ALGORITHMS,
-        audience: opts.audience!,
-        issuer: issuers,
-        clockTolerance: CLOCK_TOLERANCE_SECONDS,
-        requiredClaims: ['exp'],
-        currentDate: new Date(opts.clock.now()),
-      });
-      if (payload['purpose'] !== FIRE_PURPOSE) return { ok: false, code: 'purpose_mismatch' };
-      const lifetime = tokenLifetimeSeconds(payload, opts.clock.now());
-      if (lifetime > maxLifetime)
-        return {
-          ok: false,
-          code: 'lifetime_too_long',
-          detail: `token lives ${lifetime} s; at most ${maxLifetime} s is accepted`,
-        };
-      return { ok: true, claims: payload };
-    } catch (err) {
-      return { ok: false, ...classify(err) };
-    }
+  function verifyWith(token: string, keys: VerificationKeys): VerifyResult {
+    return checkFireToken(token, keys, {
+      audience: opts.audience!,
+      issuers,
+      now: opts.clock.now(),
+      maxLifetimeSeconds: maxLifetime,
+    });
   }
 
   return {
@@ -243,12 +288,12 @@ export function createFireTokenVerifier(opts: VerifierOptions): FireTokenVerifie
     if (inlineKey) return verifyWith(token, inlineKey);
     if (!jwks) await warm();
     if (!jwks) return { ok: false, code: 'jwks_unavailable' };
-    const first = await verifyWith(token, jwks.resolver);
+    const first = verifyWith(token, jwks.keys);
     if (first.ok || (first.code !== 'kid_unknown' && first.code !== 'signature_invalid')) return first;
     // An unknown kid is a rotation at NAS; a bad signature under a kid we know may be one too, when NAS
     // replaced the key and kept its kid. Either way: refresh once (single-flight, cooldown), then decide.
     if (!(await refresh())) return first;
-    return verifyWith(token, jwks.resolver);
+    return verifyWith(token, jwks.keys);
   }
 }
 
@@ -285,24 +330,6 @@ function tokenLifetimeSeconds(claims: JWTPayload, now: number): number {
   const exp = claims.exp ?? 0;
   const from = typeof claims.iat === 'number' ? claims.iat : Math.floor(now / 1000);
   return exp - from;
-}
-
-function classify(err: unknown): { code: TokenFailure; detail?: string } {
-  const detail = errorMessage(err);
-  if (err instanceof errors.JWTExpired) return { code: 'expired', detail };
-  if (err instanceof errors.JWKSNoMatchingKey) return { code: 'kid_unknown', detail };
-  if (err instanceof errors.JOSEAlgNotAllowed) return { code: 'alg_not_allowed', detail };
-  if (err instanceof errors.JWSSignatureVerificationFailed) return { code: 'signature_invalid', detail };
-  if (err instanceof errors.JWTClaimValidationFailed) {
-    if (err.claim === 'aud') return { code: 'audience_mismatch', detail };
-    if (err.claim === 'iss') return { code: 'issuer_mismatch', detail };
-    if (err.claim === 'nbf') return { code: 'not_yet_valid', detail };
-    if (err.claim === 'exp') return { code: 'exp_missing', detail };
-    return { code: 'token_malformed', detail };
-  }
-  if (err instanceof errors.JOSENotSupported) return { code: 'alg_not_allowed', detail };
-  if (err instanceof errors.JWKSMultipleMatchingKeys) return { code: 'signature_invalid', detail };
-  return { code: 'token_malformed', detail };
 }
 
 async function persist(file: string, value: unknown): Promise<void> {
