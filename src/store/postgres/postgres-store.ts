@@ -98,6 +98,15 @@ interface KnownJob {
   text: string;
 }
 
+/** A `peek(jobId, fireAt)` waiting to be sent with the others of its turn of the event loop. */
+interface PendingPeek {
+  jobId: string;
+  readAt: number;
+  known: KnownJob | undefined;
+  resolve: (view: JobTxnView) => void;
+  reject: (err: unknown) => void;
+}
+
 /** Jobs remembered at most: a warm process's jobs (~1 KB each), bounded for one with very many. */
 const KNOWN_JOBS_MAX = 2_048;
 
@@ -230,6 +239,8 @@ export class PostgresStore implements Store {
   private readonly peeked = new WeakMap<JobTxnView, PeekedState>();
   /** Jobs by id as last read or written here, oldest first (KnownJob). */
   private readonly known = new Map<string, KnownJob>();
+  /** Reads of one instant asked for in this turn of the event loop, sent together (peekAt). */
+  private pendingPeeks: PendingPeek[] | undefined;
   private closed = false;
 
   private constructor(
@@ -632,42 +643,92 @@ export class PostgresStore implements Store {
 
   async peek(jobId: string, fireAt?: number): Promise<JobTxnView> {
     if (!JOB_ID_PATTERN.test(jobId)) return makeView(undefined, []);
-    const readAt = fireAt !== undefined && Number.isSafeInteger(fireAt) ? fireAt : undefined;
+    if (fireAt !== undefined && Number.isSafeInteger(fireAt)) return this.peekAt(jobId, fireAt);
     const known = this.known.get(jobId);
-    let row: Record<string, unknown> | undefined;
-    let ledger: LedgerEntry[];
-    // One statement, one snapshot: the job and its ledger as they were at one instant.
-    if (readAt === undefined) {
-      [row] = await this.query(
-        'read job',
-        (sql) => sql`SELECT ${docUnlessAt(sql, known?.version)} AS doc, j.xmin::text AS version,
-            COALESCE((SELECT json_agg(json_build_object(
-              'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
-              'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
-              'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
-              ORDER BY l.fire_at DESC) FROM chronos_ledger l WHERE l.job_id = j.id), '[]'::json) AS ledger
-          FROM chronos_jobs j WHERE j.id = ${jobId}`,
-      );
-      ledger = ((row?.['ledger'] ?? []) as LedgerRow[]).map(toEntry);
-    } else {
-      // A delivery's instant: the job and that one row, two primary-key lookups, however long the ledger.
-      [row] = await this.query(
-        'read job',
-        (sql) => sql`SELECT ${docUnlessAt(sql, known?.version)} AS doc, j.xmin::text AS version,
-            ${sql.unsafe(LEDGER_COLUMNS_OF_L)}
-          FROM chronos_jobs j LEFT JOIN chronos_ledger l ON l.job_id = j.id AND l.fire_at = ${readAt}
-          WHERE j.id = ${jobId}`,
-      );
-      ledger = row?.['job_id'] == null ? [] : [toEntry(row as unknown as LedgerRow)];
-    }
+    // One statement, one snapshot: the job and its whole ledger as they were at one instant.
+    const [row] = await this.query(
+      'read job',
+      (sql) => sql`SELECT ${docUnlessAt(sql, known?.version)} AS doc, j.xmin::text AS version,
+          COALESCE((SELECT json_agg(json_build_object(
+            'job_id', l.job_id, 'fire_at', l.fire_at, 'status', l.status, 'trigger', l.trigger,
+            'run_id', l.run_id, 'owner_boot_id', l.owner_boot_id, 'owner_pid', l.owner_pid,
+            'owner_host', l.owner_host, 'claimed_at', l.claimed_at, 'expires_at', l.expires_at)
+            ORDER BY l.fire_at DESC) FROM chronos_ledger l WHERE l.job_id = j.id), '[]'::json) AS ledger
+        FROM chronos_jobs j WHERE j.id = ${jobId}`,
+    );
     if (!row) {
       this.known.delete(jobId);
       return makeView(undefined, []);
     }
     const version = row['version'] as string;
     const job = this.jobAt(jobId, known, version, row['doc']);
-    const view = makeView(job, ledger, readAt);
-    this.peeked.set(view, { jobId, job, ledger, readAt, version, read: true });
+    const ledger = ((row['ledger'] ?? []) as LedgerRow[]).map(toEntry);
+    const view = makeView(job, ledger, undefined);
+    this.peeked.set(view, { jobId, job, ledger, readAt: undefined, version, read: true });
+    return view;
+  }
+
+  /**
+   * A delivery's instant: the job and that one ledger row, two primary-key lookups however long the
+   * ledger. The reads asked for in one turn of the event loop (concurrent deliveries, a burst of
+   * duplicates) go out as ONE statement, each answered from its own rows: a process answering many
+   * deliveries at once pays the statement's fixed cost once, and a lone delivery waits only for the
+   * end of its turn.
+   */
+  private peekAt(jobId: string, readAt: number): Promise<JobTxnView> {
+    return new Promise((resolve, reject) => {
+      const read = { jobId, readAt, known: this.known.get(jobId), resolve, reject };
+      if (this.pendingPeeks) this.pendingPeeks.push(read);
+      else {
+        this.pendingPeeks = [read];
+        setImmediate(() => void this.sendPeeks());
+      }
+    });
+  }
+
+  private async sendPeeks(): Promise<void> {
+    const batch = this.pendingPeeks ?? [];
+    this.pendingPeeks = undefined;
+    let rows: readonly Record<string, unknown>[];
+    try {
+      rows = await this.query(
+        'read job',
+        (sql) => sql`SELECT r.n, j.id IS NOT NULL AS found, j.xmin::text AS version,
+            CASE WHEN j.xmin::text = r.known THEN NULL ELSE j.doc::text END AS doc,
+            ${sql.unsafe(LEDGER_COLUMNS_OF_L)}
+          FROM unnest(${batch.map((p) => p.jobId)}::text[], ${batch.map((p) => p.readAt)}::bigint[],
+              ${batch.map((p) => p.known?.version ?? null)}::text[]) WITH ORDINALITY AS r(id, at, known, n)
+            LEFT JOIN chronos_jobs j ON j.id = r.id
+            LEFT JOIN chronos_ledger l ON l.job_id = j.id AND l.fire_at = r.at`,
+      );
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const byOrdinal = new Map(rows.map((row) => [Number(row['n']), row]));
+    batch.forEach((p, i) => {
+      const row = byOrdinal.get(i + 1);
+      try {
+        if (!row)
+          throw new ChronosError('store_unavailable', 'PostgreSQL store: a read came back without its row');
+        p.resolve(this.viewAt(p, row));
+      } catch (err) {
+        p.reject(err); // this job's document is damaged; the others' reads stand
+      }
+    });
+  }
+
+  /** The view one read of an instant found (`row`: that read's row of the batch). */
+  private viewAt(p: PendingPeek, row: Record<string, unknown>): JobTxnView {
+    if (row['found'] !== true) {
+      if (this.known.get(p.jobId) === p.known) this.known.delete(p.jobId);
+      return makeView(undefined, []);
+    }
+    const version = row['version'] as string;
+    const job = this.jobAt(p.jobId, p.known, version, row['doc']);
+    const ledger = row['job_id'] == null ? [] : [toEntry(row as unknown as LedgerRow)];
+    const view = makeView(job, ledger, p.readAt);
+    this.peeked.set(view, { jobId: p.jobId, job, ledger, readAt: p.readAt, version, read: true });
     return view;
   }
 

@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { claimFire, type FireOutcome } from '../../../src/occurrence/claim.js';
 import { currentOwner } from '../../../src/store/owner.js';
 import { PostgresStore } from '../../../src/store/postgres/postgres-store.js';
+import type { JobTxnView } from '../../../src/store/store.js';
 import { freshDatabase } from '../../helpers/pg-test.js';
 import { adminQuery } from '../../helpers/postgres.js';
 import { deadOwner, makeJob, makeRun, T0 } from '../fixtures.js';
@@ -173,5 +174,50 @@ describe('PostgreSQL: jobs remembered by a warm process', () => {
     await expect(deliver(ours.store)).rejects.toMatchObject({ code: 'store_corrupt' });
     await expect(ours.store.peek('a', AT)).rejects.toMatchObject({ code: 'store_corrupt' });
     expect(await ours.store.getLedgerEntry('a', AT)).toBeUndefined();
+  });
+});
+
+describe('PostgreSQL: reads of one instant asked for together', () => {
+  it('go out as one statement, each answered from its own rows, a damaged job failing only its own read', async () => {
+    await adminQuery(url, 'TRUNCATE chronos_jobs, chronos_ledger, chronos_runs CASCADE');
+    const c = await open();
+    const { store } = c;
+    for (const id of ['a', 'b', 'c', 'd']) await store.createJob(makeJob(id));
+    const claimed = await deliver(store);
+    if (claimed.kind !== 'accepted') throw new Error(`expected a claim, got ${claimed.kind}`);
+    // 'c' changed by hand behind the store's back, 'd' damaged: neither may be answered as remembered.
+    await adminQuery(
+      url,
+      `UPDATE chronos_jobs SET doc = jsonb_set(doc, '{name}', '"edited"') WHERE id = 'c'`,
+    );
+    await adminQuery(
+      url,
+      `UPDATE chronos_jobs SET doc = jsonb_set(doc, '{next_run_at}', '"soon"') WHERE id = 'd'`,
+    );
+
+    const reads = await counting(c, () =>
+      Promise.allSettled([
+        store.peek('a', AT),
+        store.peek('b', AT),
+        store.peek('c', AT),
+        store.peek('d', AT),
+        store.peek('gone', AT),
+        store.peek('a', AT + 60_000),
+      ]),
+    );
+    expect(reads.statements).toBe(1);
+    const [a, b, cc, d, gone, aLater] = reads.value;
+    const view = (r: PromiseSettledResult<JobTxnView> | undefined) => {
+      if (r?.status !== 'fulfilled') throw new Error(`expected a view, got ${String(r?.status)}`);
+      return r.value;
+    };
+    expect(view(a).entry(AT)?.run_id).toBe(claimed.accepted.run_id);
+    expect(view(a).job?.next_run_at).toBe(AT + 60_000);
+    expect(view(b).entry(AT)).toBeUndefined();
+    expect(view(b).job?.name).toBe('b');
+    expect(view(cc).job?.name).toBe('edited');
+    expect(d).toMatchObject({ status: 'rejected', reason: { code: 'store_corrupt' } });
+    expect(view(gone).job).toBeUndefined();
+    expect(view(aLater).entry(AT + 60_000)).toBeUndefined();
   });
 });
