@@ -123,7 +123,7 @@ export async function claimFire(store: Store, req: ClaimFireRequest): Promise<Fi
   const runId = randomUUID();
   let written: Written;
   try {
-    // The lock-free read is the basis: a store that can tell it is still current writes on it at once.
+    // The first look is the basis: a store that can tell it is still current writes on it at once.
     written = await writeClaim(store, req.job_id, ask, runId, req.owner, undefined, view);
     if (written.decision.kind === 'check_run') {
       // An orphaned row the first look did not see (a remembered job never shows rows): look its run up

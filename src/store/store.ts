@@ -46,10 +46,11 @@ export interface TransactOptions {
   /** Go ahead of queued ordinary writes: claims, which a run's start and NAS's 202 wait for. */
   urgent?: boolean;
   /**
-   * The caller's own `peek` of this job, just made. A store may decide on it and write only if nothing
-   * was written to the job since (a compare-and-set: PostgreSQL saves its lock round trips so), deciding
-   * again on fresh state under the lock otherwise; `fn` may then be called twice. Stores that read fresh
-   * state cheaply ignore it.
+   * The caller's own first look at this job: its `peek`, just made, or its `remembered` view. A store may
+   * decide on it and write only if nothing was written to the job since (a compare-and-set: PostgreSQL
+   * saves its lock round trips so), deciding again on fresh state otherwise; `fn` may then be called more
+   * than once, and a decision to write nothing may be taken on a fresh lock-free read. Stores that read
+   * fresh state cheaply ignore it.
    */
   basis?: JobTxnView;
 }

@@ -239,8 +239,9 @@ export class PostgresStore implements Store {
   private readonly peeked = new WeakMap<JobTxnView, PeekedState>();
   /** Jobs by id as last read or written here, oldest first (KnownJob). */
   private readonly known = new Map<string, KnownJob>();
-  /** Reads of one instant asked for in this turn of the event loop, sent together (peekAt). */
-  private pendingPeeks: PendingPeek[] | undefined;
+  /** Reads of one instant asked for while another such read was on the wire, sent together next (peekAt). */
+  private pendingPeeks: PendingPeek[] = [];
+  private peeksInFlight = false;
   private closed = false;
 
   private constructor(
@@ -670,25 +671,28 @@ export class PostgresStore implements Store {
 
   /**
    * A delivery's instant: the job and that one ledger row, two primary-key lookups however long the
-   * ledger. The reads asked for in one turn of the event loop (concurrent deliveries, a burst of
-   * duplicates) go out as ONE statement, each answered from its own rows: a process answering many
-   * deliveries at once pays the statement's fixed cost once, and a lone delivery waits only for the
-   * end of its turn.
+   * ledger. A read goes out at once when no other is on the wire; the reads asked for meanwhile
+   * (concurrent deliveries, a burst of duplicates) go out together as ONE statement when it returns, each
+   * answered from its own rows. A lone delivery never waits, and a process answering many deliveries at
+   * once pays a statement's fixed cost once per batch rather than once per delivery.
    */
   private peekAt(jobId: string, readAt: number): Promise<JobTxnView> {
     return new Promise((resolve, reject) => {
-      const read = { jobId, readAt, known: this.known.get(jobId), resolve, reject };
-      if (this.pendingPeeks) this.pendingPeeks.push(read);
-      else {
-        this.pendingPeeks = [read];
-        setImmediate(() => void this.sendPeeks());
-      }
+      this.pendingPeeks.push({ jobId, readAt, known: this.known.get(jobId), resolve, reject });
+      if (!this.peeksInFlight) void this.sendPeeks();
     });
   }
 
   private async sendPeeks(): Promise<void> {
-    const batch = this.pendingPeeks ?? [];
-    this.pendingPeeks = undefined;
+    this.peeksInFlight = true;
+    try {
+      while (this.pendingPeeks.length > 0) await this.sendPeekBatch(this.pendingPeeks.splice(0));
+    } finally {
+      this.peeksInFlight = false;
+    }
+  }
+
+  private async sendPeekBatch(batch: PendingPeek[]): Promise<void> {
     let rows: readonly Record<string, unknown>[];
     try {
       rows = await this.query(
