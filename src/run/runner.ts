@@ -74,6 +74,8 @@ interface ActiveRun {
   replacedBy?: string;
   /** Settles once the run is fully recorded. */
   done: Promise<unknown>;
+  /** Its target has returned: only its recording is left (retried while the store is down). */
+  targetDone?: boolean;
 }
 
 type TargetModule = typeof import('./targets/index.js');
@@ -176,9 +178,10 @@ export class JobRunner {
     // Everything up to the registration below is synchronous, so two runs of one job that arrive
     // together cannot both see "nothing running".
     const others = [...this.executing.values()].filter((a) => a.job_id === job.id);
-    if (others.length > 0 && job.concurrency === 'forbid') {
-      return this.recordSkipped(occ, others[0]!.run_id);
-    }
+    // A run whose target has returned is not running, even while its end waits for the store to come back
+    // (this occurrence's claim shows the store is back): this run goes after that write, not skipped.
+    const running = others.find((a) => !a.targetDone);
+    if (running && job.concurrency === 'forbid') return this.recordSkipped(occ, running.run_id);
 
     const controller = new AbortController();
     if (this.closing !== undefined) controller.abort(this.closing);
@@ -201,6 +204,8 @@ export class JobRunner {
         // Let them finish recording first, so the job summary ends with this run's outcome.
         await Promise.all(others.map((o) => o.done));
       }
+      // forbid: the others only have their end left to write; it goes first, for the same reason.
+      if (job.concurrency === 'forbid') await Promise.all(others.map((o) => o.done));
       return await this.execute(occ, active);
     } finally {
       this.executing.delete(occ.run_id);
@@ -265,6 +270,7 @@ export class JobRunner {
     this.logger.debug(logFields, 'run started');
 
     const { result, retryable } = await this.executeTarget(occ, active);
+    active.targetDone = true;
     if (claimIsStart) {
       // Its job was there when the claim was written a moment before the start; removed since, the
       // writes below find it gone and say so.

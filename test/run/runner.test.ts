@@ -766,6 +766,38 @@ describe('JobRunner: a run that ends while the store is unavailable', () => {
     expect(h.logs.some((l) => l['msg'] === 'record run end: written once the store was back')).toBe(true);
   });
 
+  it("forbid: the next occurrence, claimed while the previous run's end waits for the store, runs after that write instead of being skipped", async () => {
+    const store = new OutageStore();
+    const h = harness({ store });
+    let calls = 0;
+    h.handlers.register('down-once', () => {
+      calls += 1;
+      if (calls === 1) {
+        store.down = true;
+        h.clock.set(T0 + 2_000);
+      }
+      return `call ${calls}`;
+    });
+    const job = await store.createJob(
+      makeJob({ concurrency: 'forbid', target: { type: 'handler', name: 'down-once', payload: null } }),
+    );
+    const first = fire(h, job, T0);
+    await until('the first retry', () => h.logs.some((l) => l['msg'] === END_WRITE_RETRY_MSG));
+    // The database is back: NAS's retry of the next occurrence is claimed before the end write is retried.
+    store.down = false;
+    const second = fire(h, job, T0 + 60_000);
+    await until('the second occurrence waiting', () => h.runner.active === 2);
+    expect(calls).toBe(1);
+    await h.clock.advance(END_WRITE_RETRY_BASE_MS);
+    const [one, two] = await Promise.all([first, second]);
+
+    expect(one.run).toMatchObject({ status: 'succeeded', output: 'call 1' });
+    expect(two.run).toMatchObject({ status: 'succeeded', output: 'call 2', fire_at: T0 + 60_000 });
+    expect((await store.getLedgerEntry(job.id, T0 + 60_000))?.status).toBe('finished');
+    // Recorded in order: the job's summary ends with the second run.
+    expect((await store.getJob(job.id))?.last_run_at).toBe(two.run.started_at);
+  });
+
   it('gives up after END_WRITE_RETRY_FOR_MS: the claim stays for recovery to record it interrupted', async () => {
     const store = new OutageStore();
     const { h, job, outcome } = await endingInOutage(store);
