@@ -98,7 +98,7 @@ interface KnownJob {
   text: string;
 }
 
-/** A `peek(jobId, fireAt)` waiting to be sent with the others of its turn of the event loop. */
+/** A `peek(jobId, fireAt)` waiting for the read on the wire to return, to go out with the others asked meanwhile. */
 interface PendingPeek {
   jobId: string;
   readAt: number;
