@@ -1,18 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Store } from '../../src/store/store.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 import { bundleStoreChild, spawnLines } from './child-process.js';
-
-/** Small seeded PRNG (mulberry32) so a failing kill schedule can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KILLS = 60;
 const SEED = Number(process.env['CHRONOS_CRASH_SEED'] ?? 20260101);
@@ -56,7 +45,7 @@ export function crashSuite(
     it(
       `loses no created job and admits no occurrence twice across ${KILLS} SIGKILLs (seed ${SEED})`,
       async () => {
-        const random = seeded(SEED);
+        const random = seededRandom(SEED);
         const created = new Set<string>();
         const claimedKeys = new Set<string>();
         const settledKeys: string[] = [];

@@ -4,6 +4,8 @@
  * files so that the three run side by side on the unit project's workers.
  */
 
+import { seededRandom } from '../../helpers/seeded-random.js';
+
 export const ZONES = [
   'America/New_York',
   'Europe/Berlin',
@@ -13,18 +15,6 @@ export const ZONES = [
   'Pacific/Chatham',
   'UTC',
 ];
-
-/** mulberry32: small, fast, and the same sequence on every platform. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 export function generator(seed: number) {
   const random = seededRandom(seed);
