@@ -316,10 +316,13 @@ export class PostgresStore implements Store {
       throw new ChronosError('validation_failed', `invalid job id "${job.id}"`, { job_id: job.id });
     }
     assertWithinLimits(job);
+    // Serialised once: the row and what is remembered of it are the same text. Sent as text and cast
+    // (`::text::jsonb`): a parameter the server types jsonb would be JSON-encoded again by the driver.
+    const text = JSON.stringify(job);
     const inserted = await this.query(
       'create job',
       (sql) =>
-        sql`INSERT INTO chronos_jobs (id, doc) VALUES (${job.id}, ${sql.json(jsonOf(job))})
+        sql`INSERT INTO chronos_jobs (id, doc) VALUES (${job.id}, ${text}::text::jsonb)
           ON CONFLICT (id) DO NOTHING RETURNING xmin::text AS version`,
     );
     if (inserted.length === 0) {
@@ -332,7 +335,7 @@ export class PostgresStore implements Store {
       if (problem !== null) throw jobDamaged(job.id, this.jobLocation(job.id), problem);
       throw jobExists(job.id);
     }
-    this.remember(job.id, inserted[0]?.['version'] as string, JSON.stringify(job));
+    this.remember(job.id, inserted[0]?.['version'] as string, text);
     return structuredClone(job);
   }
 
@@ -448,11 +451,12 @@ export class PostgresStore implements Store {
           return plan.result;
         }
         const { job, upserts, dropped } = plan;
+        const text = JSON.stringify(job);
         const statements: Promise<unknown>[] = [
           current === undefined
-            ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${conn.json(jsonOf(job))})
+            ? conn`INSERT INTO chronos_jobs (id, doc) VALUES (${jobId}, ${text}::text::jsonb)
                 RETURNING xmin::text AS version`
-            : conn`UPDATE chronos_jobs SET doc = ${conn.json(jsonOf(job))} WHERE id = ${jobId}
+            : conn`UPDATE chronos_jobs SET doc = ${text}::text::jsonb WHERE id = ${jobId}
                 RETURNING xmin::text AS version`,
         ];
         if (upserts.length > 0) {
@@ -474,7 +478,7 @@ export class PostgresStore implements Store {
           throw new ChronosError('store_unavailable', 'PostgreSQL store: the transaction was rolled back');
         }
         const [written] = results[0] as Array<{ version: string }>;
-        if (written) this.remember(jobId, written.version, JSON.stringify(job));
+        if (written) this.remember(jobId, written.version, text);
         return plan.result;
       });
     } catch (err) {
@@ -555,14 +559,14 @@ export class PostgresStore implements Store {
     if (basis.job === undefined || rows.length > 1 || rows.some((row) => row.status !== 'claimed'))
       return undefined;
     const row = rows[0] && toRow(rows[0]);
-    const written = job;
+    const text = JSON.stringify(job);
     const unseen = row !== undefined && !basis.ledger.some((entry) => entry.fire_at === row.fire_at);
     const readAt = basis.readAt ?? null;
     const known = this.known.get(jobId);
     const [state] = await this.query(
       `transaction on job "${jobId}"`,
       (sql) => sql`WITH upd AS (
-          UPDATE chronos_jobs SET doc = ${sql.json(jsonOf(written))}
+          UPDATE chronos_jobs SET doc = ${text}::text::jsonb
           WHERE id = ${jobId} AND xmin::text = ${basis.version}
             AND NOT (${unseen}::boolean AND EXISTS (SELECT 1 FROM chronos_ledger
               WHERE job_id = ${jobId} AND fire_at = ${row?.fire_at ?? 0}::bigint))
@@ -587,7 +591,7 @@ export class PostgresStore implements Store {
           LEFT JOIN chronos_ledger l ON l.job_id = j.id AND l.fire_at = ${readAt ?? 0}::bigint`,
     );
     if (typeof state?.['written'] === 'string') {
-      this.remember(jobId, state['written'], JSON.stringify(written));
+      this.remember(jobId, state['written'], text);
       return { result: write.result };
     }
     // Read with the basis's instant only: a basis holding the whole ledger is decided again under the lock.
